@@ -1,0 +1,69 @@
+"""The tap's errors: each one renders as a single line a user can act on.
+
+- `TapError`: base class; `exit_code` is the process exit status the CLI uses for it.
+- `ConfigError("<setting>: <what>")`: a bad or missing setting, raised before any network call.
+- `CatalogError`: a --catalog that names streams the org does not have (lists the valid names).
+- `AuthenticationError`: login refused (one line, with the sandbox hint when `domain` is `login`).
+- `SalesforceApiError(status, error_code, message)`: an error answer of the REST API
+  (INVALID_FIELD, MALFORMED_QUERY, QUERY_TIMEOUT, ...), after retries where retries apply.
+- `QuotaExceeded`: the org's daily API allowance is used up to `quota_percent` (or Salesforce said
+  REQUEST_LIMIT_EXCEEDED); the message says when to retry. Exit status 2.
+
+No message ever carries a secret: the classes that format messages only receive names, codes and
+Salesforce's own error text.
+"""
+
+from __future__ import annotations
+
+
+class TapError(Exception):
+    """Base of the tap's own errors."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        # One line: Salesforce messages (MALFORMED_QUERY) contain newlines and carets.
+        super().__init__(" ".join(message.split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(TapError):
+    """A bad or missing setting. The message starts with the setting's name."""
+
+
+class CatalogError(TapError):
+    """The input catalog does not match what the org offers."""
+
+
+class AuthenticationError(TapError):
+    """Salesforce refused the login."""
+
+
+class SalesforceApiError(TapError):
+    """An error answer of the Salesforce API, e.g. 400 INVALID_FIELD."""
+
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.api_message = " ".join(message.split())
+        self.method = method
+        self.path = path
+        where = f" ({method} {path})" if method and path else ""
+        super().__init__(f"Salesforce answered {status} {error_code}{where}: {self.api_message}")
+
+
+class QuotaExceeded(TapError):
+    """The org's API allowance is (nearly) used up; stop cleanly and retry later."""
+
+    exit_code = 2

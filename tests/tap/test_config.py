@@ -1,0 +1,177 @@
+"""Settings and their validation: one line naming the setting, before any network call."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from tap_salesforce_seg.config import (
+    AUTH_CLIENT_CREDENTIALS,
+    AUTH_PASSWORD,
+    AUTH_REFRESH_TOKEN,
+    TapConfig,
+)
+from tap_salesforce_seg.errors import ConfigError
+
+PASSWORD_LOGIN = {"username": "admin@example.com", "password": "pw-SECRET", "security_token": "tok-SECRET"}
+REFRESH_LOGIN = {"client_id": "cid", "client_secret": "cs-SECRET", "refresh_token": "rt-SECRET"}
+CLIENT_CREDENTIALS = {"client_id": "cid", "client_secret": "cs-SECRET", "domain": "acme.my"}
+
+
+def config(**settings: Any) -> TapConfig:
+    return TapConfig.from_mapping({**PASSWORD_LOGIN, **settings})
+
+
+def error_of(settings: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        TapConfig.from_mapping(settings)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults() -> None:
+    settings = config()
+    assert settings.auth_mode == AUTH_PASSWORD
+    assert settings.domain == "login"
+    assert settings.login_base_url == "https://login.salesforce.com"
+    assert settings.api_version == "58.0"
+    assert settings.start_date is None
+    assert settings.lookback_seconds == 600
+    assert settings.api_type == "auto"
+    assert settings.bulk_min_records == 50_000
+    assert settings.quota_percent == 80
+    assert settings.state_every_records == 10_000
+    assert settings.naming == "segment"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(TapConfig.from_mapping({**PASSWORD_LOGIN}))
+    assert "SECRET" not in text
+    assert "admin@example.com" in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "mode"),
+    [
+        (PASSWORD_LOGIN, AUTH_PASSWORD),
+        ({**PASSWORD_LOGIN, "security_token": ""}, AUTH_PASSWORD),  # trusted IP range: no token
+        (REFRESH_LOGIN, AUTH_REFRESH_TOKEN),
+        (CLIENT_CREDENTIALS, AUTH_CLIENT_CREDENTIALS),
+    ],
+)
+def test_login_methods(settings: dict, mode: str) -> None:
+    assert TapConfig.from_mapping(settings).auth_mode == mode
+
+
+@pytest.mark.parametrize(
+    ("domain", "base_url"),
+    [
+        ("login", "https://login.salesforce.com"),
+        ("test", "https://test.salesforce.com"),
+        ("TEST", "https://test.salesforce.com"),
+        ("acme.my", "https://acme.my.salesforce.com"),
+        ("acme--uat.sandbox.my", "https://acme--uat.sandbox.my.salesforce.com"),
+        ("acme.my.salesforce.com", "https://acme.my.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://acme.my.salesforce.com"),
+        ("https://acme.my.salesforce.com/", "https://acme.my.salesforce.com"),
+        ("http://127.0.0.1:8123", "http://127.0.0.1:8123"),
+        ("http://localhost:8123", "http://localhost:8123"),
+        ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
+    ],
+)
+def test_domains(domain: str, base_url: str) -> None:
+    assert config(domain=domain).login_base_url == base_url
+
+
+def test_is_sandbox_means_test() -> None:
+    assert config(is_sandbox=True).domain == "test"
+    assert config(is_sandbox="true").login_base_url == "https://test.salesforce.com"
+    assert config(is_sandbox=True, domain="acme--uat.sandbox.my").domain == "acme--uat.sandbox.my"
+    assert config(is_sandbox=False).domain == "login"
+
+
+def test_start_date_forms() -> None:
+    utc = timezone.utc
+    assert config(start_date="2024-01-02T03:04:05Z").start_date == datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc)
+    assert config(start_date="2024-01-02").start_date == datetime(2024, 1, 2, tzinfo=utc)
+    assert config(start_date="2024-01-02T05:04:05+02:00").start_date == datetime(
+        2024, 1, 2, 3, 4, 5, tzinfo=utc
+    )
+    assert config(start_date="2024-01-02T03:04:05.000+0000").start_date == datetime(
+        2024, 1, 2, 3, 4, 5, tzinfo=utc
+    )
+    assert config(start_date="").start_date is None
+
+
+def test_numbers_from_strings_and_choices() -> None:
+    settings = config(
+        lookback_seconds="0", bulk_min_records=0, quota_percent="95.5", api_type="BULK", naming="salesforce"
+    )
+    assert settings.lookback_seconds == 0
+    assert settings.bulk_min_records == 0
+    assert settings.quota_percent == 95.5
+    assert settings.api_type == "bulk"
+    assert settings.naming == "salesforce"
+    assert config(api_version=59).api_version == "59.0"
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting", "fragment"),
+    [
+        ({}, "username", "no credentials"),
+        ({"username": "u", "password": "p"}, "security_token", "missing"),
+        ({"username": "u", "security_token": "t"}, "password", "missing"),
+        ({"password": "p", "security_token": "t"}, "username", "missing"),
+        ({**PASSWORD_LOGIN, "client_id": "cid"}, "username, client_id", "two login methods"),
+        ({**PASSWORD_LOGIN, "refresh_token": "rt"}, "username, refresh_token", "two login methods"),
+        ({"client_id": "cid", "refresh_token": "rt"}, "client_secret", "missing"),
+        ({"client_secret": "cs", "refresh_token": "rt"}, "client_id", "missing"),
+        ({"client_id": "cid"}, "client_secret", "missing"),
+        ({"client_id": "c", "client_secret": "s"}, "domain", "My Domain"),
+        ({"client_id": "c", "client_secret": "s", "domain": "test"}, "domain", "My Domain"),
+        ({**PASSWORD_LOGIN, "domain": "acme"}, "domain", "'acme' is not login, test"),
+        ({**PASSWORD_LOGIN, "domain": "ftp://acme.my.salesforce.com"}, "domain", "not an http(s) URL"),
+        ({**PASSWORD_LOGIN, "domain": "https://"}, "domain", "no host"),
+        ({**PASSWORD_LOGIN, "domain": "https://acme.my.salesforce.com/x"}, "domain", "without a path"),
+        ({**PASSWORD_LOGIN, "domain": "http://acme.my.salesforce.com"}, "domain", "plain http"),
+        ({**PASSWORD_LOGIN, "domain": "https://h:99999"}, "domain", "not a valid URL"),
+        ({**PASSWORD_LOGIN, "domain": "my domain.my"}, "domain", "is not login"),
+        ({**PASSWORD_LOGIN, "domain": 5}, "domain", "must be a string"),
+        ({**PASSWORD_LOGIN, "is_sandbox": True, "domain": "login"}, "is_sandbox", "remove one"),
+        ({**PASSWORD_LOGIN, "is_sandbox": "maybe"}, "is_sandbox", "true or false"),
+        ({**PASSWORD_LOGIN, "api_version": "58"}, "api_version", 'like "58.0"'),
+        ({**PASSWORD_LOGIN, "api_version": "v58"}, "api_version", 'like "58.0"'),
+        ({**PASSWORD_LOGIN, "api_version": "58.1"}, "api_version", 'like "58.0"'),
+        ({**PASSWORD_LOGIN, "api_version": True}, "api_version", 'like "58.0"'),
+        ({**PASSWORD_LOGIN, "api_version": "40.0"}, "api_version", "too old"),
+        ({**PASSWORD_LOGIN, "start_date": "yesterday"}, "start_date", "not a date-time"),
+        ({**PASSWORD_LOGIN, "start_date": "2024-13-01"}, "start_date", "not a date-time"),
+        ({**PASSWORD_LOGIN, "start_date": 20240101}, "start_date", "not a date-time"),
+        ({**PASSWORD_LOGIN, "lookback_seconds": -1}, "lookback_seconds", "0 or more"),
+        ({**PASSWORD_LOGIN, "lookback_seconds": "ten"}, "lookback_seconds", "whole number"),
+        ({**PASSWORD_LOGIN, "lookback_seconds": True}, "lookback_seconds", "whole number"),
+        ({**PASSWORD_LOGIN, "bulk_min_records": -5}, "bulk_min_records", "0 or more"),
+        ({**PASSWORD_LOGIN, "bulk_min_records": 1.5}, "bulk_min_records", "whole number"),
+        ({**PASSWORD_LOGIN, "state_every_records": 0}, "state_every_records", "1 or more"),
+        ({**PASSWORD_LOGIN, "quota_percent": -10}, "quota_percent", "more than 0"),
+        ({**PASSWORD_LOGIN, "quota_percent": 101}, "quota_percent", "at most 100"),
+        ({**PASSWORD_LOGIN, "quota_percent": "lots"}, "quota_percent", "a number"),
+        ({**PASSWORD_LOGIN, "api_type": "soap"}, "api_type", "auto, rest, bulk"),
+        ({**PASSWORD_LOGIN, "naming": "camel"}, "naming", "segment, salesforce"),
+        ({**PASSWORD_LOGIN, "username": 42}, "username", "must be a string"),
+    ],
+)
+def test_bad_settings_name_the_setting(settings: dict, setting: str, fragment: str) -> None:
+    message = error_of(settings)
+    assert message.startswith(f"{setting}: ")
+    assert fragment in message
+
+
+def test_errors_never_echo_secrets() -> None:
+    message = error_of({"username": "u", "password": "pw-SECRET", "client_secret": "cs-SECRET"})
+    assert "SECRET" not in message
+    message = error_of({**PASSWORD_LOGIN, "password": 12345})
+    assert "12345" not in message
