@@ -8,6 +8,8 @@
   (INVALID_FIELD, MALFORMED_QUERY, QUERY_TIMEOUT, ...), after retries where retries apply.
 - `QuotaExceeded`: the org's daily API allowance is used up to `quota_percent` (or Salesforce said
   REQUEST_LIMIT_EXCEEDED); the message says when to retry. Exit status 2.
+- `TransientError`: a failure worth retrying (5xx, 406, 429, dropped connection, timeout); the client
+  retries it with backoff and raises `ServiceUnavailable` once the attempts are spent.
 
 No message ever carries a secret: the classes that format messages only receive names, codes and
 Salesforce's own error text.
@@ -67,3 +69,16 @@ class QuotaExceeded(TapError):
     """The org's API allowance is (nearly) used up; stop cleanly and retry later."""
 
     exit_code = 2
+
+
+class TransientError(TapError):
+    """A failure worth retrying: Salesforce busy or unreachable, a connection dropped midway."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(TapError):
+    """Salesforce kept failing transiently until the client ran out of attempts."""

@@ -1,0 +1,155 @@
+"""Logging in to Salesforce: one attempt per `Authenticator.login()` call.
+
+- SOAP login (`username` + `password` + `security_token`) through simple-salesforce's
+  `SalesforceLogin`, pointed at the configured login URL with `scratch_url` (so a full base URL such as
+  an emulator's `http://127.0.0.1:PORT` works) and sent through the tap's own HTTP session (timeouts).
+  SOAP answers a host without a scheme; the instance uses the login URL's scheme.
+- OAuth refresh token and client credentials: our own small POST to `/services/oauth2/token`; the
+  instance URL comes from the answer. When Salesforce rotates the refresh token, a warning says so
+  (without the token) and the new one is used for the rest of the run.
+
+`login()` returns a `LoginResult` (token kept out of `repr`) or raises `AuthenticationError` (one line,
+with the sandbox hint when `domain` is `login`) or `TransientError` (the client retries those).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+from simple_salesforce.login import SalesforceLogin
+
+from tap_salesforce_seg.config import AUTH_CLIENT_CREDENTIALS, AUTH_PASSWORD, AUTH_REFRESH_TOKEN, TapConfig
+from tap_salesforce_seg.errors import AuthenticationError, TransientError
+
+TOKEN_PATH = "/services/oauth2/token"
+SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
+# SOAP faults that mean "Salesforce is busy", not "wrong credentials".
+_TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+_MAX_DETAIL = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginResult:
+    access_token: str = dataclasses.field(repr=False)
+    instance_url: str
+
+
+class Authenticator:
+    """Performs the configured login method; the HTTP session is the client's (timeouts, adapters)."""
+
+    def __init__(self, config: TapConfig, http: requests.Session, logger: logging.Logger) -> None:
+        self._config = config
+        self._http = http
+        self._logger = logger
+        self._refresh_token = config.refresh_token
+
+    def login(self) -> LoginResult:
+        mode = self._config.auth_mode
+        if mode == AUTH_PASSWORD:
+            return self._soap_login()
+        if mode == AUTH_REFRESH_TOKEN:
+            return self._oauth_login(
+                {
+                    "grant_type": "refresh_token",
+                    "client_id": self._config.client_id,
+                    "client_secret": self._config.client_secret,
+                    "refresh_token": self._refresh_token,
+                },
+                "the refresh token",
+            )
+        if mode == AUTH_CLIENT_CREDENTIALS:
+            return self._oauth_login(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": self._config.client_id,
+                    "client_secret": self._config.client_secret,
+                },
+                "the client credentials",
+            )
+        raise AuthenticationError(f"unknown login method {mode!r}")
+
+    # --- SOAP -------------------------------------------------------------------------------------
+
+    def _soap_login(self) -> LoginResult:
+        config = self._config
+        try:
+            session_id, instance = SalesforceLogin(
+                username=config.username,
+                password=config.password,
+                security_token=config.security_token or "",
+                sf_version=config.api_version,
+                session=self._http,
+                scratch_url=config.login_base_url,
+                client_id="tap-salesforce-seg",
+            )
+        except SalesforceAuthenticationFailed as error:
+            code, detail = error.code, _short(str(error.message))
+            if isinstance(code, int) or code in _TRANSIENT_SOAP_CODES:
+                raise TransientError(
+                    f"SOAP login at {config.login_base_url} failed: {code} {detail}",
+                    status=code if isinstance(code, int) else None,
+                ) from None
+            raise self._refused(f"{code}: {detail}", f"user {config.username}") from None
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise TransientError(f"SOAP login at {config.login_base_url}: {type(error).__name__}") from None
+        scheme = urlsplit(config.login_base_url).scheme
+        return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
+
+    # --- OAuth ------------------------------------------------------------------------------------
+
+    def _oauth_login(self, form: dict[str, Any], what: str) -> LoginResult:
+        url = self._config.login_base_url + TOKEN_PATH
+        try:
+            response = self._http.post(url, data=form, headers={"Accept": "application/json"})
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise TransientError(f"OAuth login at {url}: {type(error).__name__}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(
+                f"OAuth login at {url}: HTTP {response.status_code}", status=response.status_code
+            )
+        body = _json_or_none(response)
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            description = body.get("error_description") if isinstance(body, dict) else None
+            detail = (
+                f"{error}: {description}" if error else f"HTTP {response.status_code} {_short(response.text)}"
+            )
+            raise self._refused(_short(detail), what)
+        instance_url = str(body.get("instance_url") or "").rstrip("/")
+        if not instance_url.startswith(("https://", "http://")):
+            raise AuthenticationError(f"Salesforce's token answer has no usable instance_url ({url})")
+        self._note_rotation(body.get("refresh_token"))
+        return LoginResult(access_token=str(body["access_token"]), instance_url=instance_url)
+
+    def _note_rotation(self, new_token: Any) -> None:
+        if not new_token or new_token == self._refresh_token:
+            return
+        self._refresh_token = str(new_token)
+        self._logger.warning(
+            "Salesforce returned a new refresh token (refresh token rotation is on for this connected "
+            "app); the configured one may stop working. This run uses the new token; it is not shown "
+            "here: obtain a fresh refresh token for the refresh_token setting, or turn rotation off."
+        )
+
+    def _refused(self, detail: str, what: str) -> AuthenticationError:
+        hint = SANDBOX_HINT if self._config.is_production_login else ""
+        return AuthenticationError(
+            f"Salesforce refused the login with {what} at {self._config.login_base_url} ({detail}).{hint}"
+        )
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."

@@ -1,0 +1,365 @@
+"""The HTTP client's error mapping and retries, as unit tests with requests-mock.
+
+The same behaviours run over real HTTP against the emulator in test_client_http.py.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime, timezone
+
+import pytest
+import requests
+import requests_mock as requests_mock_module
+from urllib3.exceptions import ProtocolError
+
+from tap_salesforce_seg.client import SalesforceClient
+from tap_salesforce_seg.config import TapConfig
+from tap_salesforce_seg.errors import (
+    AuthenticationError,
+    QuotaExceeded,
+    SalesforceApiError,
+    ServiceUnavailable,
+)
+
+BASE = "https://acme.my.salesforce.com"
+INSTANCE = "https://na1.salesforce.com"
+DATA = f"{INSTANCE}/services/data/v58.0"
+TOKEN_URL = f"{BASE}/services/oauth2/token"
+SECRETS = {"client_id": "cid", "client_secret": "cs-SECRET-1", "refresh_token": "rt-SECRET-2"}
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.001)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.01)
+
+
+@pytest.fixture
+def mock() -> requests_mock_module.Mocker:
+    with requests_mock_module.Mocker() as mocker:
+        mocker.post(
+            TOKEN_URL,
+            [{"json": {"access_token": f"token-{n}", "instance_url": INSTANCE}} for n in range(1, 5)],
+        )
+        yield mocker
+
+
+def make_client(**settings: object) -> SalesforceClient:
+    config = TapConfig.from_mapping({**SECRETS, "domain": BASE, **settings})
+    return SalesforceClient(config, logging.getLogger("test-client"))
+
+
+def data_calls(mock: requests_mock_module.Mocker) -> list:
+    return [call for call in mock.request_history if call.url.startswith(DATA)]
+
+
+def test_logs_in_lazily_and_sends_bearer_token(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/sobjects", json={"sobjects": []})
+    client = make_client()
+    assert mock.call_count == 0
+    assert client.get_json("/sobjects") == {"sobjects": []}
+    login, call = mock.request_history
+    assert "grant_type=refresh_token" in login.text
+    assert call.headers["Authorization"] == "Bearer token-1"
+    assert client.instance_url == INSTANCE
+
+
+def test_path_forms(mock: requests_mock_module.Mocker) -> None:
+    mock.get(requests_mock_module.ANY, json={})
+    client = make_client()
+    client.get("sobjects/Account/describe")
+    client.get("/services/data/v58.0/query/01g-2000")
+    client.get(f"{INSTANCE}/services/data/v58.0/query/01g-4000")
+    urls = [call.url for call in data_calls(mock)]
+    assert urls == [
+        f"{DATA}/sobjects/Account/describe",
+        f"{DATA}/query/01g-2000",
+        f"{DATA}/query/01g-4000",
+    ]
+    with pytest.raises(ValueError, match="another host"):
+        client.get("https://evil.example.com/services/data/v58.0/query")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status_code": 500, "json": [{"errorCode": "UNKNOWN_EXCEPTION", "message": "oops"}]},
+        {"status_code": 503, "text": "Service Unavailable"},
+        {"status_code": 502, "text": "<html>bad gateway</html>"},
+        {"status_code": 406, "text": ""},
+        {"status_code": 429, "text": "slow down"},
+        {
+            "status_code": 403,
+            "json": [
+                {"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded."}
+            ],
+        },
+        {"exc": requests.ConnectionError("connection reset")},
+        {"exc": requests.exceptions.ReadTimeout("read timed out")},
+        {"exc": requests.exceptions.ConnectTimeout("connect timed out")},
+    ],
+    ids=[
+        "500",
+        "503",
+        "502-html",
+        "406",
+        "429",
+        "403-concurrency",
+        "reset",
+        "read-timeout",
+        "connect-timeout",
+    ],
+)
+def test_transient_failures_are_retried(
+    mock: requests_mock_module.Mocker, failure: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.get(f"{DATA}/limits", [failure, failure, {"json": {"ok": True}}])
+    with caplog.at_level(logging.WARNING):
+        assert make_client().get_json("limits") == {"ok": True}
+    assert len(data_calls(mock)) == 3
+    retries = [record.getMessage() for record in caplog.records if "retry" in record.getMessage()]
+    assert len(retries) == 2
+    assert "retry 1 of 5" in retries[0]
+
+
+class _CutBody(io.RawIOBase):
+    """A body whose connection drops after a few bytes."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:
+        if self.sent:
+            raise ProtocolError("Connection broken: IncompleteRead(10 bytes read, 90 more expected)")
+        self.sent = True
+        buffer[:10] = b'{"records"'
+        return 10
+
+
+def test_a_body_cut_midway_is_retried(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/query", [{"body": _CutBody()}, {"json": {"records": []}}])
+    assert make_client().get_json("query", params={"q": "SELECT Id FROM Account"}) == {"records": []}
+    assert len(data_calls(mock)) == 2
+
+
+def test_gives_up_after_the_attempts(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/limits", status_code=503, text="down")
+    client = make_client()
+    with pytest.raises(ServiceUnavailable) as caught:
+        client.get("limits")
+    assert len(data_calls(mock)) == SalesforceClient.max_attempts
+    assert "6 attempts" in str(caught.value) and "503" in str(caught.value)
+
+
+def test_retry_after_is_honoured_within_the_cap(mock: requests_mock_module.Mocker) -> None:
+    client = make_client()
+    assert client._backoff(1, retry_after=0.005) >= 0.005
+    assert client._backoff(1, retry_after=3600) <= SalesforceClient.backoff_max_seconds
+
+
+def test_backoff_grows_exponentially_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 1.0)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 60.0)
+    client = make_client()
+    delays = {attempt: [client._backoff(attempt, None) for _ in range(200)] for attempt in (1, 2, 3, 8)}
+    assert all(0.5 <= delay <= 1 for delay in delays[1])
+    assert all(1 <= delay <= 2 for delay in delays[2])
+    assert all(2 <= delay <= 4 for delay in delays[3])
+    assert all(30 <= delay <= 60 for delay in delays[8])
+    assert len(set(delays[3])) > 100  # jitter
+
+
+def test_expired_session_logs_in_again_once(mock: requests_mock_module.Mocker) -> None:
+    expired = {
+        "status_code": 401,
+        "json": [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
+    }
+    mock.get(f"{DATA}/sobjects", [expired, {"json": {"ok": 1}}])
+    client = make_client()
+    assert client.get_json("sobjects") == {"ok": 1}
+    calls = data_calls(mock)
+    assert [call.headers["Authorization"] for call in calls] == ["Bearer token-1", "Bearer token-2"]
+
+
+def test_a_session_rejected_twice_is_an_authentication_error(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/sobjects", status_code=401, json=[{"errorCode": "INVALID_SESSION_ID", "message": "x"}])
+    with pytest.raises(AuthenticationError, match="fresh session"):
+        make_client().get("sobjects")
+    assert len(data_calls(mock)) == 2
+
+
+def test_daily_limit_raises_quota_exceeded_with_when_to_retry(mock: requests_mock_module.Mocker) -> None:
+    mock.get(
+        f"{DATA}/query",
+        status_code=403,
+        json=[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+        headers={"Sforce-Limit-Info": "api-usage=15001/15000", "Date": "Fri, 02 Jan 2026 10:00:00 GMT"},
+    )
+    with pytest.raises(QuotaExceeded) as caught:
+        make_client().get("query")
+    message = str(caught.value)
+    assert "REQUEST_LIMIT_EXCEEDED" in message
+    assert "rolling 24 hours" in message
+    assert "at the latest by 2026-01-03 10:00 UTC" in message
+    assert "15,001 of 15,000" in message
+    assert caught.value.exit_code == 2
+    assert len(data_calls(mock)) == 1  # not retried
+
+
+def test_quota_guard_stops_before_passing_quota_percent(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/limits", json={}, headers={"Sforce-Limit-Info": "api-usage=79/100"})
+    mock.get(f"{DATA}/sobjects", json={}, headers={"Sforce-Limit-Info": "api-usage=80/100"})
+    client = make_client(quota_percent=80)
+    client.get("limits")
+    assert client.api_usage == (79, 100)
+    client.get("sobjects")  # allowed: 79% before it
+    assert client.api_usage == (80, 100)
+    with pytest.raises(QuotaExceeded) as caught:
+        client.get("limits")
+    assert "80 of its 100 daily API requests" in str(caught.value)
+    assert "quota_percent 80" in str(caught.value)
+    assert len(data_calls(mock)) == 2  # the third call was never sent
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (
+            400,
+            [{"errorCode": "INVALID_FIELD", "message": "\nSELECT Foo\n       ^\nNo such column 'Foo'"}],
+            "INVALID_FIELD",
+        ),
+        (
+            400,
+            [{"errorCode": "QUERY_TIMEOUT", "message": "Your query request was running for too long."}],
+            "QUERY_TIMEOUT",
+        ),
+        (400, [{"errorCode": "MALFORMED_QUERY", "message": "unexpected token"}], "MALFORMED_QUERY"),
+        (404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}], "NOT_FOUND"),
+        (403, [{"errorCode": "INSUFFICIENT_ACCESS", "message": "no"}], "INSUFFICIENT_ACCESS"),
+        (414, "URI Too Long", "URI Too Long"),
+    ],
+)
+def test_api_errors_are_mapped(
+    mock: requests_mock_module.Mocker, status: int, body: object, code: str
+) -> None:
+    if isinstance(body, str):
+        mock.get(f"{DATA}/query", status_code=status, text=body, reason=body)
+    else:
+        mock.get(f"{DATA}/query", status_code=status, json=body)
+    with pytest.raises(SalesforceApiError) as caught:
+        make_client().get("query", params={"q": "SELECT Foo FROM Account"})
+    error = caught.value
+    assert (error.status, error.error_code) == (status, code)
+    assert "\n" not in str(error)
+    assert "/services/data/v58.0/query" in str(error)
+    assert "SELECT" not in str(error).split(":")[0]
+    assert len(data_calls(mock)) == 1
+
+
+def test_server_time_comes_from_the_date_header(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/limits", json={}, headers={"Date": "Fri, 02 Jan 2026 10:00:00 GMT"})
+    client = make_client()
+    before = client.server_time()
+    assert abs((before - datetime.now(timezone.utc)).total_seconds()) < 5  # no answer yet: local clock
+    client.get("limits")
+    now = client.server_time()
+    assert now.tzinfo is not None
+    assert (
+        datetime(2026, 1, 2, 10, tzinfo=timezone.utc)
+        <= now
+        < datetime(2026, 1, 2, 10, 0, 5, tzinfo=timezone.utc)
+    )
+
+
+def test_login_failures_are_retried_when_transient(mock: requests_mock_module.Mocker) -> None:
+    mock.post(
+        TOKEN_URL,
+        [{"status_code": 503, "text": "down"}, {"json": {"access_token": "t", "instance_url": INSTANCE}}],
+    )
+    mock.get(f"{DATA}/limits", json={})
+    make_client().get("limits")
+    assert [call.url for call in mock.request_history].count(TOKEN_URL) == 2
+
+
+def test_refused_refresh_token_is_one_line_without_secrets(mock: requests_mock_module.Mocker) -> None:
+    mock.post(
+        TOKEN_URL,
+        status_code=400,
+        json={"error": "invalid_grant", "error_description": "expired access/refresh token"},
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        make_client().get("limits")
+    message = str(caught.value)
+    assert "invalid_grant" in message and "\n" not in message
+    assert "SECRET" not in message
+    assert "sandbox" not in message  # a My Domain login: no sandbox hint
+
+
+def test_refused_login_at_login_salesforce_com_hints_at_sandboxes() -> None:
+    config = TapConfig.from_mapping({**SECRETS})
+    with requests_mock_module.Mocker() as mock:
+        mock.post(
+            "https://login.salesforce.com/services/oauth2/token",
+            status_code=400,
+            json={"error": "invalid_grant", "error_description": "authentication failure"},
+        )
+        with pytest.raises(AuthenticationError, match="set domain: test"):
+            SalesforceClient(config, logging.getLogger("t")).login()
+
+
+def test_rotated_refresh_token_is_announced_but_not_shown(
+    mock: requests_mock_module.Mocker, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.post(
+        TOKEN_URL,
+        [
+            {"json": {"access_token": "t1", "instance_url": INSTANCE, "refresh_token": "rt-NEW-SECRET"}},
+            {"json": {"access_token": "t2", "instance_url": INSTANCE}},
+        ],
+    )
+    mock.get(
+        f"{DATA}/sobjects",
+        [{"status_code": 401, "json": [{"errorCode": "INVALID_SESSION_ID", "message": "x"}]}, {"json": {}}],
+    )
+    with caplog.at_level(logging.INFO):
+        make_client().get("sobjects")
+    assert "new refresh token" in caplog.text
+    assert "rt-NEW-SECRET" not in caplog.text
+    logins = [call for call in mock.request_history if call.url == TOKEN_URL]
+    assert "refresh_token=rt-NEW-SECRET" in logins[1].text  # the re-login uses the rotated token
+
+
+def test_client_credentials_login(mock: requests_mock_module.Mocker) -> None:
+    mock.get(f"{DATA}/limits", json={})
+    client = make_client(refresh_token=None)
+    client.get("limits")
+    assert "grant_type=client_credentials" in mock.request_history[0].text
+
+
+SOAP_OK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>'
+    "<serverUrl>https://na15.salesforce.com/services/Soap/u/58.0/00Di0000000icUB</serverUrl>"
+    "<sessionId>SESSION-SECRET</sessionId></result></loginResponse></soapenv:Body></soapenv:Envelope>"
+)
+
+
+def test_soap_login_through_simple_salesforce() -> None:
+    config = TapConfig.from_mapping(
+        {"username": "u@example.com", "password": "pw&<", "security_token": "TOK"}
+    )
+    with requests_mock_module.Mocker() as mock:
+        mock.post("https://login.salesforce.com/services/Soap/u/58.0", text=SOAP_OK)
+        result = SalesforceClient(config, logging.getLogger("t")).login()
+        body = mock.request_history[0].text
+    assert result.instance_url == "https://na15.salesforce.com"
+    assert result.access_token == "SESSION-SECRET"
+    assert "SESSION-SECRET" not in repr(result)
+    assert "pw&amp;&lt;TOK" in body  # XML-escaped password + token
