@@ -56,7 +56,8 @@ from datasets import DatasetFiles, DatasetSpec  # noqa: E402
 PEER_PACKAGE = "meltanolabs-target-postgres"
 PEER_VERSION = "0.8.1"
 PEER_VENV = BENCH_DIR / ".venvs" / PEER_PACKAGE
-BENCH_DATABASE = "bench_target_throughput"
+# One database per run, so that two runs (or a run and the test suite) on one server never collide.
+BENCH_DATABASE = f"bench_target_throughput_{os.getpid()}"
 MEMORY_BAR_MB = 300.0
 POSTGRES_TIME_BARS = {"a": 2.0, "b": 3.0, "c": 2.0}
 DUCKDB_TIME_BAR = 2.0

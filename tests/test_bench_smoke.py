@@ -1,0 +1,80 @@
+"""The benchmarks cannot rot: a tiny-mode run of bench/target_throughput.py, and its checks can fail.
+
+The tiny run loads a few hundred rows of every dataset with both baselines and target-warehouse-seg on
+both engines (the peer's own venv is skipped). Its speed bars are meaningless at that size, so this test
+asserts that every run happened and stored exactly what it was given, never the bars.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+import datasets  # noqa: E402
+import target_throughput  # noqa: E402
+
+
+def test_rows_are_deterministic_and_a_prefix_is_the_same_rows() -> None:
+    spec = datasets.SPECS["a"]
+    assert datasets.row_values(spec, 17, "inserts") == datasets.row_values(spec.with_rows(20), 17, "inserts")
+    inserts, updates = datasets.row_values(spec, 17, "inserts"), datasets.row_values(spec, 17, "updates")
+    assert inserts[0] == updates[0]  # same key
+    assert updates[1] > inserts[1]  # newer system_modstamp
+    assert inserts != updates
+    assert len(datasets.SPECS["b"].columns) == 300 and len(datasets.SPECS["c"].columns) == 10
+
+
+def test_singer_and_csv_files_hold_the_same_rows(tmp_path: Path) -> None:
+    spec = datasets.SPECS["a"].with_rows(50)
+    files = datasets.write_files(spec, "updates", tmp_path)
+    lines = [json.loads(line) for line in files.singer.read_text().splitlines()]
+    assert lines[0]["type"] == "SCHEMA" and lines[0]["key_properties"] == ["id"]
+    assert lines[0]["bookmark_properties"] == ["system_modstamp"]
+    records = [line for line in lines if line["type"] == "RECORD"]
+    assert len(records) == 50 and all(line["time_extracted"].endswith("Z") for line in records)
+    assert [line for line in lines if line["type"] == "STATE"][-1] == files.final_state == lines[-1]
+    assert records[7]["record"] == dict(
+        zip(spec.column_names, datasets.row_values(spec, 7, "updates"), strict=True)
+    )
+    import csv
+
+    with files.csv.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 50 and len(rows[7]) == len(spec.columns) + 1
+
+
+def _fetcher_returning(spec: datasets.DatasetSpec, phase: str, count: int, corrupt: str | None):
+    def fetch(columns: list[str], ids: list[str]):
+        rows = {}
+        for row_id in ids:
+            index = int(row_id[5:])
+            values = [*datasets.row_values(spec, index, phase), datasets.time_extracted(index, phase)]
+            stored = []
+            for column, value in zip(spec.columns, values, strict=False):
+                if column.kind == "datetime" and value is not None:
+                    value = target_throughput._expected_datetime(value)
+                stored.append(value)
+            stored.append(target_throughput._expected_datetime(values[-1]))
+            record = dict(zip(columns, stored, strict=True))
+            if corrupt:
+                record[corrupt] = "tampered"
+            rows[row_id] = tuple(record.values())
+        return count, rows
+
+    return fetch
+
+
+def test_the_table_check_accepts_a_right_load_and_catches_a_wrong_one(tmp_path: Path) -> None:
+    spec = datasets.SPECS["a"].with_rows(30)
+    files = datasets.write_files(spec, "inserts", tmp_path)
+    assert target_throughput.check_table(files, _fetcher_returning(spec, "inserts", 30, None), True) == []
+    short = target_throughput.check_table(files, _fetcher_returning(spec, "inserts", 29, None), True)
+    assert short == ["row count 29, expected 30"]
+    wrong = target_throughput.check_table(files, _fetcher_returning(spec, "inserts", 30, "string_03"), True)
+    assert wrong and all("string_03" in problem for problem in wrong)
+    stale = target_throughput.check_table(files, _fetcher_returning(spec, "updates", 30, None), True)
+    assert stale, "rows of the other phase must not pass"
