@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -162,8 +163,12 @@ def run_measured(
     stderr: Path,
     env: dict[str, str] | None = None,
     interval: float = 0.01,
+    timeout: float | None = None,
 ) -> Measurement:
-    """Run `argv` to completion: wall time from spawn to exit, and the peak memory of its process tree."""
+    """Run `argv` to completion: wall time from spawn to exit, and the peak memory of its process tree.
+
+    A run past `timeout` seconds is killed with its whole process group and reported as failed.
+    """
     done = threading.Event()
     with contextlib.ExitStack() as files:
         stdin_handle = files.enter_context(stdin.open("rb")) if stdin else subprocess.DEVNULL
@@ -171,7 +176,12 @@ def run_measured(
         stderr_handle = files.enter_context(stderr.open("wb"))
         started = time.perf_counter()
         process = subprocess.Popen(
-            argv, stdin=stdin_handle, stdout=stdout_handle, stderr=stderr_handle, env=env
+            argv,
+            stdin=stdin_handle,
+            stdout=stdout_handle,
+            stderr=stderr_handle,
+            env=env,
+            start_new_session=True,
         )
         sampler = TreeMemorySampler(process.pid)
 
@@ -182,11 +192,18 @@ def run_measured(
 
         thread = threading.Thread(target=keep_sampling, daemon=True)
         thread.start()
-        returncode = process.wait()
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            returncode = -signal.SIGKILL
         wall = time.perf_counter() - started
         done.set()
         thread.join()
     tail = stderr.read_text(errors="replace")[-3000:]
+    if timeout is not None and wall >= timeout:
+        tail = f"killed after the {timeout:g} s timeout"
     return Measurement(wall, sampler.peak_kib * 1024, returncode, tail)
 
 
@@ -365,6 +382,7 @@ class Context:
     target_executable: Path
     target_extra_config: dict
     peer_max_rows: int | None
+    timeout: float | None = None
 
 
 @dataclass
@@ -666,7 +684,9 @@ def run_loader(loader: Loader, files: DatasetFiles, run_dir: Path) -> RunResult:
         checkpoint(loader.context.postgres_url)
     stdout, stderr = run_dir / "stdout", run_dir / "stderr"
     try:
-        measured = run_measured(invocation.argv, invocation.stdin, stdout, stderr, invocation.env)
+        measured = run_measured(
+            invocation.argv, invocation.stdin, stdout, stderr, invocation.env, timeout=loader.context.timeout
+        )
     except OSError as error:
         result.problems = [f"could not start {invocation.argv[0]}: {error.strerror}"]
         return result
@@ -693,7 +713,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str:
     header = (
-        f"{'engine':8} {'loader':46} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'peak MB':>8} "
+        f"{'engine':8} {'loader':56} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'peak MB':>8} "
         f"{'x base':>7}  check"
     )
     lines = [f"== ({spec.key}) {spec.description} -- {phase}", header, "-" * len(header)]
@@ -704,7 +724,7 @@ def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str
         label = result.label + (" [prefix]" if result.rows < spec.rows else "")
         check = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)[:300]
         lines.append(
-            f"{result.engine:8} {label:46} {result.rows:>9,} {_fmt(result.wall_seconds, '.2f'):>8} "
+            f"{result.engine:8} {label:56} {result.rows:>9,} {_fmt(result.wall_seconds, '.2f'):>8} "
             f"{_fmt(result.rows_per_second, ',.0f'):>9} {_fmt(result.peak_mb, '.0f'):>8} "
             f"{_fmt(ratio(result, baseline), '.2f'):>7}  {check}"
         )
@@ -857,6 +877,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--results", type=Path, default=BENCH_DIR / "results", help="folder for the JSON results"
     )
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds after which one run is killed (default 3600)"
+    )
     args = parser.parse_args(argv)
     args.datasets = [key.strip() for key in args.datasets.split(",") if key.strip()]
     args.engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
@@ -962,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
         with postgres_server(args.postgres_url) as admin_url:
             database_url = fresh_database(admin_url)
             try:
-                context = Context(database_url, workdir, args.target, extra, args.peer_max_rows)
+                context = Context(database_url, workdir, args.target, extra, args.peer_max_rows, args.timeout)
                 loaders = choose_loaders(args, context)
                 facts = environment(context, loaders)
                 progress(f"environment: {json.dumps(facts)}")
