@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +20,7 @@ from tap_salesforce_seg.config import (
     TapConfig,
 )
 from tap_salesforce_seg.errors import ConfigError
+from tap_salesforce_seg.tap import TapSalesforceSeg
 
 PASSWORD_LOGIN = {"username": "admin@example.com", "password": "pw-SECRET", "security_token": "tok-SECRET"}
 REFRESH_LOGIN = {"client_id": "cid", "client_secret": "cs-SECRET", "refresh_token": "rt-SECRET"}
@@ -175,3 +182,113 @@ def test_errors_never_echo_secrets() -> None:
     assert "SECRET" not in message
     message = error_of({**PASSWORD_LOGIN, "password": 12345})
     assert "12345" not in message
+
+
+# --- through the tap and its command line ------------------------------------------------------------
+
+TAP = [sys.executable, "-m", "tap_salesforce_seg.tap"]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_tap(args: list[str], settings: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(settings))
+    return subprocess.run(
+        [*TAP, "--config", str(config_file), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_about_lists_the_settings_with_secrets_flagged() -> None:
+    result = subprocess.run([*TAP, "--about", "--format", "json"], capture_output=True, text=True, check=True)
+    about = json.loads(result.stdout)
+    properties = about["settings"]["properties"]
+    own = [
+        "username",
+        "password",
+        "security_token",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "domain",
+        "is_sandbox",
+        "api_version",
+        "start_date",
+        "lookback_seconds",
+        "api_type",
+        "bulk_min_records",
+        "quota_percent",
+        "state_every_records",
+        "naming",
+    ]
+    assert set(own) <= set(properties)
+    secrets = {name for name, schema in properties.items() if schema.get("secret")}
+    assert secrets == {"password", "security_token", "client_secret", "refresh_token"}
+    assert properties["api_version"]["default"] == "58.0"
+    assert properties["api_type"]["enum"] == ["auto", "rest", "bulk"]
+    assert properties["naming"]["enum"] == ["segment", "salesforce"]
+    assert properties["quota_percent"]["default"] == 80
+    assert all(properties[name].get("description") for name in own)
+    assert "discover" in about["capabilities"] and "catalog" in about["capabilities"]
+
+
+@pytest.mark.parametrize("mode", [["--discover"], []], ids=["discover", "sync"])
+@pytest.mark.parametrize(
+    ("bad", "setting"),
+    [
+        ({"start_date": "yesterday"}, "start_date"),
+        ({"api_version": "58"}, "api_version"),
+        ({"client_id": "cid"}, "username, client_id"),
+        ({"lookback_seconds": -1}, "lookback_seconds"),
+        ({"api_type": "soap"}, "api_type"),
+        ({"stream_maps": "not an object"}, "stream_maps"),
+    ],
+)
+def test_bad_setting_is_one_line_before_any_network_call(
+    tmp_path: Path, mode: list[str], bad: dict, setting: str
+) -> None:
+    # The domain points at a closed port: any network call would fail differently (and slowly).
+    settings = {**PASSWORD_LOGIN, "domain": f"http://127.0.0.1:{closed_port()}", **bad}
+    result = run_tap(mode, settings, tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, result.stderr
+    assert f"| {setting}: " in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "SECRET" not in result.stderr
+
+
+def test_bad_domain_is_reported_without_touching_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("network used before the settings were validated")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(ConfigError, match=r"^domain: "):
+        TapSalesforceSeg(config={**PASSWORD_LOGIN, "domain": "login.salesforce"})
+    with pytest.raises(ConfigError, match=r"^naming: "):
+        TapSalesforceSeg(config={**PASSWORD_LOGIN, "domain": "http://127.0.0.1:9", "naming": "camel"})
+
+
+def test_unknown_settings_are_reported(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TapSalesforceSeg, "discover_streams", lambda self: [])
+    with caplog.at_level(logging.WARNING):
+        tap = TapSalesforceSeg(config={**PASSWORD_LOGIN, "start-date": "2024-01-01"})
+    assert "Unknown setting 'start-date' is ignored (did you mean 'start_date'?)" in caplog.text
+    assert tap.tap_config.start_date is None
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TapSalesforceSeg, "discover_streams", lambda self: [])
+    monkeypatch.setenv("TAP_SALESFORCE_SEG_LOOKBACK_SECONDS", "30")
+    monkeypatch.setenv("TAP_SALESFORCE_SEG_IS_SANDBOX", "true")
+    tap = TapSalesforceSeg(config={**PASSWORD_LOGIN}, parse_env_config=True)
+    assert tap.tap_config.lookback_seconds == 30
+    assert tap.tap_config.login_base_url == "https://test.salesforce.com"

@@ -1,0 +1,323 @@
+"""`tap-salesforce-seg`: Segment's Salesforce source as a Singer tap (singer-sdk).
+
+- Settings (`config_jsonschema`, shown by `--about`, secrets flagged) are validated by
+  `TapConfig.from_mapping` before anything touches the network; a bad one is one line on stderr naming
+  the setting, exit status 1. Unknown settings are reported (with a "did you mean").
+- `tap.tap_config` (the validated `TapConfig`) and `tap.client` (one shared, lazily logged-in
+  `SalesforceClient`) are what the streams use.
+- Streams: from discovery (`discovery.discover`) or, with `--catalog`, straight from the catalog's
+  metadata (no describes; one describeGlobal checks that the selected streams exist in the org).
+- CLI: any `TapError` ends the run with its one-line message on stderr and its `exit_code`
+  (2 for `QuotaExceeded`). Singer messages go to stdout through a msgspec writer that flushes at each
+  STATE message (not after every record).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import typing as t
+from pathlib import PurePath
+
+import click
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers._util import read_json_file
+from singer_sdk.plugin_base import SingerCommand
+from singer_sdk.singerlib import Catalog, SingerMessageType
+
+from tap_salesforce_seg.client import SalesforceClient
+from tap_salesforce_seg.config import (
+    API_TYPES,
+    DEFAULT_API_VERSION,
+    DEFAULT_BULK_MIN_RECORDS,
+    DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_QUOTA_PERCENT,
+    DEFAULT_STATE_EVERY_RECORDS,
+    NAMINGS,
+    TapConfig,
+)
+from tap_salesforce_seg.describe import describe_global
+from tap_salesforce_seg.discovery import (
+    StreamDefinition,
+    check_selected_against_org,
+    definitions_from_catalog,
+    discover,
+    is_selected,
+)
+from tap_salesforce_seg.errors import ConfigError, TapError
+
+if t.TYPE_CHECKING:
+    from singer_sdk.singerlib.encoding.simple import Message
+    from singer_sdk.streams import Stream
+
+TAP_NAME = "tap-salesforce-seg"
+
+SETTINGS = th.PropertiesList(
+    th.Property(
+        "username",
+        th.StringType,
+        title="Username",
+        description="Salesforce username for the SOAP login (with password and security_token).",
+    ),
+    th.Property("password", th.StringType, secret=True, title="Password", description="The user's password."),
+    th.Property(
+        "security_token",
+        th.StringType,
+        secret=True,
+        title="Security token",
+        description="The user's security token (empty when the org trusts the caller's IP range).",
+    ),
+    th.Property(
+        "client_id",
+        th.StringType,
+        title="Client ID",
+        description="Connected app consumer key (OAuth refresh token or client credentials login).",
+    ),
+    th.Property(
+        "client_secret", th.StringType, secret=True, title="Client secret", description="Consumer secret."
+    ),
+    th.Property(
+        "refresh_token",
+        th.StringType,
+        secret=True,
+        title="Refresh token",
+        description="OAuth refresh token; without it, client_id + client_secret use client credentials.",
+    ),
+    th.Property(
+        "domain",
+        th.StringType,
+        title="Login domain",
+        description=(
+            "login (production, the default), test (sandbox), a My Domain host such as acme.my or "
+            "acme--uat.sandbox.my, or a base URL such as https://acme.my.salesforce.com."
+        ),
+    ),
+    th.Property(
+        "is_sandbox", th.BooleanType, title="Sandbox", description="true is a shorthand for domain: test."
+    ),
+    th.Property(
+        "api_version",
+        th.StringType,
+        default=DEFAULT_API_VERSION,
+        title="API version",
+        description='Salesforce API version, like "58.0" (Segment uses 58.0).',
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        title="Start date",
+        description="Sync records changed at or after this instant; empty syncs all history.",
+    ),
+    th.Property(
+        "lookback_seconds",
+        th.IntegerType,
+        default=DEFAULT_LOOKBACK_SECONDS,
+        title="Lookback (seconds)",
+        description="Each incremental sync re-reads this far behind its bookmark (late commits).",
+    ),
+    th.Property(
+        "api_type",
+        th.StringType,
+        default="auto",
+        allowed_values=list(API_TYPES),
+        title="API type",
+        description="auto (Bulk API 2.0 for big objects, else REST), rest or bulk.",
+    ),
+    th.Property(
+        "bulk_min_records",
+        th.IntegerType,
+        default=DEFAULT_BULK_MIN_RECORDS,
+        title="Bulk threshold",
+        description="In auto mode, objects with at least this many matching records use Bulk API 2.0.",
+    ),
+    th.Property(
+        "quota_percent",
+        th.NumberType,
+        default=DEFAULT_QUOTA_PERCENT,
+        title="API quota (%)",
+        description="Stop before the org's daily API use passes this percentage of its allowance.",
+    ),
+    th.Property(
+        "state_every_records",
+        th.IntegerType,
+        default=DEFAULT_STATE_EVERY_RECORDS,
+        title="State every N records",
+        description="Emit a STATE message (bookmark) after this many records of a stream.",
+    ),
+    th.Property(
+        "naming",
+        th.StringType,
+        default="segment",
+        allowed_values=list(NAMINGS),
+        title="Naming",
+        description="segment: Segment's table and column names; salesforce: Salesforce's API names.",
+    ),
+)
+OWN_SETTINGS = frozenset(SETTINGS.to_dict()["properties"])
+
+
+class StateFlushingMsgSpecWriter(MsgSpecWriter):
+    """msgspec-encoded Singer messages on stdout, flushed at each STATE (and at exit), not per record."""
+
+    def write_message(self, message: Message) -> None:
+        stdout = sys.stdout.buffer
+        stdout.write(self.format_message(message))
+        if message.type == SingerMessageType.STATE:
+            stdout.flush()
+
+
+class _OneLineErrorsCommand(SingerCommand):
+    """The singer-sdk command, with the tap's own errors as one line on stderr and their exit code."""
+
+    def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return super().main(*args, **kwargs)
+        except TapError as error:
+            try:
+                sys.stdout.flush()
+            finally:
+                self.logger.error("%s", error.message)
+            sys.exit(error.exit_code)
+
+
+class TapSalesforceSeg(Tap):
+    """Segment's Salesforce source: 48 collections under Segment's names, plus custom objects."""
+
+    name = TAP_NAME
+    package_name = TAP_NAME
+    dynamic_catalog = True  # validate settings before --discover too
+    message_writer_class = StateFlushingMsgSpecWriter
+    config_jsonschema = SETTINGS.to_dict()
+
+    def __init__(
+        self,
+        *,
+        config: dict | PurePath | str | list[PurePath | str] | None = None,
+        catalog: PurePath | str | dict | Catalog | None = None,
+        state: PurePath | str | dict | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_writer: t.Any = None,
+    ) -> None:
+        # singer-sdk's Catalog keeps only the metadata keys it knows; ours (salesforce-object, ...) are
+        # read from the raw catalog.
+        self._raw_catalog = _raw_catalog(catalog)
+        self._tap_config: TapConfig | None = None
+        self._client: SalesforceClient | None = None
+        super().__init__(
+            config=config,
+            catalog=catalog,
+            state=state,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+            message_writer=message_writer,
+        )
+
+    # --- settings -------------------------------------------------------------------------------
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        try:
+            self._tap_config = TapConfig.from_mapping(self._config)
+        except ConfigError as error:
+            if raise_errors:
+                raise
+            self.logger.warning("%s", error.message)
+            return [error.message]
+        for key in sorted(set(self._config) - self._known_settings()):
+            close = difflib.get_close_matches(key, sorted(self._known_settings()), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            self.logger.warning("Unknown setting '%s' is ignored%s.", key, hint)
+        return self._validate_builtin_settings(raise_errors=raise_errors)
+
+    @classmethod
+    def _known_settings(cls) -> set[str]:
+        schema = dict(cls.config_jsonschema)
+        cls.append_builtin_config(schema)
+        return set(schema.get("properties", {}))
+
+    def _validate_builtin_settings(self, *, raise_errors: bool) -> list[str]:
+        """singer-sdk's own settings (stream_maps, flattening, batch_config) by their JSON schema."""
+        from singer_sdk.plugin_base import JSONSchemaValidator
+
+        schema = {"type": "object", "properties": {}}
+        self.append_builtin_config(schema)
+        builtins = {key: value for key, value in self._config.items() if key not in OWN_SETTINGS}
+        errors = sorted(JSONSchemaValidator(schema).iter_errors(builtins), key=lambda e: list(e.path))
+        messages = [
+            f"{'.'.join(str(p) for p in error.path) or 'config'}: {error.message}" for error in errors
+        ]
+        if messages and raise_errors:
+            raise ConfigError(messages[0])
+        return messages
+
+    @property
+    def tap_config(self) -> TapConfig:
+        if self._tap_config is None:
+            self._tap_config = TapConfig.from_mapping(self._config)
+        return self._tap_config
+
+    @property
+    def client(self) -> SalesforceClient:
+        """The one client all streams share (logs in on first use)."""
+        if self._client is None:
+            self._client = SalesforceClient(self.tap_config, self.logger)
+        return self._client
+
+    # --- streams --------------------------------------------------------------------------------
+
+    def discover_streams(self) -> list[Stream]:
+        return [self._make_stream(definition) for definition in self.stream_definitions()]
+
+    def stream_definitions(self) -> list[StreamDefinition]:
+        """The streams' definitions: from the input catalog when there is one, else from discovery."""
+        naming = self.tap_config.naming
+        if self._raw_catalog is None:
+            return discover(self.client, naming, self.logger)
+        definitions = definitions_from_catalog(self._raw_catalog, naming)
+        selected = {
+            str(entry.get("tap_stream_id") or entry.get("stream"))
+            for entry in self._raw_catalog.get("streams", [])
+            if is_selected(entry.get("metadata") or [])
+        }
+        if selected:
+            check_selected_against_org(definitions, selected, describe_global(self.client), naming)
+        return definitions
+
+    def _make_stream(self, definition: StreamDefinition) -> Stream:
+        from tap_salesforce_seg.streams import SalesforceStream
+
+        return SalesforceStream(
+            self,
+            name=definition.name,
+            schema=definition.schema,
+            sobject=definition.sobject,
+            fields=definition.fields,
+            replication_key=definition.replication_key,
+            selected_by_default=definition.selected_by_default,
+        )
+
+    # --- CLI ------------------------------------------------------------------------------------
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()
+        command.__class__ = _OneLineErrorsCommand
+        return command
+
+
+def _raw_catalog(catalog: PurePath | str | dict | Catalog | None) -> dict | None:
+    if catalog is None:
+        return None
+    if isinstance(catalog, Catalog):
+        return catalog.to_dict()
+    if isinstance(catalog, dict):
+        return catalog
+    return read_json_file(catalog)
+
+
+if __name__ == "__main__":
+    TapSalesforceSeg.cli()
