@@ -112,9 +112,7 @@ def replication_field(field_names: Iterable[str]) -> str | None:
 def stream_shape(describe: Mapping[str, Any], naming: str = NAMING_SEGMENT) -> StreamShape:
     """Schema, properties (keyed by property name) and replication key of one described object."""
     columns = [
-        (field, schema)
-        for field in describe.get("fields", [])
-        if (schema := field_schema(field)) is not None
+        (field, schema) for field in describe.get("fields", []) if (schema := field_schema(field)) is not None
     ]
     names = property_names(
         [field["name"] for field, _ in columns], naming, context=str(describe.get("name", ""))
