@@ -23,7 +23,8 @@ as an empty field).
 
 API:
 - `decode_json(body: bytes)`: JSON with every non-integer number as an exact `Decimal`.
-- `RestRecordConverter(fields)(raw: dict) -> dict`, `.for_page(body)`: REST record -> output record.
+- `RestRecordConverter(fields).decode_page(body) -> RestPage(total_size, done, next_records_url,
+  records)`: one REST query page -> output records.
 - `CsvPageConverter(fields)`: `.records(page_bytes)` yields output records of one Bulk CSV page.
 - `format_datetime(dt)`, `parse_datetime(text)`: the output datetime spelling and back.
 `fields` are `soql.QueryField`s (salesforce_name, property_name, type).
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -50,6 +51,7 @@ INTEGER_TYPES = frozenset({"int", "long"})
 NON_TEXT_TYPES = NUMBER_TYPES | INTEGER_TYPES | {"boolean", "date", "datetime", "time", "anyType"}
 
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_astuple = msgspec.structs.astuple
 # Wide enough never to round a Salesforce number (18 digits at most) while removing trailing zeros.
 _EXACT = Context(prec=200)
 _DATETIME = re.compile(
@@ -213,51 +215,68 @@ def is_text_type(sf_type: str) -> bool:
 # --- whole records ---------------------------------------------------------------------------------
 
 
-class RestRecordConverter:
-    """Turns REST query records (decoded by `decode_json`) into output records keyed by property.
+class RestPage(NamedTuple):
+    """One decoded page of a REST query answer; `records` converts lazily, record by record."""
 
-    Hot path: one C-level itemgetter call picks the selected values, only the non-text columns go
-    through a Python converter, and `dict(zip(...))` builds the record.
+    total_size: int
+    done: bool
+    next_records_url: str | None
+    records: Iterator[dict]
+
+
+class RestRecordConverter:
+    """Decodes REST query pages straight into output records keyed by property.
+
+    Hot path: msgspec decodes each record into a Struct whose slots are the selected fields (the
+    `attributes` entry and anything unselected are skipped while parsing), `astuple` hands the values
+    over in one C call, only the non-text columns pass through a Python converter, and
+    `dict(zip(...))` builds the record. Text is cleaned (NUL removed, empty -> null) only on pages
+    whose raw bytes contain a NUL escape or an empty string.
     """
 
     def __init__(self, fields: Sequence[QueryField]) -> None:
         if not fields:
             raise ValueError("no fields to convert")
         self.fields = tuple(fields)
-        self._names = tuple(field.salesforce_name for field in self.fields)
         self._properties = tuple(field.property_name for field in self.fields)
-        self._pick = _tuple_getter(self._names)
+        # Slots are named f0..fN (property names need not be identifiers); `rename` maps the JSON keys.
+        record_type = msgspec.defstruct(
+            "RestRecord",
+            [(f"f{i}", Any, None) for i in range(len(self.fields))],
+            rename={f"f{i}": field.salesforce_name for i, field in enumerate(self.fields)},
+            gc=False,
+        )
+        page_type = msgspec.defstruct(
+            "RestQueryPage",
+            [
+                ("totalSize", int, 0),
+                ("done", bool, True),
+                ("nextRecordsUrl", str | None, None),
+                ("records", list[record_type], []),  # type: ignore[valid-type]
+            ],
+        )
+        self._decoder = msgspec.json.Decoder(page_type, float_hook=Decimal)
         typed = [(i, rest_converter(field.type)) for i, field in enumerate(self.fields)]
         self._typed = tuple((i, conv) for i, conv in typed if conv is not None)
         text = tuple((i, strip_text) for i, field in enumerate(self.fields) if is_text_type(field.type))
         self._typed_and_text = self._typed + text
 
-    def for_page(self, body: bytes) -> Callable[[dict], dict]:
-        """The converter for the records of one page: text is cleaned only when the page needs it."""
-        if b"\\u0000" in body or b'""' in body:
-            return self.convert_careful
-        return self.convert
+    def decode_page(self, body: bytes) -> RestPage:
+        page = self._decoder.decode(body)
+        careful = b"\\u0000" in body or b'""' in body
+        conversions = self._typed_and_text if careful else self._typed
+        records = self._convert(page.records, conversions)
+        return RestPage(page.totalSize, page.done, page.nextRecordsUrl, records)
 
-    def convert(self, raw: dict) -> dict:
-        try:
-            values = list(self._pick(raw))
-        except KeyError:
-            values = [raw.get(name) for name in self._names]
-        for i, conv in self._typed:
-            value = values[i]
-            if value is not None:
-                values[i] = conv(value)
-        return dict(zip(self._properties, values, strict=True))
-
-    def convert_careful(self, raw: dict) -> dict:
-        values = [raw.get(name) for name in self._names]
-        for i, conv in self._typed_and_text:
-            value = values[i]
-            if value is not None:
-                values[i] = conv(value)
-        return dict(zip(self._properties, values, strict=True))
-
-    __call__ = convert_careful
+    def _convert(self, structs: list, conversions: tuple) -> Iterator[dict]:
+        properties = self._properties
+        for struct in structs:
+            values = list(_astuple(struct))
+            for i, conv in conversions:
+                value = values[i]
+                if value is not None:
+                    values[i] = conv(value)
+            yield dict(zip(properties, values, strict=True))
 
 
 class CsvPageConverter:

@@ -1,0 +1,267 @@
+"""Extraction: two strategies (REST query, Bulk API 2.0) behind one interface, and the run of a plan.
+
+```python
+plan = QueryPlan(sobject, fields, replication_field, window_start, window_end, include_deleted=True)
+extractor = choose_extractor(client, plan, api_type="auto", bulk_min_records=50_000, logger=log)
+for record in Extraction(client, plan, extractor, refresh=..., logger=log, stream=name).records():
+    ...   # dicts keyed by property name, values converted (values.py), in (replication field, Id) order
+```
+- `Extractor` (Protocol): `name`, `expected_records` (known after the first page or the Bulk job),
+  `records(plan)`. `RestExtractor` (extract/rest.py), `BulkExtractor` (extract/bulk.py).
+- `choose_extractor`: `rest` and `bulk` as configured (Bulk falls back to REST, with a log line, for
+  objects and fields Bulk cannot serve); `auto` counts the matching records (`SELECT COUNT()` with the
+  same window) and picks Bulk at or above `bulk_min_records`.
+- `Extraction.records()` runs a plan to its end and survives what a long sync meets on the way:
+  - QUERY_TIMEOUT: the remaining window is halved (and halved again) from the last record seen, down
+    to `MIN_TIMEOUT_WINDOW`; below that a `TapError` says what to do.
+  - INVALID_FIELD: `refresh(plan)` (the stream describes the object again and drops vanished fields,
+    with a warning) and the query restarts from the last record seen.
+  - A Bulk job that cannot run or fails: the rest of the window goes through REST, with a warning.
+  Restarts read `>=` the last replication value seen, so records sharing it are read again: the
+  target's upsert absorbs the repeats, and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Protocol
+
+from tap_salesforce_seg.errors import SalesforceApiError, TapError
+from tap_salesforce_seg.soql import ID_FIELD, QueryField, build_count_query, truncate_to_millisecond
+from tap_salesforce_seg.values import decode_json, parse_datetime
+
+if TYPE_CHECKING:
+    from tap_salesforce_seg.client import SalesforceClient
+
+API_TYPES = ("auto", "rest", "bulk")
+# A window that still times out at this width cannot be split usefully any further.
+MIN_TIMEOUT_WINDOW = timedelta(seconds=1)
+# Where a window without a start begins when it has to be split (before any Salesforce data).
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Field types the Bulk API cannot return (binary content; compound values).
+BULK_UNSUPPORTED_TYPES = frozenset({"base64", "address", "location"})
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryPlan:
+    """What to read: the object, its columns (Id and the replication field among them), a window."""
+
+    sobject: str
+    fields: tuple[QueryField, ...]
+    replication_field: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    include_deleted: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(QueryField(*field) for field in self.fields))
+        names = self.field_names
+        if ID_FIELD not in names:
+            raise ValueError(f"a query plan on {self.sobject} must select Id")
+        if self.replication_field and self.replication_field not in names:
+            raise ValueError(f"a query plan on {self.sobject} must select {self.replication_field}")
+
+    @property
+    def field_names(self) -> list[str]:
+        return [field.salesforce_name for field in self.fields]
+
+    @property
+    def id_property(self) -> str:
+        return self._property_of(ID_FIELD)
+
+    @property
+    def replication_property(self) -> str | None:
+        return self._property_of(self.replication_field) if self.replication_field else None
+
+    def _property_of(self, salesforce_name: str) -> str:
+        return next(f.property_name for f in self.fields if f.salesforce_name == salesforce_name)
+
+    def with_window(self, start: datetime | None, end: datetime | None) -> QueryPlan:
+        return dataclasses.replace(self, window_start=start, window_end=end)
+
+    def without_fields(self, salesforce_names: set[str]) -> QueryPlan:
+        kept = tuple(field for field in self.fields if field.salesforce_name not in salesforce_names)
+        return dataclasses.replace(self, fields=kept)
+
+
+class Extractor(Protocol):
+    """One way of reading a plan's records."""
+
+    name: str
+    expected_records: int | None
+
+    def records(self, plan: QueryPlan) -> Iterator[dict]: ...
+
+
+class BulkUnavailable(TapError):
+    """Bulk API 2.0 cannot serve this plan (refused job, failed job): read it through REST instead."""
+
+
+def bulk_unsupported_reason(plan: QueryPlan) -> str | None:
+    """Why Bulk API 2.0 cannot serve `plan`, or None when it can."""
+    if plan.sobject.endswith("Tag") and not plan.sobject.endswith("__c"):
+        return f"{plan.sobject} is a Tag object, which the Bulk API does not support"
+    binary = [field.salesforce_name for field in plan.fields if field.type in BULK_UNSUPPORTED_TYPES]
+    if binary:
+        return f"the Bulk API cannot return the selected field(s) {', '.join(binary)} (binary or compound)"
+    return None
+
+
+def count_records(client: SalesforceClient, plan: QueryPlan) -> int:
+    """How many records the plan's window holds (deleted ones included when the plan includes them)."""
+    soql = build_count_query(
+        plan.sobject,
+        replication_field=plan.replication_field,
+        window_start=plan.window_start,
+        window_end=plan.window_end,
+    )
+    endpoint = "/queryAll" if plan.include_deleted else "/query"
+    body = decode_json(client.get(endpoint, params={"q": soql}).content)
+    return int(body.get("totalSize", 0))
+
+
+def choose_extractor(
+    client: SalesforceClient,
+    plan: QueryPlan,
+    *,
+    api_type: str,
+    bulk_min_records: int,
+    logger: logging.Logger,
+    stream: str,
+) -> Extractor:
+    """The strategy for this plan (see the module docstring); logs the choice and why."""
+    from tap_salesforce_seg.extract.bulk import BulkExtractor
+    from tap_salesforce_seg.extract.rest import RestExtractor
+
+    if api_type not in API_TYPES:
+        raise ValueError(f"api_type must be one of {', '.join(API_TYPES)}, not {api_type!r}")
+    if api_type == "rest":
+        return RestExtractor(client, logger=logger)
+    reason = bulk_unsupported_reason(plan)
+    if reason:
+        logger.info("%s: using the REST API: %s.", stream, reason)
+        return RestExtractor(client, logger=logger)
+    if api_type == "bulk":
+        return BulkExtractor(client, logger=logger)
+    matching = count_records(client, plan)
+    if matching >= bulk_min_records:
+        logger.info(
+            "%s: %s matching records >= bulk_min_records %s: using Bulk API 2.0.",
+            stream,
+            f"{matching:,}",
+            f"{bulk_min_records:,}",
+        )
+        extractor: Extractor = BulkExtractor(client, logger=logger)
+    else:
+        extractor = RestExtractor(client, logger=logger)
+    extractor.expected_records = matching
+    return extractor
+
+
+Refresh = Callable[[QueryPlan, SalesforceApiError], "QueryPlan | None"]
+
+
+class Extraction:
+    """Runs one plan to its end (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        plan: QueryPlan,
+        extractor: Extractor,
+        *,
+        refresh: Refresh | None = None,
+        logger: logging.Logger,
+        stream: str,
+    ) -> None:
+        self.client = client
+        self.plan = plan
+        self.extractor = extractor
+        self.refresh = refresh
+        self.logger = logger
+        self.stream = stream
+        self.restarts = 0
+
+    @property
+    def expected_records(self) -> int | None:
+        return self.extractor.expected_records
+
+    def records(self) -> Iterator[dict]:
+        plan = self.plan
+        final_end = plan.window_end
+        cursor = plan.window_start  # everything before it has been read
+        span: timedelta | None = None  # None: the whole rest of the window at once
+        while True:
+            sub_end = final_end if span is None else min(_start(cursor) + span, final_end)
+            last_seen: str | None = None
+            try:
+                for record in self.extractor.records(plan.with_window(cursor, sub_end)):
+                    if plan.replication_property:
+                        last_seen = record[plan.replication_property]
+                    yield record
+            except SalesforceApiError as error:
+                if last_seen is not None:
+                    cursor = parse_datetime(last_seen)
+                if error.error_code == "QUERY_TIMEOUT":
+                    span = self._halved(plan, cursor, sub_end, error)
+                elif error.error_code == "INVALID_FIELD" and self.refresh is not None:
+                    plan = self._refreshed(plan, error)
+                else:
+                    raise
+                self.restarts += 1
+                continue
+            except BulkUnavailable as error:
+                from tap_salesforce_seg.extract.rest import RestExtractor
+
+                if last_seen is not None:
+                    cursor = parse_datetime(last_seen)
+                self.logger.warning("%s: %s; reading the rest through the REST API.", self.stream, error)
+                expected = self.extractor.expected_records
+                self.extractor = RestExtractor(self.client, logger=self.logger)
+                self.extractor.expected_records = expected
+                self.restarts += 1
+                continue
+            if sub_end == final_end:
+                return
+            cursor = sub_end
+            span = span * 2 if span is not None else None
+
+    def _halved(
+        self, plan: QueryPlan, cursor: datetime | None, sub_end: datetime | None, error: Exception
+    ) -> timedelta:
+        if plan.replication_field is None or sub_end is None:
+            raise TapError(
+                f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject}, which has no "
+                "time field to split the query by; deselect wide fields or ask Salesforce for an index"
+            ) from error
+        half = (sub_end - _start(cursor)) / 2
+        half = timedelta(milliseconds=int(half / timedelta(milliseconds=1)))
+        if half < MIN_TIMEOUT_WINDOW:
+            raise TapError(
+                f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject} even for a "
+                f"window under {MIN_TIMEOUT_WINDOW.total_seconds():g} s from "
+                f"{_start(cursor).isoformat()}; deselect fields (wide text fields slow queries), "
+                "try api_type bulk, or ask Salesforce support for a custom index"
+            ) from error
+        self.logger.warning(
+            "%s: QUERY_TIMEOUT on %s from %s; retrying with a window of %s.",
+            self.stream,
+            plan.sobject,
+            _start(cursor).isoformat(),
+            half,
+        )
+        return half
+
+    def _refreshed(self, plan: QueryPlan, error: SalesforceApiError) -> QueryPlan:
+        assert self.refresh is not None
+        fresh = self.refresh(plan, error)
+        if fresh is None or fresh.field_names == plan.field_names:
+            raise error
+        return fresh
+
+
+def _start(cursor: datetime | None) -> datetime:
+    return truncate_to_millisecond(cursor) if cursor is not None else EARLIEST
