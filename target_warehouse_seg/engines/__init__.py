@@ -1,0 +1,212 @@
+"""The small interface every warehouse engine implements, and the vocabulary it shares.
+
+An engine owns one connection. The target's loader thread is its only user: it connects, makes sure
+the schema exists, reads each table's catalog once (one query per table, cached), creates and evolves
+tables (create with primary key, add columns, widen a column; never drop or rename), and loads batches.
+A batch is loaded inside a transaction the loader opens and commits: the engine stages it with its
+fastest bulk path and applies it with one set-based statement (plus one for hard deletes).
+
+Payloads are engine-specific (COPY text for PostgreSQL, Arrow for DuckDB); each engine's ``Codec``
+builds them in the main thread, chunk by chunk, while the loader thread is busy with the previous batch.
+"""
+
+from __future__ import annotations
+
+import abc
+import typing as t
+from dataclasses import dataclass, field
+
+from target_warehouse_seg.typemap import Kind
+
+SYSTEM_COLUMNS = ("received_at", "uuid_ts")
+REJECTED_TABLE = "_rejected_records"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its name, kind (None for a SQL type this target does not create) and owner."""
+
+    name: str
+    kind: Kind | None
+    owner: str | None = None  # the source property it holds (kept in the column's comment)
+    sql_type: str | None = None  # as the catalog spells it (None: the engine's type for `kind`)
+
+
+@dataclass
+class TableInfo:
+    """What the catalog says about one table (read once, then kept up to date by the engine)."""
+
+    name: str
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    owner: str | None = None  # the stream it holds (kept in the table's comment)
+    column_slots: int = 0  # columns counted against the engine's limit (PostgreSQL counts dropped ones)
+
+
+@dataclass
+class BatchColumn:
+    """A property column of a batch: payload position, warehouse name, kind, source property."""
+
+    name: str
+    kind: Kind
+    prop: str
+
+
+@dataclass
+class LoadBatch:
+    """One stream's rows, ready to stage and merge.
+
+    ``lines`` and ``keys`` follow the payload's row order: they name a row in error messages.
+    """
+
+    stream: str
+    table: str
+    columns: list[BatchColumn]
+    key: tuple[str, ...]
+    replication_key: str | None
+    delete_flag: str | None  # the is_deleted column when hard deletes are on
+    nulled: tuple[str, ...]  # columns of properties gone from the schema: NULL on update
+    payload: t.Any
+    lines: list[int]
+    keys: list[t.Any]
+    key_properties: tuple[str, ...]
+    has_duplicates: bool = False
+
+    @property
+    def row_count(self) -> int:
+        return len(self.lines)
+
+    def key_of(self, index: int) -> dict[str, t.Any] | None:
+        if not self.key_properties or index >= len(self.keys):
+            return None
+        value = self.keys[index]
+        values = value if len(self.key_properties) > 1 else (value,)
+        return dict(zip(self.key_properties, values, strict=False))
+
+    def property_of(self, column: str | None) -> str | None:
+        for batch_column in self.columns:
+            if batch_column.name == column:
+                return batch_column.prop
+        return column
+
+
+@dataclass
+class Rejected:
+    """A record set aside (``on_invalid_record: quarantine``) with the reason."""
+
+    stream: str | None
+    line: int | None
+    key: dict[str, t.Any] | None
+    field: str | None
+    error: str
+    record: str
+
+
+@dataclass
+class RowRejected(Exception):
+    """The database refused a batch; ``index`` is the refused row once known, ``column`` if named."""
+
+    message: str
+    column: str | None = None
+    index: int | None = None
+    details: dict[str, t.Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Codec(abc.ABC):
+    """Builds an engine's payload from normalised columns (see convert.py), one chunk at a time."""
+
+    @abc.abstractmethod
+    def encode(
+        self,
+        columns: list[BatchColumn],
+        values: list[list[t.Any]],
+        lines: list[int],
+        received_at: list[t.Any],
+    ) -> t.Any:
+        """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``."""
+
+    @abc.abstractmethod
+    def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> t.Any:
+        """The batch payload from its parts (built, perhaps, before a column widened)."""
+
+    @abc.abstractmethod
+    def subset(self, payload: t.Any, indices: t.Sequence[int]) -> t.Any:
+        """The payload of the given rows only (used to find a row the database refuses)."""
+
+    @abc.abstractmethod
+    def row(self, columns: list[BatchColumn], payload: t.Any, index: int) -> dict[str, t.Any]:
+        """One row as ``{property: value}`` (for quarantining a row the database refused)."""
+
+
+class Engine(abc.ABC):
+    """A warehouse connection that knows its catalog and loads batches."""
+
+    name: str
+    max_columns: int | None = None
+    codec: Codec
+
+    @abc.abstractmethod
+    def connect(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def ensure_schema(self) -> None: ...
+
+    @abc.abstractmethod
+    def tables(self) -> dict[str, str | None]:
+        """Every table of the schema and its owner stream (one query, cached)."""
+
+    @abc.abstractmethod
+    def table(self, name: str) -> TableInfo | None:
+        """One table's columns and primary key (one catalog query, cached), None when missing."""
+
+    @abc.abstractmethod
+    def create_table(
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def add_columns(self, table: str, columns: list[Column]) -> None: ...
+
+    @abc.abstractmethod
+    def widen_column(self, table: str, column: str, kind: Kind) -> None: ...
+
+    @abc.abstractmethod
+    def begin(self) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, batch: LoadBatch) -> None:
+        """Stage the batch and merge it into its table, inside the open transaction.
+
+        Raises ``RowRejected`` when the database refuses the data (not the connection).
+        """
+
+    @abc.abstractmethod
+    def quarantine(self, rows: list[Rejected]) -> None:
+        """Insert rejected records into ``_rejected_records`` inside the open transaction."""
+
+    @abc.abstractmethod
+    def forget(self) -> None:
+        """Drop cached catalog knowledge (after a rollback undid DDL)."""
+
+
+def create_engine(config: t.Mapping[str, t.Any]) -> Engine:
+    """The engine the settings ask for; each engine's module is imported only when used."""
+    if config.get("engine", "duckdb") == "postgres":
+        from target_warehouse_seg.engines.postgres import PostgresEngine
+
+        return PostgresEngine.from_config(config)
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+
+    return DuckDBEngine.from_config(config)

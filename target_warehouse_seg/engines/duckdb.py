@@ -1,0 +1,370 @@
+"""DuckDB engine: each batch is an Arrow table (DuckDB scans it in place, no copy), merged with one
+``INSERT ... ON CONFLICT`` (plus a ``DELETE`` for hard deletes) inside the loader's transaction.
+
+Numbers: DuckDB's DECIMAL holds at most 38 digits, so a ``number`` column is ``DECIMAL(38,18)``:
+20 digits before the point and 18 after. Every Salesforce number fits (at most 18 digits, at most 17
+after the point), and so does every bigint. A value that does not fit exactly (more digits before or
+after the point) widens its column to VARCHAR holding the exact decimal text, with a warning: a value is
+never rounded. PostgreSQL's ``numeric`` has no such limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from target_warehouse_seg import convert
+from target_warehouse_seg.engines import (
+    REJECTED_TABLE,
+    BatchColumn,
+    Codec,
+    Column,
+    Engine,
+    LoadBatch,
+    Rejected,
+    RowRejected,
+    TableInfo,
+)
+from target_warehouse_seg.engines.merge import SEQ, statements
+from target_warehouse_seg.errors import ConfigError, DatabaseError
+from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.typemap import Kind
+
+logger = logging.getLogger("target-warehouse-seg")
+
+DECIMAL_PRECISION, DECIMAL_SCALE = 38, 18
+SQL_TYPES = {
+    Kind.BOOLEAN: "BOOLEAN",
+    Kind.INTEGER: "BIGINT",
+    Kind.NUMBER: f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})",
+    Kind.DATE: "DATE",
+    Kind.TIME: "TIME",
+    Kind.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
+    Kind.TEXT: "VARCHAR",
+    Kind.JSON: "JSON",
+}
+KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
+ARROW_TYPES = {
+    Kind.BOOLEAN: pa.bool_(),
+    Kind.INTEGER: pa.int64(),
+    Kind.NUMBER: pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+    Kind.DATE: pa.date32(),
+    Kind.TIME: pa.time64("us"),
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Kind.TEXT: pa.string(),
+    Kind.JSON: pa.string(),
+}
+_STAGED = "tws_batch"
+# Errors that are about the data (a value, a key), not about the database or the SQL.
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.DataError,
+    duckdb.IntegrityError,
+)
+
+
+def _naive_time(values: list[t.Any]) -> list[t.Any]:
+    """TIME has no zone (as in PostgreSQL, a given offset is dropped)."""
+    return [value.replace(tzinfo=None) if value is not None and value.tzinfo else value for value in values]
+
+
+class DuckDBCodec(Codec):
+    """Arrow record batches: ``@seq``, ``received_at``, then the property columns."""
+
+    def _schema(self, columns: list[BatchColumn]) -> pa.Schema:
+        fields = [pa.field(SEQ, pa.int64()), pa.field("received_at", ARROW_TYPES[Kind.TIMESTAMP])]
+        return pa.schema(fields + [pa.field(column.name, ARROW_TYPES[column.kind]) for column in columns])
+
+    def encode(
+        self,
+        columns: list[BatchColumn],
+        values: list[list[t.Any]],
+        lines: list[int],
+        received_at: list[t.Any],
+    ) -> pa.RecordBatch:
+        arrays = [pa.array(lines, pa.int64()), pa.array(received_at, ARROW_TYPES[Kind.TIMESTAMP])]
+        for position, (column, column_values) in enumerate(zip(columns, values, strict=True)):
+            arrays.append(self._array(position, column, column_values))
+        return pa.RecordBatch.from_arrays(arrays, schema=self._schema(columns))
+
+    @staticmethod
+    def _array(position: int, column: BatchColumn, values: list[t.Any]) -> pa.Array:
+        if column.kind is Kind.TIME:
+            values = _naive_time(values)
+        try:
+            return pa.array(values, ARROW_TYPES[column.kind])
+        except (pa.ArrowInvalid, OverflowError, TypeError) as error:
+            if column.kind is Kind.NUMBER:
+                try:
+                    convert.check_finite(values)
+                except convert.ValueProblem as problem:
+                    problem.column = position
+                    raise
+                raise convert.NeedsWidening(
+                    Kind.TEXT,
+                    f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold "
+                    "exactly; the column keeps exact decimal text",
+                    position,
+                ) from None
+            index = _first_refused(values, ARROW_TYPES[column.kind])
+            raise convert.ValueProblem(index, f"DuckDB cannot store it ({error})", position) from None
+
+    def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> pa.Table:
+        schema = self._schema(columns)
+        return pa.Table.from_batches(
+            [part if part.schema == schema else part.cast(schema) for part in parts], schema=schema
+        )
+
+    def subset(self, payload: pa.Table, indices: t.Sequence[int]) -> pa.Table:
+        return payload.take(pa.array(indices, pa.int64()))
+
+    def row(self, columns: list[BatchColumn], payload: pa.Table, index: int) -> dict[str, t.Any]:
+        values = payload.slice(index, 1).to_pylist()[0]
+        return {column.prop: values[column.name] for column in columns}
+
+
+def _first_refused(values: list[t.Any], arrow_type: pa.DataType) -> int:
+    for index, value in enumerate(values):
+        try:
+            pa.array([value], arrow_type)
+        except (pa.ArrowInvalid, OverflowError, TypeError):
+            return index
+    return 0
+
+
+_TABLE_QUERY = """
+SELECT c.column_name, c.data_type, c.comment, t.comment,
+       (SELECT k.constraint_column_names FROM duckdb_constraints() k
+         WHERE k.database_name = c.database_name AND k.schema_name = c.schema_name
+           AND k.table_name = c.table_name AND k.constraint_type = 'PRIMARY KEY')
+FROM duckdb_columns() c
+JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
+WHERE c.database_name = current_database() AND c.schema_name = ? AND c.table_name = ?
+ORDER BY c.column_index
+"""
+_TABLES_QUERY = """
+SELECT table_name, comment FROM duckdb_tables()
+ WHERE database_name = current_database() AND schema_name = ?
+UNION ALL
+SELECT view_name, comment FROM duckdb_views()
+ WHERE database_name = current_database() AND schema_name = ?
+"""
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+    max_columns = None
+
+    def __init__(self, path: str, schema: str) -> None:
+        self.path = path
+        self.schema = schema
+        self.codec = DuckDBCodec()
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._tables: dict[str, str | None] | None = None
+        self._table_info: dict[str, TableInfo | None] = {}
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> DuckDBEngine:
+        path = str(config.get("path") or "warehouse.duckdb")
+        if path != ":memory:" and not Path(path).expanduser().resolve().parent.is_dir():
+            raise ConfigError(f"setting `path`: the folder of {path!r} does not exist")
+        return cls(str(Path(path).expanduser()) if path != ":memory:" else path, config["schema"])
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is None:
+            raise DatabaseError("not connected to DuckDB")
+        return self._connection
+
+    def connect(self) -> None:
+        try:
+            self._connection = duckdb.connect(self.path)
+            self._connection.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error as error:
+            raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
+        logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def qualified(self, table: str) -> str:
+        return f"{quote(self.schema)}.{quote(table)}"
+
+    def _execute(
+        self, statement: str, parameters: t.Sequence[t.Any] | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.connection.execute(statement, parameters)
+        except duckdb.Error as error:
+            raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
+
+    def ensure_schema(self) -> None:
+        self._execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+
+    def tables(self) -> dict[str, str | None]:
+        if self._tables is None:
+            rows = self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall()
+            self._tables = dict(rows)
+        return self._tables
+
+    def table(self, name: str) -> TableInfo | None:
+        if name not in self._table_info:
+            rows = self._execute(_TABLE_QUERY, [self.schema, name]).fetchall()
+            if not rows:
+                self._table_info[name] = None
+            else:
+                columns = {
+                    column: Column(column, KINDS.get(sql_type), comment, sql_type)
+                    for column, sql_type, comment, _, _ in rows
+                }
+                self._table_info[name] = TableInfo(
+                    name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows)
+                )
+        return self._table_info[name]
+
+    def forget(self) -> None:
+        self._tables = None
+        self._table_info.clear()
+
+    # DDL ----------------------------------------------------------------------------------------
+
+    def create_table(
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+    ) -> None:
+        definitions = [f"{quote(column.name)} {SQL_TYPES[t.cast(Kind, column.kind)]}" for column in columns]
+        if primary_key:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
+        self._execute(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
+        self._execute(f"COMMENT ON TABLE {self.qualified(name)} IS {_literal(owner)}")
+        self._comment_columns(name, columns)
+        self.tables()[name] = owner
+        self._table_info[name] = TableInfo(
+            name,
+            {
+                column.name: Column(
+                    column.name, column.kind, column.owner, SQL_TYPES[t.cast(Kind, column.kind)]
+                )
+                for column in columns
+            },
+            primary_key,
+            owner,
+            len(columns),
+        )
+
+    def _comment_columns(self, table: str, columns: list[Column]) -> None:
+        for column in columns:
+            if column.owner is not None:
+                self._execute(
+                    f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} "
+                    f"IS {_literal(column.owner)}"
+                )
+
+    def add_columns(self, table: str, columns: list[Column]) -> None:
+        for column in columns:
+            self._execute(
+                f"ALTER TABLE {self.qualified(table)} ADD COLUMN {quote(column.name)} "
+                f"{SQL_TYPES[t.cast(Kind, column.kind)]}"
+            )
+        self._comment_columns(table, columns)
+        info = self._table_info.get(table)
+        if info is not None:
+            for column in columns:
+                info.columns[column.name] = Column(
+                    column.name, column.kind, column.owner, SQL_TYPES[t.cast(Kind, column.kind)]
+                )
+            info.column_slots += len(columns)
+
+    def widen_column(self, table: str, column: str, kind: Kind) -> None:
+        sql_type = SQL_TYPES[kind]
+        self._execute(
+            f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {quote(column)} SET DATA TYPE {sql_type}"
+        )
+        info = self._table_info.get(table)
+        if info is not None:
+            old = info.columns[column]
+            info.columns[column] = Column(column, kind, old.owner, sql_type)
+
+    # Transactions and loading ---------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._execute("BEGIN TRANSACTION")
+
+    def commit(self) -> None:
+        self._execute("COMMIT")
+
+    def rollback(self) -> None:
+        try:
+            self.connection.execute("ROLLBACK")
+        except duckdb.Error as error:  # no transaction left to roll back (DuckDB aborted it)
+            logger.debug("rollback: %s", _first_line(error))
+
+    def load(self, batch: LoadBatch) -> None:
+        info = self.table(batch.table)
+        if info is None:
+            raise DatabaseError(f"table {self.qualified(batch.table)} disappeared while loading")
+        types = {
+            name: column.sql_type or SQL_TYPES[t.cast(Kind, column.kind)]
+            for name, column in info.columns.items()
+        }
+
+        def value(column: str) -> str:
+            return f"CAST(s.{quote(column)} AS {types[column]})"
+
+        connection = self.connection
+        connection.register(_STAGED, batch.payload)
+        try:
+            for statement in statements(batch, self.qualified(batch.table), quote(_STAGED), value):
+                connection.execute(statement)
+        except _DATA_ERRORS as error:
+            raise RowRejected(_first_line(error)) from None
+        except duckdb.Error as error:
+            raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
+        finally:
+            connection.unregister(_STAGED)
+
+    def quarantine(self, rows: list[Rejected]) -> None:
+        if not rows:
+            return
+        table = self.qualified(REJECTED_TABLE)
+        self._execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (stream VARCHAR, line BIGINT, record_key JSON, "
+            "field VARCHAR, error VARCHAR, record VARCHAR, rejected_at TIMESTAMP WITH TIME ZONE)"
+        )
+        staged = pa.table(
+            {
+                "stream": [row.stream for row in rows],
+                "line": pa.array([row.line for row in rows], pa.int64()),
+                "record_key": [
+                    None if row.key is None else convert.json_encoder.encode(row.key).decode() for row in rows
+                ],
+                "field": [row.field for row in rows],
+                "error": [row.error for row in rows],
+                "record": [row.record.replace("\x00", "") for row in rows],
+            }
+        )
+        self.connection.register("tws_rejected", staged)
+        try:
+            self._execute(
+                f"INSERT INTO {table} SELECT stream, line, CAST(record_key AS JSON), field, error, record, "
+                "now() FROM tws_rejected"
+            )
+        finally:
+            self.connection.unregister("tws_rejected")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''").replace("\x00", "") + "'"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,79 @@
+"""The target's errors: each carries one line that says what went wrong and where."""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
+
+
+class TargetError(Exception):
+    """An error the user can act on; its message is the whole story, printed as one line."""
+
+
+class ConfigError(TargetError):
+    """A missing or invalid setting (raised before connecting)."""
+
+
+class SchemaConflict(TargetError):
+    """A stream's schema cannot be applied to its existing table (changed key, too many columns)."""
+
+
+class DatabaseError(TargetError):
+    """The warehouse failed in a way that is not about one record (connection, permissions)."""
+
+
+def format_key(key: t.Mapping[str, t.Any] | None) -> str:
+    if not key:
+        return ""
+    return ", ".join(
+        f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}" for name, value in key.items()
+    )
+
+
+def location(
+    line: int | None = None,
+    stream: str | None = None,
+    key: t.Mapping[str, t.Any] | None = None,
+    field: str | None = None,
+) -> str:
+    """``line N, stream S, key K, field F`` with the parts that are known."""
+    parts = []
+    if line is not None:
+        parts.append(f"line {line}")
+    if stream is not None:
+        parts.append(f"stream {stream}")
+    if key:
+        parts.append(f"key {format_key(key)}")
+    if field is not None:
+        parts.append(f"field {field}")
+    return ", ".join(parts)
+
+
+class InvalidRecord(TargetError):
+    """A message or record that cannot be loaded as it is."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        line: int | None = None,
+        stream: str | None = None,
+        key: t.Mapping[str, t.Any] | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.line = line
+        self.stream = stream
+        self.key = dict(key) if key else None
+        self.field = field
+        where = location(line, stream, key, field)
+        super().__init__(f"Invalid input: {where}: {problem}" if where else f"Invalid input: {problem}")
+
+
+class RecordBeforeSchema(InvalidRecord, RecordsWithoutSchemaException):
+    """A RECORD arrived for a stream whose SCHEMA has not been seen."""
+
+
+class MissingKeyProperty(InvalidRecord, MissingKeyPropertiesError):
+    """A record lacks (or nulls) one of its stream's key properties."""

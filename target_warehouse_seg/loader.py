@@ -1,0 +1,223 @@
+"""The loader thread: owns the engine, applies units of work in order, emits STATE after each commit.
+
+A *unit* is everything the target flushed at once: one batch per stream with pending records, the
+records set aside for quarantine, and the latest STATE received before the flush. The unit commits in
+one transaction; only then is its STATE written to stdout. Units run one at a time on a single worker
+thread, so while the database works on one unit the main thread decodes and converts the next (the
+database driver releases the GIL while it waits), and at most two units are in memory.
+
+When the database refuses a unit, the loader rolls back and finds the refused row: COPY names its
+line, otherwise each batch is tried alone and the failing one is bisected (every try rolled back).
+With ``on_invalid_record: fail`` that row's input line is reported and the run stops; with
+``quarantine`` the row joins the rejected records and the unit is applied again without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from target_warehouse_seg.convert import json_encoder
+from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RowRejected
+from target_warehouse_seg.errors import InvalidRecord
+from target_warehouse_seg.typemap import holds
+
+logger = logging.getLogger("target-warehouse-seg")
+_NO_STATE = object()
+
+
+@dataclass
+class Unit:
+    batches: list[LoadBatch] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    state: t.Any = _NO_STATE
+
+    @property
+    def has_state(self) -> bool:
+        return self.state is not _NO_STATE
+
+    @property
+    def row_count(self) -> int:
+        return sum(batch.row_count for batch in self.batches)
+
+
+class Loader:
+    """Runs engine work on one thread; ``submit`` waits for the previous unit before queueing."""
+
+    def __init__(self, engine: Engine, *, emit_state: t.Callable[[t.Any], None], quarantine: bool) -> None:
+        self.engine = engine
+        self._emit_state = emit_state
+        self._quarantine = quarantine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="target-warehouse-seg-loader")
+        self._queued: list[Future[None]] = []
+        self.rows_committed = 0
+        self.rows_rejected = 0
+        self._started = time.monotonic()
+
+    def call(self, function: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
+        """Run ``function(*args)`` on the loader thread after the queued work, and return its result."""
+        return self._executor.submit(function, *args).result()
+
+    def submit(self, unit: Unit) -> None:
+        """Queue a unit; one with rows first waits for the units before it (bounding memory).
+
+        A state-only unit just queues: its STATE is written once the units before it commit.
+        Raises the error of an earlier unit, if one failed.
+        """
+        if unit.batches or unit.rejected:
+            self.wait()
+        else:
+            self._raise_failures()
+        self._queued.append(self._executor.submit(self._apply, unit))
+
+    def _raise_failures(self) -> None:
+        for future in [future for future in self._queued if future.done()]:
+            self._queued.remove(future)
+            future.result()
+
+    def wait(self) -> None:
+        """Wait for every queued unit, raising the first error."""
+        queued, self._queued = self._queued, []
+        for future in queued:
+            future.result()
+
+    def close(self) -> None:
+        """Finish queued work (errors included) and close the connection."""
+        try:
+            self.wait()
+        finally:
+            try:
+                self._executor.submit(self.engine.close).result()
+            finally:
+                self._executor.shutdown(wait=True)
+
+    # On the loader thread ------------------------------------------------------------------------
+
+    def _apply(self, unit: Unit) -> None:
+        if unit.batches or unit.rejected:
+            started = time.monotonic()
+            while True:
+                try:
+                    self._transaction(unit.batches, unit.rejected, commit=True)
+                    break
+                except RowRejected:
+                    self._handle_refusal(unit)
+            self.rows_committed += unit.row_count
+            self.rows_rejected += len(unit.rejected)
+            self._log(unit, time.monotonic() - started)
+        if unit.has_state:
+            self._emit_state(unit.state)
+
+    def _transaction(self, batches: list[LoadBatch], rejected: list[Rejected], *, commit: bool) -> None:
+        engine = self.engine
+        engine.begin()
+        try:
+            for batch in batches:
+                self._evolve(batch)
+                engine.load(batch)
+            engine.quarantine(rejected)
+        except BaseException:
+            engine.rollback()
+            engine.forget()  # DDL inside the transaction was undone too
+            raise
+        if commit:
+            engine.commit()
+        else:
+            engine.rollback()
+            engine.forget()
+
+    def _evolve(self, batch: LoadBatch) -> None:
+        """Widen columns whose values outgrew them within this batch (inside the transaction)."""
+        info = self.engine.table(batch.table)
+        if info is None:
+            return
+        for column in batch.columns:
+            current = info.columns.get(column.name)
+            if current is not None and current.kind is not None and not holds(current.kind, column.kind):
+                self.engine.widen_column(batch.table, column.name, column.kind)
+
+    def _try(self, batch: LoadBatch) -> RowRejected | None:
+        try:
+            self._transaction([batch], [], commit=False)
+        except RowRejected as refusal:
+            return refusal
+        return None
+
+    def _handle_refusal(self, unit: Unit) -> None:
+        for position, batch in enumerate(unit.batches):
+            refusal = self._try(batch)
+            if refusal is None:
+                continue
+            index, refusal = self._locate(batch, refusal)
+            error = InvalidRecord(
+                refusal.message,
+                line=batch.lines[index],
+                stream=batch.stream,
+                key=batch.key_of(index),
+                field=batch.property_of(refusal.column),
+            )
+            if not self._quarantine:
+                raise error
+            record = self.engine.codec.row(batch.columns, batch.payload, index)
+            unit.rejected.append(
+                Rejected(
+                    batch.stream,
+                    error.line,
+                    error.key,
+                    error.field,
+                    error.problem,
+                    json_encoder.encode(record).decode("utf-8"),
+                )
+            )
+            logger.warning("quarantined: %s", error)
+            remaining = [row for row in range(batch.row_count) if row != index]
+            if remaining:
+                unit.batches[position] = self._subset(batch, remaining)
+            else:
+                del unit.batches[position]
+            return
+        raise RuntimeError("the database refused the unit, but no batch alone")
+
+    def _locate(self, batch: LoadBatch, refusal: RowRejected) -> tuple[int, RowRejected]:
+        """The index of a row the database refuses, by COPY's line or by bisection."""
+        if refusal.index is not None and refusal.index < batch.row_count:
+            return refusal.index, refusal
+        candidates = list(range(batch.row_count))
+        while len(candidates) > 1:
+            half = candidates[: len(candidates) // 2]
+            attempt = self._try(self._subset(batch, half))
+            if attempt is not None:
+                if attempt.index is not None and attempt.index < len(half):
+                    return half[attempt.index], attempt
+                candidates, refusal = half, attempt
+            else:
+                candidates = candidates[len(candidates) // 2 :]
+        single = self._try(self._subset(batch, candidates))
+        return candidates[0], single or refusal
+
+    def _subset(self, batch: LoadBatch, rows: list[int]) -> LoadBatch:
+        return dataclasses.replace(
+            batch,
+            payload=self.engine.codec.subset(batch.payload, rows),
+            lines=[batch.lines[row] for row in rows],
+            keys=[batch.keys[row] for row in rows] if batch.keys else [],
+        )
+
+    def _log(self, unit: Unit, seconds: float) -> None:
+        per_stream = ", ".join(f"{batch.stream} {batch.row_count:,}" for batch in unit.batches)
+        rejected = f", {len(unit.rejected)} rejected" if unit.rejected else ""
+        elapsed = time.monotonic() - self._started
+        rate = self.rows_committed / elapsed if elapsed > 0 else 0.0
+        logger.info(
+            "committed %s row(s) (%s)%s in %.2f s; %s row(s) so far, %.0f rows/s",
+            f"{unit.row_count:,}",
+            per_stream or "none",
+            rejected,
+            seconds,
+            f"{self.rows_committed:,}",
+            rate,
+        )

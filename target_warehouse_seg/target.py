@@ -1,0 +1,424 @@
+"""target-warehouse-seg: upsert Singer streams into warehouse tables (DuckDB or PostgreSQL).
+
+singer-sdk's ``Target`` provides the command line, ``--about``, configuration and the test suite; the
+message path is the project's own (see reader.py, sink.py, loader.py): records are decoded by msgspec
+into typed per-stream records, converted column-wise into COPY text or Arrow, and loaded by a second
+thread, one transaction per flush. STATE goes to stdout only after everything read before it is
+committed.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import typing as t
+from dataclasses import dataclass
+
+import jsonschema
+from singer_sdk import typing as th
+from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.target_base import Target
+
+from target_warehouse_seg import identifiers
+from target_warehouse_seg.convert import json_encoder
+from target_warehouse_seg.engines import REJECTED_TABLE, Engine, Rejected, create_engine
+from target_warehouse_seg.errors import (
+    ConfigError,
+    InvalidRecord,
+    RecordBeforeSchema,
+    SchemaConflict,
+    TargetError,
+)
+from target_warehouse_seg.loader import Loader, Unit
+from target_warehouse_seg.plan import StreamPlan, plan_stream, schema_properties
+from target_warehouse_seg.reader import (
+    ActivateVersionMessage,
+    BatchMessage,
+    InvalidLine,
+    MessageReader,
+    RecordMessage,
+    SchemaMessage,
+    StateMessage,
+)
+from target_warehouse_seg.sink import StreamSink
+
+# A flush also happens when the records read since the last one exceed this many bytes of JSON: it
+# bounds memory whatever batch_size_rows says (payloads take about a third to a half of their JSON).
+MAX_UNIT_BYTES = 96 * 1024 * 1024
+# Values decoded before a chunk is converted (rows = this / columns).
+CHUNK_VALUES = 400_000
+_NO_STATE = object()
+
+SETTINGS = th.PropertiesList(
+    th.Property(
+        "engine",
+        th.StringType,
+        default="duckdb",
+        allowed_values=["duckdb", "postgres"],
+        description="Warehouse engine: `duckdb` (embedded, default) or `postgres`.",
+    ),
+    th.Property(
+        "path",
+        th.StringType,
+        default="warehouse.duckdb",
+        description="DuckDB database file (engine `duckdb`).",
+    ),
+    th.Property(
+        "sqlalchemy_url",
+        th.StringType,
+        secret=True,
+        description="PostgreSQL URL, e.g. postgresql://user:password@host:5432/db "
+        "(postgresql+psycopg:// works too). Alternative to host/port/user/password/database.",
+    ),
+    th.Property("host", th.StringType, description="PostgreSQL host (when no sqlalchemy_url)."),
+    th.Property("port", th.IntegerType, description="PostgreSQL port (default 5432)."),
+    th.Property("user", th.StringType, description="PostgreSQL user."),
+    th.Property("password", th.StringType, secret=True, description="PostgreSQL password."),
+    th.Property("database", th.StringType, description="PostgreSQL database."),
+    th.Property(
+        "sslmode",
+        th.StringType,
+        allowed_values=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+        description="PostgreSQL SSL mode.",
+    ),
+    th.Property(
+        "schema",
+        th.StringType,
+        default="salesforce",
+        description="Warehouse schema for this source instance (created when missing), e.g. `sfdc_prod`.",
+    ),
+    th.Property(
+        "batch_size_rows",
+        th.IntegerType,
+        default=100_000,
+        description="A batch commits when a stream has this many rows pending.",
+    ),
+    th.Property(
+        "batch_max_seconds",
+        th.NumberType,
+        default=300,
+        description="A batch commits when its first record is this many seconds old "
+        "(checked as messages arrive).",
+    ),
+    th.Property(
+        "hard_delete",
+        th.BooleanType,
+        default=False,
+        description="Delete rows that arrive with `is_deleted = true` instead of upserting them.",
+    ),
+    th.Property(
+        "on_invalid_record",
+        th.StringType,
+        default="fail",
+        allowed_values=["fail", "quarantine"],
+        description="`fail`: stop at the first invalid record, nothing of its batch written. "
+        "`quarantine`: store it with its error in `_rejected_records` and go on.",
+    ),
+).to_dict()
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str
+    schema: str
+    batch_size_rows: int
+    batch_max_seconds: float
+    hard_delete: bool
+    quarantine: bool
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> Settings:
+        """Check the settings; raise ``ConfigError`` naming the first bad one, in one line."""
+        validator = jsonschema.Draft7Validator(SETTINGS)
+        for error in sorted(validator.iter_errors(dict(config)), key=lambda item: list(item.path)):
+            name = ".".join(str(part) for part in error.path) or "config"
+            if SETTINGS["properties"].get(name, {}).get("secret"):  # never echo a secret's value
+                raise ConfigError(f"setting `{name}` is invalid ({error.validator}: {error.validator_value})")
+            raise ConfigError(f"setting `{name}`: {error.message}")
+        defaults = {name: spec.get("default") for name, spec in SETTINGS["properties"].items()}
+        merged = {**defaults, **{name: value for name, value in config.items() if value is not None}}
+        schema = merged["schema"]
+        if not isinstance(schema, str) or not schema.strip():
+            raise ConfigError("setting `schema` must be a non-empty name such as `salesforce`")
+        if merged["batch_size_rows"] < 1:
+            raise ConfigError(
+                f"setting `batch_size_rows` must be at least 1, got {merged['batch_size_rows']}"
+            )
+        if merged["batch_max_seconds"] <= 0:
+            raise ConfigError(
+                f"setting `batch_max_seconds` must be positive, got {merged['batch_max_seconds']}"
+            )
+        if merged["engine"] == "postgres" and not (merged.get("sqlalchemy_url") or merged.get("host")):
+            raise ConfigError(
+                "engine `postgres` needs setting `sqlalchemy_url` or setting `host` "
+                "(with `user`, `password`, `database`)"
+            )
+        if merged["engine"] == "duckdb" and not str(merged["path"]).strip():
+            raise ConfigError("setting `path` must name a DuckDB file, e.g. warehouse.duckdb")
+        return cls(
+            engine=merged["engine"],
+            schema=identifiers.conform(schema),
+            batch_size_rows=int(merged["batch_size_rows"]),
+            batch_max_seconds=float(merged["batch_max_seconds"]),
+            hard_delete=bool(merged["hard_delete"]),
+            quarantine=merged["on_invalid_record"] == "quarantine",
+        )
+
+
+class TargetWarehouseSeg(Target):
+    """Upserts Singer streams into warehouse tables (DuckDB or PostgreSQL), the way Segment does."""
+
+    name = "target-warehouse-seg"
+    package_name = "tap-salesforce-seg"
+    capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT, PluginCapabilities.STRUCTURED_LOGGING]
+    config_jsonschema: t.ClassVar[dict] = SETTINGS
+    message_reader_class = MessageReader
+
+    def __init__(
+        self,
+        *,
+        config: t.Any = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_reader: MessageReader | None = None,
+    ) -> None:
+        super().__init__(
+            config=config,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=False,
+            message_reader=message_reader,
+        )
+        self.settings = Settings.from_config(self.config)
+        self._sinks: dict[str, StreamSink] = {}
+        self._signatures: dict[str, t.Any] = {}
+        self._loader: Loader | None = None
+        self._rejected: list[Rejected] = []
+        self._latest_state: t.Any = _NO_STATE
+        self._state_submitted: t.Any = _NO_STATE
+        self._unit_rows = 0
+        self._unit_bytes = 0
+        self._unit_started: float | None = None
+        self._stdout_lock = threading.Lock()
+        reader = t.cast(MessageReader, self.message_reader)
+        reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
+        reader.on_error = self._abort
+
+    # Settings -----------------------------------------------------------------------------------
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Only this target's own settings: no stream maps, flattening or per-record validation."""
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        if raise_errors:
+            Settings.from_config(self.config)
+        return []
+
+    @classmethod
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
+        """Run the target; a known error ends the run with its one-line message and exit status 1."""
+        try:
+            super().invoke(*args, **kwargs)
+        except TargetError as error:
+            cls.logger.error("%s", error)
+            sys.exit(1)
+
+    # Engine and loader --------------------------------------------------------------------------
+
+    @property
+    def loader(self) -> Loader:
+        if self._loader is None:
+            engine = create_engine({**self.config, "schema": self.settings.schema})
+            loader = Loader(engine, emit_state=self._write_state, quarantine=self.settings.quarantine)
+            try:
+                loader.call(engine.connect)
+                loader.call(engine.ensure_schema)
+            except BaseException:
+                loader.close()
+                raise
+            self._loader = loader
+        return self._loader
+
+    def _abort(self) -> None:
+        """After an error: let a committed-or-committing unit finish, then close the connection."""
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            try:
+                loader.close()
+            except Exception as error:  # the first error is the one reported
+                self.logger.error("while stopping after an error: %s", error)
+
+    # Messages -----------------------------------------------------------------------------------
+
+    def _process_schema_message(self, message: SchemaMessage) -> None:  # type: ignore[override]
+        stream = message.stream
+        signature = json_encoder.encode([message.schema, message.key_properties, message.bookmark_properties])
+        if self._signatures.get(stream) == signature:
+            return
+        schema_properties(stream, message.schema)
+        if any(sink.pending for sink in self._sinks.values()) or self._rejected:
+            self._flush()  # records read under the previous schema load under it
+        plan = self.loader.call(self._prepare_stream, message)
+        self._sinks[stream] = StreamSink(
+            plan,
+            self.loader.engine.codec,
+            reject=self._reject if self.settings.quarantine else None,
+            chunk_values=CHUNK_VALUES,
+        )
+        self._signatures[stream] = signature
+
+    def _prepare_stream(self, message: SchemaMessage) -> StreamPlan:
+        """On the loader thread: name the table, plan the columns, apply the DDL (its own commit)."""
+        engine: Engine = t.cast(Loader, self._loader).engine
+        stream = message.stream
+        tables = engine.tables()
+        table = identifiers.assign([stream], tables, reserved=[REJECTED_TABLE])[stream]
+        existing = engine.table(table) if table in tables else None
+        plan = plan_stream(
+            stream=stream,
+            table=table,
+            schema=message.schema,
+            key_properties=message.key_properties,
+            bookmark_properties=message.bookmark_properties,
+            existing=existing,
+            hard_delete=self.settings.hard_delete,
+            max_columns=engine.max_columns,
+            qualified_table=f"{self.settings.schema}.{table}",
+        )
+        if plan.ddl_needed:
+            engine.begin()
+            try:
+                if plan.create is not None:
+                    engine.create_table(table, stream, plan.create, plan.key_columns)
+                else:
+                    engine.add_columns(table, plan.add)
+                    for name, kind in plan.widen:
+                        self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
+                        engine.widen_column(table, name, kind)
+                engine.commit()
+            except BaseException:
+                engine.rollback()
+                engine.forget()
+                raise
+        return plan
+
+    def _process_record_message(self, message: RecordMessage) -> None:  # type: ignore[override]
+        sink = self._sinks.get(message.stream)
+        line = t.cast(MessageReader, self.message_reader).line_number
+        if sink is None:
+            error = RecordBeforeSchema(
+                "RECORD arrived before the stream's SCHEMA", line=line, stream=message.stream
+            )
+            if not self.settings.quarantine:
+                raise error
+            self._reject(
+                Rejected(
+                    message.stream,
+                    line,
+                    None,
+                    None,
+                    error.problem,
+                    bytes(message.record).decode("utf-8", "replace"),
+                )
+            )
+            return
+        if self._unit_started is None:
+            self._unit_started = time.monotonic()
+        sink.add(message.record, line, message.time_extracted)
+        self._unit_rows += 1
+        self._unit_bytes += len(message.record)
+        if (
+            sink.rows >= self.settings.batch_size_rows
+            or self._unit_bytes >= MAX_UNIT_BYTES
+            or (not self._unit_rows & 1023 and self._too_old())
+        ):
+            self._flush()
+
+    def _too_old(self) -> bool:
+        started = self._unit_started
+        return started is not None and time.monotonic() - started >= self.settings.batch_max_seconds
+
+    def _process_state_message(self, message: StateMessage) -> None:  # type: ignore[override]
+        self._latest_state = message.value
+        if not any(sink.pending for sink in self._sinks.values()) and not self._rejected:
+            # Everything read so far is committed or on its way: this state follows that commit.
+            if message.value != self._state_submitted:
+                self._submit(Unit(state=message.value))
+        elif self._too_old():
+            self._flush()
+
+    def _process_activate_version_message(self, message: ActivateVersionMessage) -> None:  # type: ignore[override]
+        self.logger.debug("ignoring ACTIVATE_VERSION for stream %s: tables are upserted", message.stream)
+
+    def _process_batch_message(self, message: BatchMessage) -> None:  # type: ignore[override]
+        raise InvalidRecord(
+            "BATCH messages are not supported; run the tap without batch mode",
+            line=t.cast(MessageReader, self.message_reader).line_number,
+            stream=message.stream,
+        )
+
+    # Quarantine ---------------------------------------------------------------------------------
+
+    def _reject(self, rejected: Rejected) -> None:
+        self.logger.warning(
+            "quarantined: %s",
+            InvalidRecord(
+                rejected.error,
+                line=rejected.line,
+                stream=rejected.stream,
+                key=rejected.key,
+                field=rejected.field,
+            ),
+        )
+        self._rejected.append(rejected)
+
+    def _quarantine_line(self, invalid: InvalidLine) -> None:
+        self._reject(
+            Rejected(invalid.stream, invalid.line, None, None, invalid.problem, invalid.text.rstrip("\n"))
+        )
+
+    # Flushing and state -------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Hand every pending batch, the rejected records and the latest state to the loader."""
+        batches = [batch for sink in self._sinks.values() if (batch := sink.take_batch()) is not None]
+        unit = Unit(batches=batches, rejected=self._rejected)
+        if self._latest_state is not _NO_STATE and self._latest_state != self._state_submitted:
+            unit.state = self._latest_state
+        self._rejected = []
+        self._unit_rows = self._unit_bytes = 0
+        self._unit_started = None
+        if unit.batches or unit.rejected or unit.has_state:
+            self._submit(unit)
+
+    def _submit(self, unit: Unit) -> None:
+        if unit.has_state:
+            self._state_submitted = unit.state
+        self.loader.submit(unit)
+
+    def _write_state(self, state: t.Any) -> None:
+        line = json_encoder.encode(state).decode("utf-8")
+        with self._stdout_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def process_endofpipe(self) -> None:
+        try:
+            self._flush()
+        except BaseException:
+            self._abort()
+            raise
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            loader.close()
+            self.logger.info(
+                "done: %s row(s) committed, %s rejected",
+                f"{loader.rows_committed:,}",
+                f"{loader.rows_rejected:,}",
+            )
+
+
+__all__ = ["SchemaConflict", "TargetWarehouseSeg"]

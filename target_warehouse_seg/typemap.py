@@ -1,0 +1,152 @@
+"""From JSON Schema to column kinds, and the safe widening between kinds.
+
+A property's JSON Schema (``type`` as a string or a list, ``anyOf``/``oneOf`` alternatives, ``format``)
+becomes the narrowest column kind that holds every value it allows:
+
+=========================================  ==========
+JSON Schema                                kind
+=========================================  ==========
+string                                     TEXT
+string, format date-time                   TIMESTAMP (timestamptz, UTC)
+string, format date                        DATE
+string, format time                        TIME
+integer                                    INTEGER (bigint)
+number, or integer and number              NUMBER (exact)
+boolean                                    BOOLEAN
+object, array, no type at all              JSON
+date and date-time                         TIMESTAMP
+any other mix of scalar types              TEXT
+a mix that includes object or array        JSON
+=========================================  ==========
+
+A column never narrows. When a property's kind changes, the column widens to a kind that holds both
+the stored and the new values: INTEGER -> NUMBER -> TEXT, DATE -> TIMESTAMP -> TEXT, BOOLEAN/TIME ->
+TEXT. TEXT and JSON hold everything (a JSON value in a TEXT column is stored as JSON text).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import typing as t
+from decimal import Decimal
+
+import msgspec
+
+
+class Kind(str, enum.Enum):
+    """The logical kind of a column; each engine maps it to its own SQL type."""
+
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    NUMBER = "number"
+    DATE = "date"
+    TIME = "time"
+    TIMESTAMP = "timestamp"
+    TEXT = "text"
+    JSON = "json"
+
+
+# Tokens describing what a property's schema admits; "any" stands for "no type given".
+_FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
+_SCALAR_KINDS = {
+    frozenset({"string"}): Kind.TEXT,
+    frozenset({"datetime"}): Kind.TIMESTAMP,
+    frozenset({"date"}): Kind.DATE,
+    frozenset({"time"}): Kind.TIME,
+    frozenset({"date", "datetime"}): Kind.TIMESTAMP,
+    frozenset({"integer"}): Kind.INTEGER,
+    frozenset({"number"}): Kind.NUMBER,
+    frozenset({"integer", "number"}): Kind.NUMBER,
+    frozenset({"boolean"}): Kind.BOOLEAN,
+}
+
+
+def type_tokens(schema: t.Any) -> frozenset[str]:
+    """The JSON types a property schema admits (``null`` excluded), with string formats resolved."""
+    if not isinstance(schema, dict):
+        return frozenset({"any"})
+    tokens: set[str] = set()
+    alternatives = [*schema.get("anyOf", []), *schema.get("oneOf", [])]
+    for alternative in alternatives:
+        tokens |= type_tokens(alternative)
+    declared = schema.get("type")
+    if declared is None and not alternatives:
+        if "properties" in schema:
+            declared = "object"
+        elif "items" in schema:
+            declared = "array"
+        elif "enum" in schema or "const" in schema:
+            declared = sorted({_json_type_of(value) for value in schema.get("enum", [schema.get("const")])})
+        else:
+            return frozenset({"any"})
+    if declared is not None:
+        for json_type in [declared] if isinstance(declared, str) else declared:
+            if json_type == "string":
+                tokens.add(_FORMATS.get(schema.get("format", ""), "string"))
+            elif json_type != "null":
+                tokens.add(str(json_type))
+    return frozenset(tokens)
+
+
+def _json_type_of(value: t.Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, (float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object" if isinstance(value, dict) else "array"
+
+
+def kind_of(tokens: frozenset[str]) -> Kind:
+    """The narrowest column kind holding every value of these JSON types."""
+    if not tokens:
+        return Kind.TEXT  # only null was allowed: a nullable text column
+    if tokens & {"any", "object", "array"}:
+        return Kind.JSON
+    if tokens - {"string", "datetime", "date", "time", "integer", "number", "boolean"}:
+        return Kind.JSON  # an unknown JSON type name: keep the value whole
+    return _SCALAR_KINDS.get(tokens, Kind.TEXT)
+
+
+def holds(column: Kind, incoming: Kind) -> bool:
+    """Whether a column of kind ``column`` stores every value of kind ``incoming`` without loss."""
+    if column == incoming or column in (Kind.TEXT, Kind.JSON):
+        return True
+    return (column, incoming) in {(Kind.NUMBER, Kind.INTEGER), (Kind.TIMESTAMP, Kind.DATE)}
+
+
+def widen(column: Kind, incoming: Kind) -> Kind:
+    """The kind a column must take to hold both its values and the incoming ones."""
+    if holds(column, incoming):
+        return column
+    if holds(incoming, column) and incoming is not Kind.JSON:
+        return incoming
+    return Kind.TEXT
+
+
+def decode_type(tokens: frozenset[str]) -> t.Any:
+    """The msgspec type that decodes (and so validates) a property's values in C.
+
+    Mixed types decode as ``Any`` and are checked column by column when the batch is converted.
+    """
+    kind = kind_of(tokens)
+    if kind is Kind.JSON:
+        return msgspec.Raw  # the exact JSON text, undecoded
+    strict: dict[frozenset[str], t.Any] = {
+        frozenset({"string"}): str,
+        frozenset({"datetime"}): datetime.datetime,
+        frozenset({"date"}): datetime.date,
+        frozenset({"time"}): datetime.time,
+        frozenset({"integer"}): int,
+        frozenset({"number"}): int | Decimal,
+        frozenset({"integer", "number"}): int | Decimal,
+        frozenset({"boolean"}): bool,
+    }
+    chosen = strict.get(tokens)
+    return t.Any if chosen is None else chosen | None

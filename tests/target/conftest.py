@@ -1,0 +1,169 @@
+"""Fixtures for the target's tests: a warehouse on each engine, and ways to run the target on it.
+
+``warehouse`` is parametrized over DuckDB (a fresh file) and PostgreSQL (a fresh database from
+``postgres_database``), so every test using it runs on both engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import typing as t
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET_EXECUTABLE = str(Path(sys.executable).with_name("target-warehouse-seg"))
+
+
+def schema(stream: str, properties: dict[str, t.Any], key: list[str] | None = None,
+           bookmark: list[str] | None = None) -> dict[str, t.Any]:
+    message: dict[str, t.Any] = {
+        "type": "SCHEMA", "stream": stream,
+        "schema": {"type": "object", "properties": properties},
+        "key_properties": ["id"] if key is None else key,
+    }
+    if bookmark:
+        message["bookmark_properties"] = bookmark
+    return message
+
+
+def record(stream: str, values: dict[str, t.Any], time_extracted: str | None = None) -> dict[str, t.Any]:
+    message: dict[str, t.Any] = {"type": "RECORD", "stream": stream, "record": values}
+    if time_extracted:
+        message["time_extracted"] = time_extracted
+    return message
+
+
+def state(value: t.Any) -> dict[str, t.Any]:
+    return {"type": "STATE", "value": value}
+
+
+def _default(value: t.Any) -> t.Any:
+    if isinstance(value, Decimal):
+        return float(value)  # only for test messages that do not care about exactness
+    raise TypeError(value)
+
+
+def to_lines(messages: t.Iterable[t.Any]) -> str:
+    """Singer lines: dicts are JSON-encoded, strings are taken as they are (exact numbers, bad lines)."""
+    return "".join((m if isinstance(m, str) else json.dumps(m, default=_default)) + "\n" for m in messages)
+
+
+@dataclass
+class Run:
+    states: list[t.Any]
+    error: BaseException | None = None
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def states(self) -> list[t.Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if "| ERROR" in line]
+
+
+@dataclass
+class Warehouse:
+    engine: str
+    base_config: dict[str, t.Any]
+    schema_name: str = "salesforce"
+    tmp_path: Path = field(default_factory=Path)
+
+    def config(self, **settings: t.Any) -> dict[str, t.Any]:
+        return {**self.base_config, **settings}
+
+    # Running the target ---------------------------------------------------------------------------
+
+    def run(self, messages: t.Iterable[t.Any], **settings: t.Any) -> Run:
+        """Run the target in this process; an error is returned, not raised."""
+        from target_warehouse_seg.target import TargetWarehouseSeg
+
+        out = io.StringIO()
+        error: BaseException | None = None
+        with contextlib.redirect_stdout(out):
+            try:
+                target = TargetWarehouseSeg(config=self.config(**settings))
+                target.process_lines(io.StringIO(to_lines(messages)))
+                target.process_endofpipe()
+            except Exception as caught:
+                error = caught
+        return Run([json.loads(line) for line in out.getvalue().splitlines() if line.strip()], error)
+
+    def cli(self, input_text: str, *, timeout: float = 120, **settings: t.Any) -> CliRun:
+        """Run the installed console script, as users and the benchmark do."""
+        config_path = self.tmp_path / f"config-{os.getpid()}-{len(input_text)}.json"
+        config_path.write_text(json.dumps(self.config(**settings)))
+        done = subprocess.run([TARGET_EXECUTABLE, "--config", str(config_path)], input=input_text,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        return CliRun(done.returncode, done.stdout, done.stderr)
+
+    # Looking at the warehouse -----------------------------------------------------------------------
+
+    def query(self, sql: str) -> list[tuple]:
+        if self.engine == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.base_config["sqlalchemy_url"]) as connection:
+                connection.execute("SET TIME ZONE 'UTC'")
+                return connection.execute(sql).fetchall()
+        import duckdb
+
+        connection = duckdb.connect(self.base_config["path"])
+        try:
+            return connection.execute(sql).fetchall()
+        finally:
+            connection.close()
+
+    def rows(self, table: str, order_by: str = "id", columns: str = "*") -> list[dict[str, t.Any]]:
+        names = [name for name, _ in self.columns(table).items()] if columns == "*" else \
+            [name.strip().strip('"') for name in columns.split(",")]
+        selected = ", ".join(f'"{name}"' for name in names)
+        result = self.query(f'SELECT {selected} FROM "{self.schema_name}"."{table}" ORDER BY {order_by}')
+        return [dict(zip(names, row, strict=True)) for row in result]
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> lower-case SQL type, in table order."""
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = '{self.schema_name}' AND table_name = '{table}' ORDER BY ordinal_position")
+        return {name: sql_type.lower() for name, sql_type in rows}
+
+    def tables(self) -> set[str]:
+        rows = self.query("SELECT table_name FROM information_schema.tables "
+                          f"WHERE table_schema = '{self.schema_name}'")
+        return {name for (name,) in rows}
+
+    def count(self, table: str) -> int:
+        if table not in self.tables():
+            return 0
+        return self.query(f'SELECT count(*) FROM "{self.schema_name}"."{table}"')[0][0]
+
+
+def json_value(value: t.Any) -> t.Any:
+    """A JSON column's value as Python data (DuckDB hands JSON back as text, PostgreSQL parsed)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_database")
+        return Warehouse("postgres", {"engine": "postgres", "sqlalchemy_url": url}, tmp_path=tmp_path)
+    return Warehouse("duckdb", {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")},
+                     tmp_path=tmp_path)
