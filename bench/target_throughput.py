@@ -79,7 +79,7 @@ DUCKDB_TYPES = {
     "string": "VARCHAR",
     "text": "VARCHAR",
     "integer": "BIGINT",
-    "number": "DECIMAL(38, 9)",
+    "number": "DECIMAL(38, 18)",
     "boolean": "BOOLEAN",
     "datetime": "TIMESTAMPTZ",
 }

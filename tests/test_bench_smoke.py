@@ -1,15 +1,19 @@
 """The benchmarks cannot rot: a tiny-mode run of bench/target_throughput.py, and its checks can fail.
 
-The tiny run loads a few hundred rows of every dataset with both baselines and target-warehouse-seg on
-both engines (the peer's own venv is skipped). Its speed bars are meaningless at that size, so this test
-asserts that every run happened and stored exactly what it was given, never the bars.
+The tiny run loads a few hundred rows of datasets a and b (c differs only in shape) with both baselines
+and target-warehouse-seg on both engines (the peer's own venv is skipped). Its speed bars are meaningless
+at that size, so this test asserts that every run happened and stored exactly what it was given, never
+the bars.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -78,3 +82,45 @@ def test_the_table_check_accepts_a_right_load_and_catches_a_wrong_one(tmp_path: 
     assert wrong and all("string_03" in problem for problem in wrong)
     stale = target_throughput.check_table(files, _fetcher_returning(spec, "updates", 30, None), True)
     assert stale, "rows of the other phase must not pass"
+
+
+@pytest.mark.postgres
+def test_tiny_benchmark_run_loads_every_dataset_correctly(postgres_url: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "target_throughput.py"),
+            "--skip-peer",
+            "--datasets",
+            "a,b",
+            "--rows-scale",
+            "0.0005",
+            "--postgres-url",
+            postgres_url,
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode in (0, 1), completed.stderr[-3000:]  # 1: a speed bar, meaningless here
+    report = json.loads(next(results.glob("target_throughput-*.json")).read_text())
+    runs = {(run["dataset"], run["phase"], run["engine"], run["loader"]): run for run in report["runs"]}
+    loaders = [
+        ("postgres", "baseline"),
+        ("postgres", "seg"),
+        ("duckdb", "duckdb-baseline"),
+        ("duckdb", "duckdb-seg"),
+    ]
+    for dataset in "ab":
+        for phase in ("inserts", "updates"):
+            for engine, loader in loaders:
+                run = runs[(dataset, phase, engine, loader)]
+                assert run["ok"], f"{dataset} {phase} {engine}/{loader}: {run['problems']}"
+                assert run["wall_seconds"] > 0 and run["peak_mb"] > 0
+    assert "PASS" in completed.stdout or "FAIL" in completed.stdout
+    assert not (tmp_path / "work").exists(), "the work folder is removed unless --keep"
