@@ -450,7 +450,7 @@ class _Parser:
             self.advance()
             select = self.select_list(first)
         self.expect_keyword("FROM")
-        sobject = self.name()
+        sobject = self.object_name()
         where = None
         if self.at_keyword("WHERE"):
             self.advance()
@@ -500,6 +500,13 @@ class _Parser:
         if token.kind != _IDENT or token.text.upper() in _RESERVED:
             raise self.unexpected()
         return self.advance()
+
+    def object_name(self) -> _Token:
+        """The object after FROM: Salesforce's Group object is spelled like the GROUP keyword."""
+        token = self.peek()
+        if token.kind == _IDENT and token.text.upper() == "GROUP":
+            return self.advance()
+        return self.name()
 
     def field(self) -> FieldRef:
         token = self.name()
