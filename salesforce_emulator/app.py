@@ -274,7 +274,8 @@ class App:
     # ---- entry point ----
     def handle(self, request: Request) -> Response:
         response = self._handle(request)
-        self.log.record(request.method, request.target, response.status, response.route)
+        if response.route != "control":  # the log shows the API traffic, not the test's own scripting
+            self.log.record(request.method, request.target, response.status, response.route)
         if (
             self.options.gzip
             and len(response.body) > 1024

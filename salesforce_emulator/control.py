@@ -5,7 +5,7 @@
 
 - `client.<Org method>(...)`: create, update, delete, undelete, hard_delete, late_commit, add_field,
   remove_field, add_object, remove_object, reset, get, records, object_names.
-- `client.clock.now() / set(dt, frozen=False) / advance(seconds) / freeze() / unfreeze()`.
+- `client.clock.now() / set(moment, frozen=False) / advance(seconds) / freeze() / unfreeze()`.
 - `client.faults.http_error(...) / expire_sessions_after(...) / drop_connection(...) / slow(...) /
   query_timeout(...) / fail_bulk_jobs(...) / active() / remove(id) / reset()` (see faults.py).
 - `client.counters()` (API usage and limit, requests seen per route, logins, Bulk jobs),
@@ -96,17 +96,17 @@ class ClockClient(_Group):
     def now(self) -> datetime:
         return self._call("now")
 
-    def set(self, dt: datetime, frozen: bool = False) -> None:
-        self._call("set", dt=dt, frozen=frozen)
+    def set(self, moment: datetime | str, frozen: bool = False) -> datetime:
+        return self._call("set", moment=moment, frozen=frozen)
 
-    def advance(self, seconds: float) -> None:
-        self._call("advance", seconds=seconds)
+    def advance(self, seconds: float) -> datetime:
+        return self._call("advance", seconds=seconds)
 
-    def freeze(self) -> None:
-        self._call("freeze")
+    def freeze(self) -> datetime:
+        return self._call("freeze")
 
-    def unfreeze(self) -> None:
-        self._call("unfreeze")
+    def unfreeze(self) -> datetime:
+        return self._call("unfreeze")
 
 
 class FaultsClient(_Group):

@@ -16,6 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
+pytest_plugins = ["emulator_fixtures"]
+
 POSTGRES_URL_VARIABLE = "TEST_POSTGRES_URL"
 
 
