@@ -11,13 +11,29 @@ describe.py, clock.py (the data half); soql.py (SOQL); app.py (routes), auth.py,
 tls.py, server.py, cli.py, control.py (the HTTP half).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .auth import Credentials
 from .bulk import BulkTiming
 from .control import ControlClient, ControlError
 from .errors import ApiError
 from .faults import FaultPlan
-from .org import Org, OrgConfig
 from .server import Emulator
+
+if TYPE_CHECKING:
+    from .org import Org, OrgConfig
+
+
+def __getattr__(name: str) -> Any:
+    # The org (pyarrow, DuckDB) loads on first use: scripts that only drive a running emulator through
+    # ControlClient, or only start one, import nothing heavy until they need it.
+    if name in ("Org", "OrgConfig"):
+        from . import org
+
+        return getattr(org, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ApiError",

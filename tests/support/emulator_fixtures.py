@@ -24,7 +24,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from salesforce_emulator import Emulator, OrgConfig
+from salesforce_emulator import Emulator
 
 SMALL_SCALE = 0.02
 API_VERSION = "58.0"
@@ -33,6 +33,8 @@ SALESFORCE_LOGIN_HOSTS = ("https://login.salesforce.com", "https://test.salesfor
 
 def start_emulator(**kwargs: Any) -> Emulator:
     """Start an emulator; keyword arguments go to OrgConfig when they name one of its fields."""
+    from salesforce_emulator import OrgConfig  # the org's heavy imports wait until a test needs one
+
     org_fields = {field.name for field in dataclasses.fields(OrgConfig)}
     org_kwargs = {key: value for key, value in kwargs.items() if key in org_fields}
     emulator_kwargs = {key: value for key, value in kwargs.items() if key not in org_fields}
