@@ -22,6 +22,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -264,7 +265,7 @@ def _integer(settings: Mapping[str, Any], name: str, default: int, *, minimum: i
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif (isinstance(value, float) and value.is_integer()) or (
+    elif (isinstance(value, (float, Decimal)) and value == int(value)) or (
         isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value)
     ):
         number = int(value)
@@ -280,7 +281,8 @@ def _quota_percent(settings: Mapping[str, Any]) -> float:
     if value is None or value == "":
         return DEFAULT_QUOTA_PERCENT
     number: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    # singer-sdk reads config files with JSON floats as Decimal (Meltano writes `80.0` for a decimal).
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str):
         try:
@@ -307,7 +309,7 @@ def _api_version(settings: Mapping[str, Any]) -> str:
     value = settings.get("api_version")
     if value is None or value == "":
         return DEFAULT_API_VERSION
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise ConfigError(f'api_version: must look like "58.0", got {value!r}')
     text = f"{value}.0" if isinstance(value, int) else str(value).strip()
     match = _API_VERSION.match(text.removeprefix("v"))

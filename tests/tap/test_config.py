@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,18 @@ def test_numbers_from_strings_and_choices() -> None:
     assert settings.api_type == "bulk"
     assert settings.naming == "salesforce"
     assert config(api_version=59).api_version == "59.0"
+
+
+def test_numbers_read_as_decimals() -> None:
+    # singer-sdk reads JSON config files with floats as Decimal.
+    settings = config(
+        quota_percent=Decimal("80.5"), lookback_seconds=Decimal("30.0"), api_version=Decimal("58.0")
+    )
+    assert settings.quota_percent == 80.5
+    assert settings.lookback_seconds == 30
+    assert settings.api_version == "58.0"
+    with pytest.raises(ConfigError, match=r"^lookback_seconds: must be a whole number"):
+        config(lookback_seconds=Decimal("1.5"))
 
 
 @pytest.mark.parametrize(
