@@ -166,11 +166,11 @@ class SalesforceClient:
                 )
 
             try:
-                return self._with_retries(method, _display_path(path), attempt)
+                return self._with_retries(method, _display_path(url), attempt)
             except _SessionExpired:
                 if relogged:
                     raise AuthenticationError(
-                        f"Salesforce rejected a fresh session for {method} {_display_path(path)} "
+                        f"Salesforce rejected a fresh session for {method} {_display_path(url)} "
                         "(INVALID_SESSION_ID); check the user's API permissions"
                     ) from None
                 relogged = True
