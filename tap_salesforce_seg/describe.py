@@ -1,15 +1,18 @@
 """Salesforce's metadata calls: describeGlobal and object describes in composite batches.
 
 - `describe_global(client) -> list[dict]`: the `sobjects` entries of `GET /sobjects`.
-- `describe_objects(client, names) -> dict[str, dict]`: full describes through
+- `describe_objects(client, names, logger=None) -> dict[str, dict]`: full describes through
   `POST /composite/batch`, 25 subrequests per call (one API call per 25 objects). An object the org
   does not have (404 NOT_FOUND) is left out of the result; a subrequest that failed transiently is
-  described again on its own (the client retries that); any other error raises `SalesforceApiError`.
+  described again on its own (the client retries that); an object Salesforce refuses to describe
+  (e.g. 403 INSUFFICIENT_ACCESS) is left out with a warning when a logger is given, else raises
+  `SalesforceApiError`.
 - `describe_object(client, name) -> dict | None`: one describe (None when the object is gone).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -43,7 +46,9 @@ def describe_object(client: _Client, name: str) -> dict[str, Any] | None:
         raise
 
 
-def describe_objects(client: _Client, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+def describe_objects(
+    client: _Client, names: Iterable[str], logger: logging.Logger | None = None
+) -> dict[str, dict[str, Any]]:
     names = [check_identifier(name) for name in names]
     described: dict[str, dict[str, Any]] = {}
     for start in range(0, len(names), BATCH_SIZE):
@@ -74,6 +79,15 @@ def describe_objects(client: _Client, names: Iterable[str]) -> dict[str, dict[st
                     described[name] = single
             else:
                 code, message = _subrequest_error(result.get("result"))
+                if logger is not None:
+                    logger.warning(
+                        "Salesforce refused to describe %s (%s %s: %s): no stream.",
+                        name,
+                        status,
+                        code,
+                        message,
+                    )
+                    continue
                 raise SalesforceApiError(
                     status, code, message, method="GET", path=f"sobjects/{name}/describe"
                 )

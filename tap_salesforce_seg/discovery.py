@@ -57,7 +57,7 @@ def discover(client: Any, naming: str, logger: logging.Logger) -> list[StreamDef
     org = {entry["name"]: entry for entry in describe_global(client) if entry.get("name")}
     wanted = _stream_objects(org, logger)
     names = stream_names(wanted, naming)
-    describes = describe_objects(client, wanted)
+    describes = describe_objects(client, wanted, logger)
     definitions: list[StreamDefinition] = []
     for sobject in wanted:
         describe = describes.get(sobject)
