@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shlex
@@ -149,3 +150,79 @@ def test_bad_invocations_fail_with_a_message(arguments: list[str]) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert "error" in result.stderr.lower()
+
+
+WIDGET_DESCRIBE = {
+    "name": "Widget__c",
+    "label": "Widget",
+    "labelPlural": "Widgets",
+    "keyPrefix": "a0W",
+    "custom": True,
+    "queryable": True,
+    "fields": [
+        {"name": "Id", "type": "id", "length": 18, "nillable": False},
+        {"name": "IsDeleted", "type": "boolean", "nillable": False},
+        {"name": "Name", "type": "string", "length": 80, "nameField": True, "createable": True},
+        {"name": "CreatedDate", "type": "datetime", "nillable": False},
+        {"name": "LastModifiedDate", "type": "datetime", "nillable": False},
+        {"name": "SystemModstamp", "type": "datetime", "nillable": False},
+        {
+            "name": "Weight__c",
+            "type": "double",
+            "precision": 10,
+            "scale": 2,
+            "custom": True,
+            "createable": True,
+        },
+    ],
+}
+
+
+def test_describe_dir_only_serves_the_files_objects(tmp_path: Path) -> None:
+    (tmp_path / "Widget__c.json").write_text(json.dumps(WIDGET_DESCRIBE), encoding="utf-8")
+    arguments = ["--describe-dir", str(tmp_path), "--describe-dir-only", "--count", "Widget__c=12"]
+    with running(*arguments) as (process, line):
+        base_url, pairs = parse(line)
+        token = requests.post(
+            base_url + "/services/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": pairs["client_id"],
+                "client_secret": pairs["client_secret"],
+                "refresh_token": pairs["refresh_token"],
+            },
+            timeout=30,
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        names = {
+            item["name"]
+            for item in requests.get(base_url + V + "/sobjects", headers=headers).json()["sobjects"]
+        }
+        assert "Widget__c" in names
+        assert "Account" not in names
+        describe = requests.get(
+            base_url + V + "/sobjects/Widget__c/describe", headers=headers, timeout=30
+        ).json()
+        assert [field["name"] for field in describe["fields"]] == [
+            field["name"] for field in WIDGET_DESCRIBE["fields"]
+        ]
+        page = requests.get(
+            base_url + V + "/query",
+            params={"q": "SELECT Id, Name, Weight__c FROM Widget__c"},
+            headers=headers,
+        ).json()
+        assert page["totalSize"] == 12
+        assert all(record["Id"].startswith("a0W") for record in page["records"])
+        assert stop(process, signal.SIGTERM)[0] == 0
+
+
+def test_a_bad_describe_dir_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "Widget__c.json").write_text("{not json", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "salesforce_emulator", "--describe-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Widget__c.json" in result.stderr

@@ -371,3 +371,17 @@ def test_unknown_or_spent_locator_is_invalid_query_locator(http: requests.Sessio
     response = get(http, emu, f"{V}/query/01gEm0000000999AAA-200")
     assert response.status_code == 400
     assert response.json() == [{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]
+
+
+def test_gzip_only_when_enabled_and_asked_for(emulator_factory) -> None:
+    plain = emulator_factory(scale=0.001, counts={"Account": 300})
+    zipped = emulator_factory(scale=0.001, counts={"Account": 300}, gzip=True)
+    soql = {"q": "SELECT Id, Name, Description FROM Account"}
+    for emu, expected in ((plain, None), (zipped, "gzip")):
+        http = bearer_session(emu)
+        response = get(http, emu, f"{V}/query", params=soql)  # requests sends Accept-Encoding: gzip
+        assert response.headers.get("Content-Encoding") == expected
+        assert response.json()["totalSize"] == 300 - sum(r["IsDeleted"] for r in emu.org.records("Account"))
+    http = bearer_session(zipped)
+    identity = get(http, zipped, f"{V}/query", params=soql, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in identity.headers
