@@ -198,6 +198,10 @@ def run_measured(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             returncode = -signal.SIGKILL
+        except BaseException:  # Ctrl-C: leave no loader running behind
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
         wall = time.perf_counter() - started
         done.set()
         thread.join()
@@ -379,10 +383,12 @@ def last_state_problem(state_file: Path, files: DatasetFiles) -> list[str]:
 class Context:
     postgres_url: str
     workdir: Path
-    target_executable: Path
+    target_command: list[str]
+    target_env: dict[str, str] | None
     target_extra_config: dict
     peer_max_rows: int | None
     timeout: float | None = None
+    target_description: str = ""
 
 
 @dataclass
@@ -531,7 +537,11 @@ class SegPostgres(PostgresLoader):
         }
         config_path = run_dir / "target.json"
         config_path.write_text(json.dumps(config))
-        return Invocation([str(self.context.target_executable), "--config", str(config_path)], files.singer)
+        return Invocation(
+            [*self.context.target_command, "--config", str(config_path)],
+            files.singer,
+            self.context.target_env,
+        )
 
 
 class PeerPostgres(PostgresLoader):
@@ -621,7 +631,11 @@ class SegDuckdb(DuckdbLoader):
         }
         config_path = run_dir / "target.json"
         config_path.write_text(json.dumps(config))
-        return Invocation([str(self.context.target_executable), "--config", str(config_path)], files.singer)
+        return Invocation(
+            [*self.context.target_command, "--config", str(config_path)],
+            files.singer,
+            self.context.target_env,
+        )
 
 
 LOADERS: tuple[type[Loader], ...] = (
@@ -799,7 +813,7 @@ def environment(context: Context, loaders: list[Loader]) -> dict:
         "postgresql_server": server,
         "psql": _version_of([shutil.which("psql") or "psql", "--version"]),
         "duckdb": duckdb.__version__,
-        "target": _version_of(["git", "-C", str(REPO_DIR), "log", "-1", "--format=%h %s"]),
+        "target": context.target_description,
         "cpus": os.cpu_count(),
     }
     if any(loader.key in PEERS for loader in loaders):
@@ -863,7 +877,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--target",
         type=Path,
         default=REPO_DIR / ".venv" / "bin" / "target-warehouse-seg",
-        help="the target-warehouse-seg executable",
+        help="the target-warehouse-seg executable (runs the sources it was installed from)",
+    )
+    parser.add_argument(
+        "--target-ref",
+        help="run target_warehouse_seg as committed at this git ref (e.g. HEAD), from a snapshot, "
+        "so that uncommitted edits in the work tree do not change what is measured",
     )
     parser.add_argument(
         "--target-batch-size-rows", type=int, help="batch_size_rows for the target (default: its own)"
@@ -887,6 +906,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not set(args.engines) <= {"postgres", "duckdb"}:
         parser.error(f"unknown dataset or engine: {unknown or args.engines}")
     return args
+
+
+TARGET_LAUNCHER = "from target_warehouse_seg.target import TargetWarehouseSeg; TargetWarehouseSeg.cli()"
+
+
+def _git(*arguments: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO_DIR), *arguments], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def target_command(args: argparse.Namespace, workdir: Path) -> tuple[list[str], dict[str, str] | None, str]:
+    """How to start the target: the installed executable, or a snapshot of the package at a git ref."""
+    if not args.target_ref:
+        try:
+            head = _git("log", "-1", "--format=%h %s")
+            edited = bool(_git("status", "--porcelain", "target_warehouse_seg"))
+        except (OSError, subprocess.CalledProcessError):
+            return [str(args.target)], None, f"{args.target} (no git information)"
+        return [str(args.target)], None, f"work tree at {head}" + (" + uncommitted edits" if edited else "")
+    commit = _git("rev-parse", "--verify", f"{args.target_ref}^{{commit}}")
+    snapshot = workdir / f"target-{commit[:12]}"
+    if not (snapshot / "target_warehouse_seg").exists():
+        snapshot.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "archive", commit, "target_warehouse_seg"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive, check=True)
+    # -P keeps the current folder off sys.path, so the snapshot, first on PYTHONPATH, wins over the
+    # editable install of the work tree.
+    python = args.target.parent / "python"
+    env = dict(os.environ, PYTHONPATH=str(snapshot))
+    subject = _git("log", "-1", "--format=%h %s", commit)
+    return [str(python), "-P", "-c", TARGET_LAUNCHER], env, f"snapshot of {args.target_ref} = {subject}"
 
 
 def choose_loaders(args: argparse.Namespace, context: Context) -> list[Loader]:
@@ -985,10 +1040,14 @@ def main(argv: list[str] | None = None) -> int:
         with postgres_server(args.postgres_url) as admin_url:
             database_url = fresh_database(admin_url)
             try:
-                context = Context(database_url, workdir, args.target, extra, args.peer_max_rows, args.timeout)
+                command, env, description = target_command(args, workdir)
+                context = Context(
+                    database_url, workdir, command, env, extra, args.peer_max_rows, args.timeout, description
+                )
                 loaders = choose_loaders(args, context)
                 facts = environment(context, loaders)
                 progress(f"environment: {json.dumps(facts)}")
+                print("\n".join(f"{name}: {value}" for name, value in facts.items()) + "\n", flush=True)
                 for spec in specs:
                     results.extend(bench_dataset(spec, loaders, context))
             finally:
