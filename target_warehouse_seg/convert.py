@@ -1,65 +1,59 @@
-"""Check and normalise a batch column by column, while it is built for loading.
+"""Value checks that msgspec's typed decode does not do, and the lenient reading of odd records.
 
-Each column arrives as the tuple of one property's values in a chunk of records (already decoded, and
-mostly already type-checked, by msgspec). ``normalize`` returns the values each engine's payload
-builder expects for the column's kind:
+The fast path decodes each record with its stream's typed decoder (typemap.Source), which already
+checks strings, bounded integers, booleans, zoned date-times, dates and times in C. What is left is
+checked here, column by column over a chunk:
 
-========== ==================================================================
-kind       values
-========== ==================================================================
-TEXT       ``str`` without NUL characters
-INTEGER    ``int`` within bigint (a larger one asks for NUMBER instead)
-NUMBER     ``int`` or finite ``Decimal`` (never a float)
-BOOLEAN    ``bool``
-TIMESTAMP  ``datetime`` (aware, or naive meaning UTC)
-DATE       ``date``
-TIME       ``time``
-JSON       ``str`` holding JSON text, without ``\\u0000`` escapes
-========== ==================================================================
+* numbers arrive as the exact JSON text (``msgspec.Raw``); one ``translate`` over the joined column
+  proves every value is a JSON number (``check_numbers``), so no ``Decimal`` is ever built and
+  nothing passes through a float;
+* mixed-type ("loose") values become text (``text_of``).
 
-or ``None`` for NULL. The common case (every value already of the right Python type) is checked with
-C-level passes over the whole column; only a column with an odd value falls back to a per-value loop,
-which pins the problem to one record (``ValueProblem``).
+A record the typed decoder refuses takes the slow path (``lenient``): each value is read on its own,
+with the leniency a data engineer expects (an integral ``1.0`` for an integer, ``2024-01-02`` for a
+date-time, a naive date-time as UTC, a number for a text property) and NUL characters removed, or
+the exact problem is reported against the record's line.
 """
 
 from __future__ import annotations
 
 import datetime
 import typing as t
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import msgspec
 
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
-NoneType = type(None)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_NUMBER_BYTES = b"0123456789+-.eEnul\x00"
+RAW_NULL = msgspec.Raw(b"null")
 
 
 class ValueProblem(Exception):
-    """The value at ``index`` of a column does not fit the column's kind."""
+    """The value at ``index`` of a chunk does not fit its column."""
 
     def __init__(self, index: int, message: str, column: int | None = None) -> None:
         super().__init__(message)
         self.index = index
         self.message = message
-        self.column = column  # the column's position in the batch, when the codec raises it
+        self.column = column  # the column's position in the batch
 
 
 class NeedsWidening(Exception):
-    """The column's values need a wider kind (for example an integer beyond bigint)."""
+    """A column's values need a wider kind or carrier (an integer beyond bigint, say)."""
 
-    def __init__(self, kind: Kind, reason: str, column: int | None = None) -> None:
+    def __init__(self, column: int, kind: Kind, reason: str) -> None:
         super().__init__(reason)
+        self.column = column
         self.kind = kind
         self.reason = reason
-        self.column = column  # the column's position in the batch, when the codec raises it
 
 
 class Stats:
-    """Counts gathered while normalising (NUL characters removed)."""
+    """Counts gathered while reading (NUL characters removed)."""
 
     __slots__ = ("nul_removed",)
 
@@ -70,11 +64,9 @@ class Stats:
 def describe(value: t.Any) -> str:
     """A short description of an offending value for an error message."""
     if isinstance(value, msgspec.Raw):
-        value = bytes(value).decode("utf-8", "replace")
-        return f"JSON {value[:60]}"
-    text = repr(value)
+        return f"JSON {bytes(value).decode('utf-8', 'replace')[:60]}"
     if isinstance(value, (datetime.date, datetime.time)):
-        text = value.isoformat()
+        return f"{type(value).__name__} {value.isoformat()}"
     kind = {
         str: "text",
         bool: "boolean",
@@ -83,34 +75,29 @@ def describe(value: t.Any) -> str:
         dict: "object",
         list: "array",
     }.get(type(value), type(value).__name__)
-    return f"{kind} {text[:60]}"
+    return f"{kind} {value!r}"[:80]
 
 
-def normalize(kind: Kind, values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    """The column's values checked and normalised for ``kind`` (see the module docstring)."""
-    return _NORMALIZERS[kind](values, stats)
+# Per-chunk checks ----------------------------------------------------------------------------------
 
 
-def _types(values: t.Sequence[t.Any]) -> set[type]:
-    return set(map(type, values))
+def check_numbers(values: t.Sequence[msgspec.Raw | None]) -> int | None:
+    """The index of the first value that is not a JSON number or null (None when all are).
+
+    Every value is already valid JSON (msgspec checked it), and the only JSON values written with
+    nothing but digits, signs, points, exponents and the letters of ``null`` are numbers and null:
+    so one ``translate`` over the joined column proves them all.
+    """
+    present = [value for value in values if value is not None]
+    if not present or not b"\x00".join(present).translate(None, _NUMBER_BYTES):
+        return None
+    for index, value in enumerate(values):
+        if value is not None and bytes(value).translate(None, _NUMBER_BYTES):
+            return index
+    return None
 
 
-def _text(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if _types(values) <= {str, NoneType}:
-        if "\x00" not in "".join(filter(None, values)):
-            return list(values)
-        return [_strip_nul(value, stats) for value in values]
-    return [_strip_nul(_as_text(index, value), stats) for index, value in enumerate(values)]
-
-
-def _strip_nul(value: str | None, stats: Stats) -> str | None:
-    if value is None or "\x00" not in value:
-        return value
-    stats.nul_removed += value.count("\x00")
-    return value.replace("\x00", "")
-
-
-def _as_text(index: int, value: t.Any) -> str | None:
+def text_of(value: t.Any) -> str | None:
     """Any JSON value as text: exact digits for numbers, ISO 8601 for dates, JSON for structures."""
     if value is None or isinstance(value, str):
         return value
@@ -121,96 +108,90 @@ def _as_text(index: int, value: t.Any) -> str | None:
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, msgspec.Raw):
-        raw = bytes(value)
-        if raw == b"null":
-            return None
-        decoded = _json_decoder.decode(raw)
-        return decoded if isinstance(decoded, str) else _as_text(index, decoded)
+        return bytes(value).decode("utf-8")
+    return json_encoder.encode(value).decode("utf-8")
+
+
+# The slow path ---------------------------------------------------------------------------------------
+
+
+def strip_nul(value: t.Any, stats: Stats) -> t.Any:
+    """The value with NUL characters removed from every string in it (counted in ``stats``)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            stats.nul_removed += value.count("\x00")
+            return value.replace("\x00", "")
+        return value
+    if isinstance(value, dict):
+        return {strip_nul(key, stats): strip_nul(item, stats) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(item, stats) for item in value]
+    return value
+
+
+def lenient(source: Source, value: t.Any) -> t.Any:
+    """A decoded JSON value in the form the fast decoder gives for ``source`` (raises ValueError)."""
+    if value is None:
+        return None
+    return _LENIENT[source](value)
+
+
+def _text(value: t.Any) -> str:
     if isinstance(value, (dict, list)):
-        return json_encoder.encode(value).decode("utf-8")
-    raise ValueProblem(index, f"cannot store {describe(value)} as text")
+        raise ValueError(f"expected text, got {describe(value)}")
+    return t.cast(str, text_of(value))
 
 
-def _integer(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if not _types(values) <= {int, NoneType}:
-        values = [_as_integer(index, value) for index, value in enumerate(values)]
-    present = list(filter(None, values))  # zeros and NULLs never overflow
-    if present and (min(present) < INT64_MIN or max(present) > INT64_MAX):
-        raise NeedsWidening(Kind.NUMBER, "an integer beyond bigint's range")
-    return list(values)
+def _loose(value: t.Any) -> t.Any:
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"expected a scalar, got {describe(value)}")
+    return value
 
 
-def _as_integer(index: int, value: t.Any) -> int | None:
-    if value is None or (type(value) is int):
+def _integer(value: t.Any) -> int:
+    if type(value) is int:
         return value
     if type(value) is Decimal and value.is_finite() and value == value.to_integral_value():
         return int(value)
-    raise ValueProblem(index, f"expected an integer, got {describe(value)}")
+    raise ValueError(f"expected an integer, got {describe(value)}")
 
 
-def _number(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if not _types(values) <= {int, Decimal, NoneType}:
-        return [_as_number(index, value) for index, value in enumerate(values)]
-    return list(values)
+def _number(value: t.Any) -> msgspec.Raw:
+    if type(value) is int or (type(value) is Decimal and value.is_finite()):
+        return msgspec.Raw(str(value).encode("ascii"))
+    raise ValueError(f"expected a number, got {describe(value)}")
 
 
-def _as_number(index: int, value: t.Any) -> int | Decimal | None:
-    if value is None or type(value) in (int, Decimal):
+def _boolean(value: t.Any) -> bool:
+    if type(value) is bool:
         return value
-    raise ValueProblem(index, f"expected a number, got {describe(value)}")
+    raise ValueError(f"expected a boolean, got {describe(value)}")
 
 
-def check_finite(values: t.Sequence[t.Any]) -> None:
-    """Raise for the first NaN or infinite number (JSON has none; a lenient decode may)."""
-    for index, value in enumerate(values):
-        if type(value) is Decimal and not value.is_finite():
-            raise ValueProblem(index, f"expected a finite number, got {value}")
+def _timestamp(value: t.Any) -> datetime.datetime:
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(f"expected a date-time, got {describe(value)}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=datetime.timezone.utc)  # a date-time without zone is UTC
+    return parsed
 
 
-def _boolean(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if not _types(values) <= {bool, NoneType}:
-        for index, value in enumerate(values):
-            if value is not None and type(value) is not bool:
-                raise ValueProblem(index, f"expected a boolean, got {describe(value)}")
-    return list(values)
-
-
-def _timestamp(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if _types(values) <= {datetime.datetime, NoneType}:
-        return list(values)
-    return [_as_timestamp(index, value) for index, value in enumerate(values)]
-
-
-def _as_timestamp(index: int, value: t.Any) -> datetime.datetime | None:
-    if value is None or type(value) is datetime.datetime:
+def _timestamp_text(value: t.Any) -> str:
+    if isinstance(value, str) and parse_timestamp(value) is not None:
         return value
-    if type(value) is datetime.date:
-        return datetime.datetime(value.year, value.month, value.day, tzinfo=datetime.timezone.utc)
-    if isinstance(value, str):
-        parsed = parse_timestamp(value)
-        if parsed is not None:
-            return parsed
-    raise ValueProblem(index, f"expected a date-time, got {describe(value)}")
+    raise ValueError(f"expected a date or date-time, got {describe(value)}")
 
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
     """A lenient ISO 8601 reading (``2024-01-02``, ``...T03:04:05+0200``); None when it is not one."""
     try:
-        parsed = datetime.datetime.fromisoformat(text.strip().replace("z", "Z"))
+        return datetime.datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    return parsed
 
 
-def _date(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if _types(values) <= {datetime.date, NoneType}:
-        return list(values)
-    return [_as_date(index, value) for index, value in enumerate(values)]
-
-
-def _as_date(index: int, value: t.Any) -> datetime.date | None:
-    if value is None or type(value) is datetime.date:
-        return value
+def _date(value: t.Any) -> datetime.date:
     if isinstance(value, str):
         parsed = parse_timestamp(value)
         if (
@@ -219,90 +200,44 @@ def _as_date(index: int, value: t.Any) -> datetime.date | None:
             and parsed.utcoffset() in (None, datetime.timedelta(0))
         ):
             return parsed.date()
-    raise ValueProblem(index, f"expected a date, got {describe(value)}")
+    raise ValueError(f"expected a date, got {describe(value)}")
 
 
-def _time(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    if _types(values) <= {datetime.time, NoneType}:
-        return list(values)
-    return [_as_time(index, value) for index, value in enumerate(values)]
-
-
-def _as_time(index: int, value: t.Any) -> datetime.time | None:
-    if value is None or type(value) is datetime.time:
-        return value
+def _time(value: t.Any) -> datetime.time:
     if isinstance(value, str):
         try:
-            return datetime.time.fromisoformat(value.strip().replace("z", "Z"))
+            return datetime.time.fromisoformat(value.strip()).replace(tzinfo=None)
         except ValueError:
             pass
-    raise ValueProblem(index, f"expected a time, got {describe(value)}")
+    raise ValueError(f"expected a time, got {describe(value)}")
 
 
-def _json(values: t.Sequence[t.Any], stats: Stats) -> list[t.Any]:
-    result: list[t.Any] = []
-    append = result.append
-    for index, value in enumerate(values):
-        if type(value) is msgspec.Raw:
-            raw = bytes(value)
-            if raw == b"null":
-                append(None)
-            elif b"\\u0000" in raw:
-                append(_json_without_nul(raw, stats))
-            else:
-                try:
-                    append(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise ValueProblem(index, "JSON value is not valid UTF-8") from None
-        elif value is None:
-            append(None)
-        else:
-            append(json_encoder.encode(_drop_nul(value, stats)).decode("utf-8"))
-    return result
+def _json(value: t.Any) -> msgspec.Raw:
+    return msgspec.Raw(json_encoder.encode(value))
 
 
-def _json_without_nul(raw: bytes, stats: Stats) -> str:
-    return json_encoder.encode(_drop_nul(_json_decoder.decode(raw), stats)).decode("utf-8")
-
-
-def _drop_nul(value: t.Any, stats: Stats) -> t.Any:
-    if isinstance(value, str):
-        return _strip_nul(value, stats)
-    if isinstance(value, dict):
-        return {_drop_nul(key, stats): _drop_nul(item, stats) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_drop_nul(item, stats) for item in value]
-    return value
-
-
-_NORMALIZERS: dict[Kind, t.Callable[[t.Sequence[t.Any], Stats], list[t.Any]]] = {
-    Kind.TEXT: _text,
-    Kind.INTEGER: _integer,
-    Kind.NUMBER: _number,
-    Kind.BOOLEAN: _boolean,
-    Kind.TIMESTAMP: _timestamp,
-    Kind.DATE: _date,
-    Kind.TIME: _time,
-    Kind.JSON: _json,
+_LENIENT: dict[Source, t.Callable[[t.Any], t.Any]] = {
+    Source.TEXT: _text,
+    Source.LOOSE: _loose,
+    Source.INTEGER: _integer,
+    Source.NUMBER: _number,
+    Source.BOOLEAN: _boolean,
+    Source.TIMESTAMP: _timestamp,
+    Source.TIMESTAMP_TEXT: _timestamp_text,
+    Source.DATE: _date,
+    Source.TIME: _time,
+    Source.JSON: _json,
 }
 
 
-def lenient(kind: Kind, value: t.Any) -> t.Any:
-    """A value the strict decoder refused, read leniently for its declared kind (raises ValueError).
+def raw_or_none(value: t.Any) -> t.Any:
+    """A raw JSON ``null`` as None (Raw fields cannot be Optional in msgspec)."""
+    return None if value is None or value == RAW_NULL else value
 
-    Used only on the slow path, record by record: an integral ``1.0`` for an integer, ISO 8601 forms
-    msgspec does not take (``2024-01-02`` for a date-time), numbers or booleans for a text property.
-    """
-    if value is None:
-        return None
+
+def decimal_of(raw: msgspec.Raw) -> Decimal:
+    """The exact value of a JSON number's text."""
     try:
-        if kind is Kind.JSON:
-            return msgspec.Raw(json_encoder.encode(value))
-        if kind is Kind.INTEGER:
-            return _as_integer(0, value)  # a big integer is fine here: the column widens later
-        normalized = _NORMALIZERS[kind]([value], Stats())[0]
-    except (ValueProblem, NeedsWidening) as problem:
-        raise ValueError(str(problem)) from None
-    if kind is Kind.NUMBER and type(normalized) is Decimal and not normalized.is_finite():
-        raise ValueError(f"expected a finite number, got {normalized}")
-    return normalized
+        return Decimal(bytes(raw).decode("ascii"))
+    except (InvalidOperation, UnicodeDecodeError) as error:
+        raise ValueError(f"not a number: {describe(raw)}") from error

@@ -17,7 +17,7 @@ import msgspec
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.engines import SYSTEM_COLUMNS, Column, TableInfo
 from target_warehouse_seg.errors import SchemaConflict
-from target_warehouse_seg.typemap import Kind, decode_type, kind_of, type_tokens, widen
+from target_warehouse_seg.typemap import Kind, Source, decode_type, kind_of, source_of, type_tokens, widen
 
 DELETE_FLAG_COLUMN = "is_deleted"
 
@@ -27,7 +27,7 @@ class PlannedColumn:
     prop: str
     name: str
     kind: Kind  # the column's kind in the table (after any widening)
-    declared: Kind  # the kind the schema declares for the property
+    source: Source  # how the property's values are decoded and carried
     field: str  # the attribute holding the property in the stream's decoded records
 
 
@@ -83,7 +83,8 @@ def plan_stream(
     add: list[Column] = []
     widened: list[tuple[str, Kind]] = []
     for index, (prop, prop_schema) in enumerate(properties.items()):
-        declared = kind_of(type_tokens(prop_schema))
+        tokens = type_tokens(prop_schema)
+        declared = kind_of(tokens)
         name = names[prop]
         current = existing.columns.get(name) if existing else None
         if current is None:
@@ -95,7 +96,7 @@ def plan_stream(
             kind = widen(current.kind, declared)
             if kind != current.kind:
                 widened.append((name, kind))
-        columns.append(PlannedColumn(prop, name, kind, declared, f"f{index}"))
+        columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}"))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
     _check_column_count(stream, existing, add, max_columns, qualified_table)
@@ -114,7 +115,7 @@ def plan_stream(
     )
     record_type = msgspec.defstruct(
         f"Record_{identifiers.conform(stream)}",
-        [(column.field, decode_type(type_tokens(properties[column.prop])), None) for column in columns],
+        [(column.field, decode_type(column.source), None) for column in columns],
         rename={column.field: column.prop for column in columns},
         kw_only=True,
         gc=False,

@@ -85,6 +85,7 @@ class MessageReader(GenericSingerReader[t.Any]):
         self.line_number = 0
         self.on_invalid_line: t.Callable[[InvalidLine], None] | None = None
         self.on_error: t.Callable[[], None] | None = None  # cleanup when reading stops on an error
+        self.current_line = b""  # the line being handled, as bytes
 
     @property
     def default_input(self) -> t.IO[t.Any]:
@@ -106,6 +107,7 @@ class MessageReader(GenericSingerReader[t.Any]):
             for line in file_input or self.default_input:
                 number += 1
                 self.line_number = number
+                self.current_line = line if type(line) is bytes else line.encode("utf-8", "surrogatepass")
                 try:
                     message = decode(line)
                 except msgspec.MsgspecError:

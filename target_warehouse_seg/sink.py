@@ -1,9 +1,11 @@
 """One stream's buffer: decode its records, check them, and build its batch payload chunk by chunk.
 
-The hot path (``add``) is one msgspec decode into the stream's own record type (which type-checks
-every value in C) and three list appends. Every ``chunk_rows`` records the chunk is converted column
-by column (convert.py) into the engine's payload (COPY text, Arrow) and the decoded records are
-dropped, so a batch costs about its payload size in memory, not its size as Python objects.
+The hot path (``add``) is one substring guard on the input line, one msgspec decode into the
+stream's own record type (which type-checks every value in C) and three list appends. Every chunk
+(a few thousand values, small enough to stay in the CPU cache) is checked where msgspec could not
+(key properties present, numbers well-formed) and handed to the engine's codec, which turns it into
+payload (binary COPY rows, Arrow); the decoded records are then dropped, so a batch costs about its
+payload size in memory.
 
 Unlike singer-sdk's ``Sink``, whose contract is one ``process_record`` call per record, this class
 works on chunks; the target drives it directly.
@@ -11,8 +13,10 @@ works on chunks; the target drives it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
+import operator
 import typing as t
 from decimal import Decimal
 
@@ -22,15 +26,18 @@ from target_warehouse_seg import convert
 from target_warehouse_seg.engines import BatchColumn, Codec, LoadBatch, Rejected
 from target_warehouse_seg.errors import InvalidRecord, MissingKeyProperty
 from target_warehouse_seg.plan import StreamPlan, utc_now
+from target_warehouse_seg.typemap import Source, widen
 
 logger = logging.getLogger("target-warehouse-seg")
 
 _generic = msgspec.json.Decoder(float_hook=Decimal)
 Reject = t.Callable[[Rejected], None]
+# Keys whose text may differ while their values are equal (the merge then always de-duplicates).
+_FUZZY_KEY_SOURCES = {Source.LOOSE, Source.TIMESTAMP_TEXT, Source.JSON}
 
 
 class StreamSink:
-    """Buffers and converts one stream's records; ``take_batch`` hands the batch over for loading."""
+    """Buffers and converts one stream's records; ``take_batches`` hands them over for loading."""
 
     def __init__(self, plan: StreamPlan, codec: Codec, *, reject: Reject | None, chunk_values: int) -> None:
         self.plan = plan
@@ -38,35 +45,43 @@ class StreamSink:
         self._reject = reject
         self._decode = plan.decoder.decode
         self._chunk_rows = max(256, min(20_000, chunk_values // max(1, len(plan.columns))))
-        self._key_indexes = [
-            index
-            for name in plan.key_columns
-            for index, column in enumerate(plan.columns)
-            if column.name == name
-        ]
+        self._json = any(column.source is Source.JSON for column in plan.columns)
+        self._columns = [BatchColumn(c.name, c.kind, c.prop, c.source) for c in plan.columns]
+        positions = {column.name: index for index, column in enumerate(plan.columns)}
+        self._key_positions = [positions[name] for name in plan.key_columns]
+        self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
+        self._fuzzy_keys = any(plan.columns[i].source in _FUZZY_KEY_SOURCES for i in self._key_positions)
         self._rows: list[t.Any] = []
         self._lines: list[int] = []
         self._extracted: list[datetime.datetime | None] = []
         self._read_at: datetime.datetime | None = None
-        self._reset_batch()
+        self._ready: list[LoadBatch] = []
+        self.stats = convert.Stats()
+        self.rows = 0  # records taken since the last hand-over
+        self._start_batch()
 
-    def _reset_batch(self) -> None:
+    def _start_batch(self) -> None:
         self._parts: list[t.Any] = []
         self._batch_lines: list[int] = []
         self._batch_keys: list[t.Any] = []
         self._key_set: set[t.Any] = set()
-        self.stats = convert.Stats()
-        self.rows = 0  # records in the current batch, decoded or converted
 
     # The hot path -------------------------------------------------------------------------------
 
-    def add(self, raw: msgspec.Raw, line: int, time_extracted: datetime.datetime | None) -> None:
-        try:
-            row = self._decode(raw)
-        except msgspec.MsgspecError as error:
-            row = self._decode_slowly(raw, line, error)
-            if row is None:
-                return
+    def add(
+        self, raw: msgspec.Raw, line_text: bytes, line: int, time_extracted: datetime.datetime | None
+    ) -> None:
+        if b"\\u0000" in line_text or (self._json and (b"\\ud" in line_text or b"\\uD" in line_text)):
+            # NULs are removed on the slow path (PostgreSQL text cannot hold them); JSON values are
+            # re-encoded there, so a lone surrogate is caught before the database refuses it.
+            row = self._decode_slowly(raw, line, None)
+        else:
+            try:
+                row = self._decode(raw)
+            except msgspec.MsgspecError as error:
+                row = self._decode_slowly(raw, line, error)
+        if row is None:
+            return
         if not self._rows:
             self._read_at = utc_now()
         self._rows.append(row)
@@ -76,23 +91,23 @@ class StreamSink:
         if len(self._rows) >= self._chunk_rows:
             self.convert_chunk()
 
-    def _decode_slowly(self, raw: msgspec.Raw, line: int, error: Exception) -> t.Any | None:
-        """A record the strict decoder refused: read it leniently, or report exactly what is wrong."""
+    def _decode_slowly(self, raw: msgspec.Raw, line: int, error: Exception | None) -> t.Any | None:
+        """A record the strict decoder refused (or a guarded one): read it leniently, or report it."""
         stream = self.plan.stream
         try:
             record = _generic.decode(raw)
-        except msgspec.MsgspecError:
+        except msgspec.MsgspecError as problem:
             return self._invalid(
-                InvalidRecord(f"record is not valid JSON ({error})", line=line, stream=stream), raw
+                InvalidRecord(f"record is not valid JSON ({problem})", line=line, stream=stream), raw
             )
         if not isinstance(record, dict):
             return self._invalid(InvalidRecord("record is not a JSON object", line=line, stream=stream), raw)
+        record = convert.strip_nul(record, self.stats)
         key = {name: record.get(name) for name in self.plan.key_properties}
         values: dict[str, t.Any] = {}
         for column in self.plan.columns:
-            value = record.get(column.prop)
             try:
-                values[column.field] = convert.lenient(column.declared, value)
+                values[column.field] = convert.lenient(column.source, record.get(column.prop))
             except ValueError as problem:
                 return self._invalid(
                     InvalidRecord(str(problem), line=line, stream=stream, key=key, field=column.prop), raw
@@ -102,165 +117,174 @@ class StreamSink:
     def _invalid(self, error: InvalidRecord, raw: t.Any) -> None:
         if self._reject is None:
             raise error
-        text = bytes(raw).decode("utf-8", "replace") if not isinstance(raw, str) else raw
-        self._reject(Rejected(error.stream, error.line, error.key, error.field, error.problem, text))
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+        self._reject(
+            Rejected(
+                error.stream, error.line, error.key, error.field, error.problem, text.replace("\x00", "")
+            )
+        )
         return None
 
     # Chunk conversion ---------------------------------------------------------------------------
 
     def convert_chunk(self) -> None:
-        """Check and convert the decoded records into a payload part, then drop them."""
+        """Check the decoded records and turn them into a payload part, then drop them."""
         rows, lines, extracted = self._rows, self._lines, self._extracted
         self._rows, self._lines, self._extracted = [], [], []
-        if not rows:
-            return
         read_at = self._read_at or utc_now()
-        while True:
+        while rows:
             try:
-                values, keys = self._normalize(rows, lines)
+                keys = self._check(rows, lines)
                 received_at = [stamp or read_at for stamp in extracted]
-                part = self._encode(values, lines, received_at)
-                break
+                part = self._codec.encode(self._columns, rows, lines, received_at)
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))
                 del rows[problem.index], lines[problem.index], extracted[problem.index]
                 self.rows -= 1
-                if not rows:
-                    return
-        self._parts.append(part)
-        self._batch_lines.extend(lines)
-        self._batch_keys.extend(keys)
-        self._key_set.update(keys)
+                continue
+            except convert.ValueProblem as problem:
+                self._invalid(
+                    self._error(rows, lines, problem.index, problem.column, problem.message),
+                    convert.json_encoder.encode(rows[problem.index]),
+                )
+                del rows[problem.index], lines[problem.index], extracted[problem.index]
+                self.rows -= 1
+                continue
+            except convert.NeedsWidening as need:
+                self._widen(need)
+                continue
+            self._parts.append(part)
+            self._batch_lines.extend(lines)
+            self._batch_keys.extend(keys)
+            self._key_set.update(keys)
+            return
 
-    def _columns(self) -> list[BatchColumn]:
-        return [BatchColumn(column.name, column.kind, column.prop) for column in self.plan.columns]
-
-    def _normalize(self, rows: list[t.Any], lines: list[int]) -> tuple[list[list[t.Any]], list[t.Any]]:
-        columns = list(zip(*map(msgspec.structs.astuple, rows), strict=False)) or [
-            () for _ in self.plan.columns
-        ]
-        for index in self._key_indexes:
-            if None in columns[index]:
-                row = columns[index].index(None)
-                prop = self.plan.columns[index].prop
+    def _check(self, rows: list[t.Any], lines: list[int]) -> list[t.Any]:
+        """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys."""
+        key_values = [self._values(rows, i) for i in self._key_positions]
+        for position, values in zip(self._key_positions, key_values, strict=True):
+            if None in values:
+                index = values.index(None)
+                prop = self.plan.columns[position].prop
                 raise _RowProblem(
-                    row,
+                    index,
                     MissingKeyProperty(
                         f"record is missing key property {prop!r}",
-                        line=lines[row],
+                        line=lines[index],
                         stream=self.plan.stream,
-                        key=self._key(columns, row),
+                        key=self._key(rows, index),
                         field=prop,
                     ),
                 )
-        normalized: list[list[t.Any]] = []
-        for index, column in enumerate(self.plan.columns):
-            normalized.append(self._normalize_column(index, column, columns, lines))
-        if not self._key_indexes:
-            keys: list[t.Any] = []
-        elif len(self._key_indexes) == 1:
-            keys = normalized[self._key_indexes[0]]
-        else:
-            keys = list(zip(*(normalized[index] for index in self._key_indexes), strict=False))
-        return normalized, keys
-
-    def _normalize_column(self, index: int, column: t.Any, columns: list[tuple], lines: list[int]) -> list:
-        while True:
-            try:
-                return convert.normalize(column.kind, columns[index], self.stats)
-            except convert.NeedsWidening as need:
-                self._widen(column, need)
-            except convert.ValueProblem as problem:
+        for position in self._number_positions:
+            index = convert.check_numbers(list(map(operator.attrgetter(f"f{position}"), rows)))
+            if index is not None:
+                value = getattr(rows[index], f"f{position}")
                 raise _RowProblem(
-                    problem.index,
-                    InvalidRecord(
-                        problem.message,
-                        line=lines[problem.index],
-                        stream=self.plan.stream,
-                        key=self._key(columns, problem.index),
-                        field=column.prop,
+                    index,
+                    self._error(
+                        rows, lines, index, position, f"expected a number, got {convert.describe(value)}"
                     ),
-                ) from None
+                )
+        if not key_values:
+            return []
+        comparable = [
+            self._comparable(position, values)
+            for position, values in zip(self._key_positions, key_values, strict=True)
+        ]
+        return comparable[0] if len(comparable) == 1 else list(zip(*comparable, strict=True))
 
-    def _widen(self, column: t.Any, need: convert.NeedsWidening) -> None:
+    def _values(self, rows: list[t.Any], position: int) -> list[t.Any]:
+        values = list(map(operator.attrgetter(f"f{position}"), rows))
+        if self.plan.columns[position].source in (Source.NUMBER, Source.JSON):
+            return [convert.raw_or_none(value) for value in values]
+        return values
+
+    def _comparable(self, position: int, values: list[t.Any]) -> list[t.Any]:
+        """Key values that compare as the database compares them (numbers by value)."""
+        if self.plan.columns[position].source is Source.NUMBER:
+            return [convert.decimal_of(value) for value in values]
+        return values
+
+    def _error(
+        self, rows: list[t.Any], lines: list[int], index: int, position: int | None, message: str
+    ) -> InvalidRecord:
+        prop = self.plan.columns[position].prop if position is not None else None
+        return InvalidRecord(
+            message, line=lines[index], stream=self.plan.stream, key=self._key(rows, index), field=prop
+        )
+
+    def _key(self, rows: list[t.Any], index: int) -> dict[str, t.Any]:
+        return {self.plan.columns[i].prop: _plain(getattr(rows[index], f"f{i}")) for i in self._key_positions}
+
+    def _widen(self, need: convert.NeedsWidening) -> None:
+        """A column outgrew its kind: later rows travel wider, and the batch so far is handed over."""
+        column = self._columns[need.column]
+        kind = widen(column.kind, need.kind)
         logger.warning(
             "stream %s: widening column %s from %s to %s (%s)",
             self.plan.stream,
             column.name,
             column.kind.value,
-            need.kind.value,
+            kind.value,
             need.reason,
         )
-        column.kind = need.kind
-
-    def _encode(self, values: list[list[t.Any]], lines: list[int], received_at: list[t.Any]) -> t.Any:
-        while True:
-            try:
-                return self._codec.encode(self._columns(), values, lines, received_at)
-            except convert.NeedsWidening as need:
-                if need.column is None:
-                    raise
-                column = self.plan.columns[need.column]
-                self._widen(column, need)
-                values[need.column] = convert.normalize(column.kind, values[need.column], self.stats)
-            except convert.ValueProblem as problem:
-                prop = self.plan.columns[problem.column].prop if problem.column is not None else None
-                key = dict(
-                    zip(
-                        self.plan.key_properties,
-                        (values[i][problem.index] for i in self._key_indexes),
-                        strict=False,
-                    )
-                )
-                raise _RowProblem(
-                    problem.index,
-                    InvalidRecord(
-                        problem.message,
-                        line=lines[problem.index],
-                        stream=self.plan.stream,
-                        key=key,
-                        field=prop,
-                    ),
-                ) from None
-
-    def _key(self, columns: list[tuple], row: int) -> dict[str, t.Any]:
-        return {self.plan.columns[index].prop: columns[index][row] for index in self._key_indexes}
+        if self._parts:
+            self._seal()
+        self._columns[need.column] = dataclasses.replace(column, kind=kind, wide=True)
+        self.plan.columns[need.column].kind = kind
 
     # Handing over -------------------------------------------------------------------------------
 
-    def take_batch(self) -> LoadBatch | None:
-        """The converted batch (None when empty); the sink starts a new one."""
+    def _seal(self) -> None:
+        """Close the batch built so far (its columns are about to change)."""
+        self._ready.append(
+            LoadBatch(
+                stream=self.plan.stream,
+                table=self.plan.table,
+                columns=list(self._columns),
+                key=self.plan.key_columns,
+                replication_key=self.plan.replication_column,
+                delete_flag=self.plan.delete_flag,
+                nulled=self.plan.nulled,
+                payload=self._codec.finish(self._columns, self._parts),
+                lines=self._batch_lines,
+                keys=self._batch_keys,
+                key_properties=self.plan.key_properties,
+                has_duplicates=bool(self.plan.key_columns)
+                and (self._fuzzy_keys or len(self._key_set) < len(self._batch_lines)),
+            )
+        )
+        self._start_batch()
+
+    def take_batches(self) -> list[LoadBatch]:
+        """The converted batches (usually one); the sink starts afresh."""
         self.convert_chunk()
-        if not self._batch_lines:
-            self._reset_batch()
-            return None
+        if self._parts:
+            self._seal()
         if self.stats.nul_removed:
             logger.warning(
                 "stream %s: removed %d NUL character(s) (PostgreSQL text cannot hold them)",
                 self.plan.stream,
                 self.stats.nul_removed,
             )
-        columns = self._columns()
-        batch = LoadBatch(
-            stream=self.plan.stream,
-            table=self.plan.table,
-            columns=columns,
-            key=self.plan.key_columns,
-            replication_key=self.plan.replication_column,
-            delete_flag=self.plan.delete_flag,
-            nulled=self.plan.nulled,
-            payload=self._codec.finish(columns, self._parts),
-            lines=self._batch_lines,
-            keys=self._batch_keys,
-            key_properties=self.plan.key_properties,
-            has_duplicates=bool(self.plan.key_columns) and len(self._key_set) < len(self._batch_lines),
-        )
-        self._reset_batch()
-        return batch
+            self.stats = convert.Stats()
+        ready, self._ready = self._ready, []
+        self.rows = 0
+        return ready
 
     @property
     def pending(self) -> bool:
         return self.rows > 0
+
+
+def _plain(value: t.Any) -> t.Any:
+    """A key value for an error message."""
+    if isinstance(value, msgspec.Raw):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return value
 
 
 class _RowProblem(Exception):

@@ -45,7 +45,7 @@ from target_warehouse_seg.sink import StreamSink
 
 # A flush also happens when the records read since the last one exceed this many bytes of JSON: it
 # bounds memory whatever batch_size_rows says (payloads take about a third to a half of their JSON).
-MAX_UNIT_BYTES = 96 * 1024 * 1024
+MAX_UNIT_BYTES = 32 * 1024 * 1024
 # Values decoded before a chunk is converted (rows = this / columns).
 CHUNK_VALUES = 400_000
 _NO_STATE = object()
@@ -307,7 +307,8 @@ class TargetWarehouseSeg(Target):
 
     def _process_record_message(self, message: RecordMessage) -> None:  # type: ignore[override]
         sink = self._sinks.get(message.stream)
-        line = t.cast(MessageReader, self.message_reader).line_number
+        reader = t.cast(MessageReader, self.message_reader)
+        line = reader.line_number
         if sink is None:
             error = RecordBeforeSchema(
                 "RECORD arrived before the stream's SCHEMA", line=line, stream=message.stream
@@ -327,7 +328,7 @@ class TargetWarehouseSeg(Target):
             return
         if self._unit_started is None:
             self._unit_started = time.monotonic()
-        sink.add(message.record, line, message.time_extracted)
+        sink.add(message.record, reader.current_line, line, message.time_extracted)
         self._unit_rows += 1
         self._unit_bytes += len(message.record)
         if (
@@ -384,7 +385,7 @@ class TargetWarehouseSeg(Target):
 
     def _flush(self) -> None:
         """Hand every pending batch, the rejected records and the latest state to the loader."""
-        batches = [batch for sink in self._sinks.values() if (batch := sink.take_batch()) is not None]
+        batches = [batch for sink in self._sinks.values() for batch in sink.take_batches()]
         unit = Unit(batches=batches, rejected=self._rejected)
         if self._latest_state is not _NO_STATE and self._latest_state != self._state_submitted:
             unit.state = self._latest_state

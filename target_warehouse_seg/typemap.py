@@ -130,23 +130,53 @@ def widen(column: Kind, incoming: Kind) -> Kind:
     return Kind.TEXT
 
 
-def decode_type(tokens: frozenset[str]) -> t.Any:
+class Source(str, enum.Enum):
+    """How a property's values arrive from the decoder, and so how they travel to the warehouse."""
+
+    TEXT = "text"  # str
+    LOOSE = "loose"  # any JSON scalar, stored as text (a mix of types)
+    INTEGER = "integer"  # int
+    NUMBER = "number"  # msgspec.Raw: the exact JSON number text, checked per chunk
+    BOOLEAN = "boolean"  # bool
+    TIMESTAMP = "timestamp"  # timezone-aware datetime
+    TIMESTAMP_TEXT = "timestamp_text"  # str holding a date or a date-time (the database parses it)
+    DATE = "date"  # date
+    TIME = "time"  # time without zone
+    JSON = "json"  # msgspec.Raw: the exact JSON text
+
+
+_STRINGISH = frozenset({"string", "datetime", "date", "time"})
+_DECODE_TYPES: dict[Source, t.Any] = {
+    Source.TEXT: str,
+    Source.LOOSE: t.Any,
+    # bigint's range: a larger integer fails the fast decode and takes the slow path, which widens.
+    Source.INTEGER: t.Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)],
+    Source.NUMBER: msgspec.Raw,
+    Source.BOOLEAN: bool,
+    # Naive date-times (and zoned times) take the slow path, which reads them as UTC (drops the zone).
+    Source.TIMESTAMP: t.Annotated[datetime.datetime, msgspec.Meta(tz=True)],
+    Source.TIMESTAMP_TEXT: str,
+    Source.DATE: datetime.date,
+    Source.TIME: t.Annotated[datetime.time, msgspec.Meta(tz=False)],
+    Source.JSON: msgspec.Raw,
+}
+
+
+def source_of(tokens: frozenset[str]) -> Source:
+    """How values of a property with these JSON types are decoded and carried."""
+    kind = kind_of(tokens)
+    if kind is Kind.TEXT:
+        return Source.TEXT if tokens <= _STRINGISH else Source.LOOSE
+    if kind is Kind.TIMESTAMP:
+        return Source.TIMESTAMP if tokens == frozenset({"datetime"}) else Source.TIMESTAMP_TEXT
+    return Source(kind.value)
+
+
+def decode_type(source: Source) -> t.Any:
     """The msgspec type that decodes (and so validates) a property's values in C.
 
-    Mixed types decode as ``Any`` and are checked column by column when the batch is converted.
+    ``Raw`` cannot be in a union: a JSON ``null`` arrives as ``Raw(b"null")`` (the SQL casts map it
+    to NULL); a missing property is ``None`` either way.
     """
-    kind = kind_of(tokens)
-    if kind is Kind.JSON:
-        return msgspec.Raw  # the exact JSON text, undecoded
-    strict: dict[frozenset[str], t.Any] = {
-        frozenset({"string"}): str,
-        frozenset({"datetime"}): datetime.datetime,
-        frozenset({"date"}): datetime.date,
-        frozenset({"time"}): datetime.time,
-        frozenset({"integer"}): int,
-        frozenset({"number"}): int | Decimal,
-        frozenset({"integer", "number"}): int | Decimal,
-        frozenset({"boolean"}): bool,
-    }
-    chosen = strict.get(tokens)
-    return t.Any if chosen is None else chosen | None
+    decoded = _DECODE_TYPES[source]
+    return decoded if decoded is msgspec.Raw else decoded | None

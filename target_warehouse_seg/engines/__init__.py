@@ -16,7 +16,7 @@ import abc
 import typing as t
 from dataclasses import dataclass, field
 
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
 SYSTEM_COLUMNS = ("received_at", "uuid_ts")
 REJECTED_TABLE = "_rejected_records"
@@ -43,13 +43,18 @@ class TableInfo:
     column_slots: int = 0  # columns counted against the engine's limit (PostgreSQL counts dropped ones)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchColumn:
-    """A property column of a batch: payload position, warehouse name, kind, source property."""
+    """A property column of a batch: warehouse name, kind, source property, how values travel.
+
+    ``wide`` marks an INTEGER-source column whose values exceed bigint (they travel as numbers).
+    """
 
     name: str
     kind: Kind
     prop: str
+    source: Source
+    wide: bool = False
 
 
 @dataclass
@@ -116,13 +121,17 @@ class RowRejected(Exception):
 
 
 class Codec(abc.ABC):
-    """Builds an engine's payload from normalised columns (see convert.py), one chunk at a time."""
+    """Builds an engine's payload from decoded records, one chunk at a time (in the main thread).
+
+    ``rows`` are the stream's decoded records (msgspec structs whose fields follow ``columns``);
+    every column's values are already checked for their ``source`` (see convert.py).
+    """
 
     @abc.abstractmethod
     def encode(
         self,
         columns: list[BatchColumn],
-        values: list[list[t.Any]],
+        rows: list[t.Any],
         lines: list[int],
         received_at: list[t.Any],
     ) -> t.Any:
@@ -130,7 +139,7 @@ class Codec(abc.ABC):
 
     @abc.abstractmethod
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> t.Any:
-        """The batch payload from its parts (built, perhaps, before a column widened)."""
+        """The batch payload from its parts (all built with the same columns)."""
 
     @abc.abstractmethod
     def subset(self, payload: t.Any, indices: t.Sequence[int]) -> t.Any:

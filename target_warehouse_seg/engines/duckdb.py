@@ -11,10 +11,13 @@ never rounded. PostgreSQL's ``numeric`` has no such limit.
 from __future__ import annotations
 
 import logging
+import re
 import typing as t
+from decimal import Context, Decimal
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 from target_warehouse_seg import convert
@@ -32,7 +35,7 @@ from target_warehouse_seg.engines import (
 from target_warehouse_seg.engines.merge import SEQ, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
 
@@ -48,16 +51,6 @@ SQL_TYPES = {
     Kind.JSON: "JSON",
 }
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
-ARROW_TYPES = {
-    Kind.BOOLEAN: pa.bool_(),
-    Kind.INTEGER: pa.int64(),
-    Kind.NUMBER: pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
-    Kind.DATE: pa.date32(),
-    Kind.TIME: pa.time64("us"),
-    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-    Kind.TEXT: pa.string(),
-    Kind.JSON: pa.string(),
-}
 _STAGED = "tws_batch"
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
@@ -68,59 +61,93 @@ _DATA_ERRORS = (
     duckdb.DataError,
     duckdb.IntegrityError,
 )
+# How each source travels in the Arrow batch; the merge casts to the table's type. Numbers and JSON
+# travel as their exact text: DuckDB casts that text to DECIMAL, and a value that DECIMAL(38,18)
+# would round (DuckDB rounds extra decimals silently) is caught before, by ``_decimal_misfit``.
+_ARROW = {
+    Source.TEXT: pa.string(),
+    Source.LOOSE: pa.string(),
+    Source.INTEGER: pa.int64(),
+    Source.NUMBER: pa.string(),
+    Source.BOOLEAN: pa.bool_(),
+    Source.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Source.TIMESTAMP_TEXT: pa.string(),
+    Source.DATE: pa.date32(),
+    Source.TIME: pa.time64("us"),
+    Source.JSON: pa.string(),
+}
+_astuple = msgspec.structs.astuple
+_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+# quantize() needs room for all 38 digits (the default context keeps 28: InvalidOperation past it).
+_DECIMAL_CONTEXT = Context(prec=DECIMAL_PRECISION)
+_MAYBE_TOO_PRECISE = re.compile(
+    rb"(?:^|\x00)-?[0-9]{%d}|\.[0-9]{%d}|[eE]" % (DECIMAL_PRECISION - DECIMAL_SCALE, DECIMAL_SCALE + 1)
+)
 
 
-def _naive_time(values: list[t.Any]) -> list[t.Any]:
-    """TIME has no zone (as in PostgreSQL, a given offset is dropped)."""
-    return [value.replace(tzinfo=None) if value is not None and value.tzinfo else value for value in values]
+def arrow_type(column: BatchColumn) -> pa.DataType:
+    if column.source is Source.INTEGER and column.wide:
+        return pa.string()
+    return _ARROW[column.source]
+
+
+def _raw_text(values: t.Sequence[t.Any]) -> list[str | None]:
+    return [None if value is None else bytes(value).decode("utf-8") for value in values]
+
+
+def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
+    """Whether a JSON number would not fit DECIMAL(38,18) exactly."""
+    present = [value for value in values if value is not None]
+    if not present or not _MAYBE_TOO_PRECISE.search(b"\x00".join(present)):
+        return False
+    for value in filter(None, map(convert.raw_or_none, present)):
+        number = convert.decimal_of(value)
+        exact = number.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT)
+        if abs(number) >= _DECIMAL_LIMIT or number != exact:
+            return True
+    return False
 
 
 class DuckDBCodec(Codec):
-    """Arrow record batches: ``@seq``, ``received_at``, then the property columns."""
+    """Arrow record batches: the property columns, then ``@seq`` and ``received_at``."""
 
     def _schema(self, columns: list[BatchColumn]) -> pa.Schema:
-        fields = [pa.field(SEQ, pa.int64()), pa.field("received_at", ARROW_TYPES[Kind.TIMESTAMP])]
-        return pa.schema(fields + [pa.field(column.name, ARROW_TYPES[column.kind]) for column in columns])
+        fields = [pa.field(column.name, arrow_type(column)) for column in columns]
+        fields += [pa.field(SEQ, pa.int64()), pa.field("received_at", _ARROW[Source.TIMESTAMP])]
+        return pa.schema(fields)
 
     def encode(
-        self,
-        columns: list[BatchColumn],
-        values: list[list[t.Any]],
-        lines: list[int],
-        received_at: list[t.Any],
+        self, columns: list[BatchColumn], rows: list[t.Any], lines: list[int], received_at: list[t.Any]
     ) -> pa.RecordBatch:
-        arrays = [pa.array(lines, pa.int64()), pa.array(received_at, ARROW_TYPES[Kind.TIMESTAMP])]
-        for position, (column, column_values) in enumerate(zip(columns, values, strict=True)):
-            arrays.append(self._array(position, column, column_values))
+        values = list(zip(*map(_astuple, rows), strict=True))
+        arrays = [self._array(position, column, values[position]) for position, column in enumerate(columns)]
+        arrays.append(pa.array(lines, pa.int64()))
+        arrays.append(pa.array(received_at, _ARROW[Source.TIMESTAMP]))
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema(columns))
 
     @staticmethod
-    def _array(position: int, column: BatchColumn, values: list[t.Any]) -> pa.Array:
-        if column.kind is Kind.TIME:
-            values = _naive_time(values)
-        try:
-            return pa.array(values, ARROW_TYPES[column.kind])
-        except (pa.ArrowInvalid, OverflowError, TypeError) as error:
-            if column.kind is Kind.NUMBER:
-                try:
-                    convert.check_finite(values)
-                except convert.ValueProblem as problem:
-                    problem.column = position
-                    raise
+    def _array(position: int, column: BatchColumn, values: t.Sequence[t.Any]) -> pa.Array:
+        source = column.source
+        if source is Source.NUMBER:
+            if column.kind is Kind.NUMBER and _decimal_misfit(values):
                 raise convert.NeedsWidening(
-                    Kind.TEXT,
-                    f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold "
-                    "exactly; the column keeps exact decimal text",
                     position,
-                ) from None
-            index = _first_refused(values, ARROW_TYPES[column.kind])
-            raise convert.ValueProblem(index, f"DuckDB cannot store it ({error})", position) from None
+                    Kind.TEXT,
+                    f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold exactly; "
+                    "the column keeps the exact decimal text",
+                )
+            return pa.array(_raw_text(values), pa.string())
+        if source is Source.JSON:
+            return pa.array(_raw_text(values), pa.string())
+        if source is Source.LOOSE:
+            return pa.array([convert.text_of(value) for value in values], pa.string())
+        if source is Source.INTEGER:
+            return _integers(position, column, values)
+        return pa.array(values, _ARROW[source])
 
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> pa.Table:
-        schema = self._schema(columns)
-        return pa.Table.from_batches(
-            [part if part.schema == schema else part.cast(schema) for part in parts], schema=schema
-        )
+        return pa.Table.from_batches(parts, schema=self._schema(columns))
 
     def subset(self, payload: pa.Table, indices: t.Sequence[int]) -> pa.Table:
         return payload.take(pa.array(indices, pa.int64()))
@@ -130,13 +157,17 @@ class DuckDBCodec(Codec):
         return {column.prop: values[column.name] for column in columns}
 
 
-def _first_refused(values: list[t.Any], arrow_type: pa.DataType) -> int:
-    for index, value in enumerate(values):
+def _integers(position: int, column: BatchColumn, values: t.Sequence[t.Any]) -> pa.Array:
+    if not column.wide:
         try:
-            pa.array([value], arrow_type)
-        except (pa.ArrowInvalid, OverflowError, TypeError):
-            return index
-    return 0
+            return pa.array(values, pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            raise convert.NeedsWidening(position, Kind.NUMBER, "an integer beyond bigint's range") from None
+    if column.kind is Kind.NUMBER and any(
+        value is not None and abs(value) >= _DECIMAL_LIMIT for value in values
+    ):
+        raise convert.NeedsWidening(position, Kind.TEXT, "an integer beyond DECIMAL(38,18)")
+    return pa.array([None if value is None else str(value) for value in values], pa.string())
 
 
 _TABLE_QUERY = """
@@ -316,7 +347,11 @@ class DuckDBEngine(Engine):
             for name, column in info.columns.items()
         }
 
+        raw = {column.name for column in batch.columns if column.source in (Source.NUMBER, Source.JSON)}
+
         def value(column: str) -> str:
+            if column in raw:  # exact JSON text; a JSON null is SQL NULL
+                return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
             return f"CAST(s.{quote(column)} AS {types[column]})"
 
         connection = self.connection

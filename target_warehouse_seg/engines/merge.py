@@ -43,10 +43,11 @@ def statements(
     key = ", ".join(quote(name) for name in batch.key)
     source = f"{staging} AS s"
     if batch.has_duplicates:
-        newest = f"s.{quote(batch.replication_key)} DESC NULLS LAST, " if batch.replication_key else ""
+        keys = ", ".join(value(k) for k in batch.key)
+        newest = f"{value(batch.replication_key)} DESC NULLS LAST, " if batch.replication_key else ""
         source = (
-            f"(SELECT DISTINCT ON ({', '.join('s.' + quote(k) for k in batch.key)}) s.* FROM {staging} AS s "
-            f"ORDER BY {', '.join('s.' + quote(k) for k in batch.key)}, {newest}s.{quote(SEQ)} DESC) AS s"
+            f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
+            f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
         )
     delete_guard = update_guard = ""
     if batch.replication_key:

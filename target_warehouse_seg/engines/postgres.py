@@ -10,14 +10,21 @@ bisected) and reported against its input line.
 
 from __future__ import annotations
 
+import io
 import logging
+import operator
 import re
+import struct
 import typing as t
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 import psycopg
+from psycopg.adapt import PyFormat
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.copy import Copy, FileWriter
+from psycopg.pq import Format
 
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
@@ -34,7 +41,7 @@ from target_warehouse_seg.engines import (
 from target_warehouse_seg.engines.merge import SEQ, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
 
@@ -50,107 +57,166 @@ SQL_TYPES = {
 }
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 MAX_COLUMNS = 1600
-_NULL = b"\\N"
 _encode = convert.json_encoder.encode
 
 
 # The payload ------------------------------------------------------------------------------------
 
-
-def _text_column(values: t.Sequence[str | None]) -> list[bytes]:
-    """COPY-text fields of a text column: values hold no NUL (convert.py removed them)."""
-    present = [value for value in values if value is not None] if None in values else values
-    joined = "\x00".join(present).encode("utf-8")
-    if b"\\" in joined or b"\t" in joined or b"\n" in joined or b"\r" in joined:
-        joined = (
-            joined.replace(b"\\", b"\\\\")
-            .replace(b"\t", b"\\t")
-            .replace(b"\n", b"\\n")
-            .replace(b"\r", b"\\r")
-        )
-    fields = joined.split(b"\x00") if present else []
-    if len(present) == len(values):
-        return fields
-    escaped = iter(fields)
-    return [_NULL if value is None else next(escaped) for value in values]
-
-
-def _scalar_column(values: t.Sequence[t.Any]) -> list[bytes]:
-    """Numbers and booleans: one JSON encode of the column (exact digits), split on commas."""
-    return _encode(values)[1:-1].replace(b"null", _NULL).split(b",")
-
-
-def _number_column(values: t.Sequence[t.Any]) -> list[bytes]:
-    """Exact decimals; JSON has no NaN or Infinity, but a lenient decode of a string might."""
-    encoded = _encode(values)
-    if b"N" in encoded or b"I" in encoded:
-        convert.check_finite(values)
-    return encoded[1:-1].replace(b"null", _NULL).split(b",")
-
-
-def _temporal_column(values: t.Sequence[t.Any]) -> list[bytes]:
-    """Dates, times and datetimes: RFC 3339 from one JSON encode, quotes dropped."""
-    return _encode(values)[1:-1].replace(b'"', b"").replace(b"null", _NULL).split(b",")
-
-
-_FIELDS: dict[Kind, t.Callable[[t.Sequence[t.Any]], list[bytes]]] = {
-    Kind.TEXT: _text_column,
-    Kind.JSON: _text_column,
-    Kind.INTEGER: _scalar_column,
-    Kind.NUMBER: _number_column,
-    Kind.BOOLEAN: _scalar_column,
-    Kind.TIMESTAMP: _temporal_column,
-    Kind.DATE: _temporal_column,
-    Kind.TIME: _temporal_column,
+# Binary COPY: the server reads typed values without parsing text. Numbers and JSON travel as their
+# exact JSON text into text staging columns and are cast by the merge; everything else is binary.
+_STAGING_TYPES = {
+    Source.TEXT: "text",
+    Source.LOOSE: "text",
+    Source.INTEGER: "bigint",
+    Source.NUMBER: "text",
+    Source.BOOLEAN: "boolean",
+    Source.TIMESTAMP: "timestamptz",
+    Source.TIMESTAMP_TEXT: "text",
+    Source.DATE: "date",
+    Source.TIME: "time",
+    Source.JSON: "text",
 }
-_UNESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)")
-_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+# psycopg's dumper for each staging column (type names of its registry). Raw JSON text goes through
+# bytea's dumper: it writes the bytes as they are, which is also text's binary form.
+_DUMPER_TYPES = {
+    Source.TEXT: "text",
+    Source.LOOSE: "text",
+    Source.INTEGER: "int8",
+    Source.NUMBER: "bytea",
+    Source.BOOLEAN: "bool",
+    Source.TIMESTAMP: "timestamptz",
+    Source.TIMESTAMP_TEXT: "text",
+    Source.DATE: "date",
+    Source.TIME: "time",
+    Source.JSON: "bytea",
+}
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_TRAILER = b"\xff\xff"
+_astuple = msgspec.structs.astuple
 
 
-def _unescape(field: bytes) -> str | None:
-    if field == _NULL:
-        return None
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        code = match.group(1)
-        if code[:1] == b"x":
-            return bytes([int(code[1:], 16)])
-        if code[:1].isdigit():
-            return bytes([int(code, 8) & 0xFF])
-        return _ESCAPES.get(code, code)
-
-    return _UNESCAPE.sub(replace, field).decode("utf-8", "replace")
+def staging_type(column: BatchColumn) -> str:
+    if column.source is Source.INTEGER and column.wide:
+        return "numeric"
+    return _STAGING_TYPES[column.source]
 
 
 class PostgresCodec(Codec):
-    """COPY text rows: ``@seq``, ``received_at``, then the property columns."""
+    """Binary COPY rows: the property columns, then ``@seq`` and ``received_at``.
+
+    Rows are formatted by psycopg's own binary dumpers (C) through its public ``Copy`` API writing
+    to memory (``FileWriter``); no server round trip happens here.
+    """
+
+    def __init__(self) -> None:
+        self._cursor: psycopg.Cursor[t.Any] | None = None
+
+    def bind(self, connection: psycopg.Connection[t.Any]) -> None:
+        """Use this connection's adapters (formatting never sends anything over it).
+
+        Raw JSON text is written by psycopg's C bytes dumper: registering it for ``msgspec.Raw``
+        also makes it the dumper chosen for bytea columns by ``set_types`` on this connection.
+        """
+        connection.adapters.register_dumper(
+            msgspec.Raw, connection.adapters.get_dumper(bytes, PyFormat.BINARY)
+        )
+        self._cursor = psycopg.Cursor(connection)
 
     def encode(
-        self,
-        columns: list[BatchColumn],
-        values: list[list[t.Any]],
-        lines: list[int],
-        received_at: list[t.Any],
+        self, columns: list[BatchColumn], rows: list[t.Any], lines: list[int], received_at: list[t.Any]
     ) -> bytes:
-        fields = [_scalar_column(lines), _temporal_column(received_at)]
-        for position, (column, column_values) in enumerate(zip(columns, values, strict=False)):
-            try:
-                fields.append(_FIELDS[column.kind](column_values))
-            except convert.ValueProblem as problem:
-                problem.column = position
-                raise
-        return b"\n".join(map(b"\t".join, zip(*fields, strict=False))) + b"\n"
+        if self._cursor is None:
+            raise DatabaseError("PostgreSQL codec used before connecting")
+        buffer = io.BytesIO()
+        copy = Copy(self._cursor, binary=True, writer=FileWriter(buffer))
+        dumpers = [
+            "numeric" if column.source is Source.INTEGER and column.wide else _DUMPER_TYPES[column.source]
+            for column in columns
+        ]
+        copy.set_types([*dumpers, "int8", "timestamptz"])
+        loose = [index for index, column in enumerate(columns) if column.source is Source.LOOSE]
+        write_row = copy.write_row
+        try:
+            if loose:
+                for row, line, stamp in zip(rows, lines, received_at, strict=True):
+                    values = [*_astuple(row), line, stamp]
+                    for index in loose:
+                        values[index] = convert.text_of(values[index])
+                    write_row(values)
+            else:
+                for row, line, stamp in zip(rows, lines, received_at, strict=True):
+                    write_row((*_astuple(row), line, stamp))
+        except OverflowError:
+            raise _overflow(columns, rows) from None
+        copy.finish(None)
+        data = buffer.getvalue()
+        return data[len(_SIGNATURE) : -len(_TRAILER)]  # one signature and trailer per COPY, added at load
 
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> list[bytes]:
         return parts
 
     def subset(self, payload: list[bytes], indices: t.Sequence[int]) -> list[bytes]:
-        rows = b"".join(payload).split(b"\n")
-        return [b"".join(rows[index] + b"\n" for index in indices)]
+        rows = split_rows(payload)
+        return [b"".join(rows[index] for index in indices)]
 
     def row(self, columns: list[BatchColumn], payload: list[bytes], index: int) -> dict[str, t.Any]:
-        fields = b"".join(payload).split(b"\n")[index].split(b"\t")
-        return {column.prop: _unescape(field) for column, field in zip(columns, fields[2:], strict=False)}
+        data = split_rows(payload)[index]
+        fields = _fields(data)
+        result: dict[str, t.Any] = {}
+        for column, field in zip(columns, fields, strict=False):
+            result[column.prop] = None if field is None else _load(staging_type(column), field)
+        return result
+
+
+def _overflow(columns: list[BatchColumn], rows: list[t.Any]) -> convert.NeedsWidening:
+    """The INTEGER column holding a value beyond bigint (the slow decode path let it through)."""
+    for index, column in enumerate(columns):
+        if column.source is Source.INTEGER and not column.wide:
+            values = [value for value in map(operator.attrgetter(f"f{index}"), rows) if value]
+            if values and (min(values) < convert.INT64_MIN or max(values) > convert.INT64_MAX):
+                return convert.NeedsWidening(index, Kind.NUMBER, "an integer beyond bigint's range")
+    raise DatabaseError("an integer overflowed, but no integer column holds it")
+
+
+def split_rows(payload: list[bytes]) -> list[bytes]:
+    """Each binary COPY row of a payload (the error path only: a Python walk over every field)."""
+    rows: list[bytes] = []
+    for part in payload:
+        position, end = 0, len(part)
+        while position < end:
+            start = position
+            (count,) = struct.unpack_from("!h", part, position)
+            position += 2
+            for _ in range(count):
+                (length,) = struct.unpack_from("!i", part, position)
+                position += 4 + max(length, 0)
+            rows.append(part[start:position])
+    return rows
+
+
+def _fields(row: bytes) -> list[bytes | None]:
+    (count,) = struct.unpack_from("!h", row, 0)
+    position, fields = 2, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("!i", row, position)
+        position += 4
+        if length < 0:
+            fields.append(None)
+        else:
+            fields.append(row[position : position + length])
+            position += length
+    return fields
+
+
+_LOADER_TYPES = {"bigint": "int8", "boolean": "bool"}
+
+
+def _load(sql_type: str, data: bytes) -> t.Any:
+    if sql_type == "text":
+        return data.decode("utf-8", "replace")
+    oid = psycopg.adapters.types[_LOADER_TYPES.get(sql_type, sql_type)].oid
+    loader = psycopg.adapters.get_loader(oid, Format.BINARY)
+    return data.hex() if loader is None else loader(oid).load(data)
 
 
 # Settings -------------------------------------------------------------------------------------------
@@ -271,6 +337,7 @@ class PostgresEngine(Engine):
             raise DatabaseError(f"cannot connect to PostgreSQL at {self.display}: {message}") from None
         self._connection.execute("SET TIME ZONE 'UTC'")
         self._connection.commit()
+        self.codec.bind(self._connection)
         logger.info("connected to PostgreSQL at %s, schema %s", self.display, self.schema)
 
     def close(self) -> None:
@@ -408,20 +475,31 @@ class PostgresEngine(Engine):
             raise DatabaseError(f"table {self.qualified(batch.table)} disappeared while loading")
         self._staging_counter += 1
         staging = quote(f"tws_staging_{self._staging_counter}")
-        definitions = [f"{quote(SEQ)} bigint", '"received_at" timestamp with time zone']
-        definitions += [
-            f"{quote(column.name)} {info.columns[column.name].sql_type}" for column in batch.columns
-        ]
-        target = self.qualified(batch.table)
+        definitions = [f"{quote(column.name)} {staging_type(column)}" for column in batch.columns]
+        definitions += [f"{quote(SEQ)} bigint", '"received_at" timestamptz']
+        names = ", ".join(quote(name) for name in [*(c.name for c in batch.columns), SEQ, "received_at"])
+        types = {
+            name: column.sql_type or SQL_TYPES[t.cast(Kind, column.kind)]
+            for name, column in info.columns.items()
+        }
+
+        raw = {column.name for column in batch.columns if column.source in (Source.NUMBER, Source.JSON)}
+
+        def value(column: str) -> str:
+            if column in raw:  # exact JSON text; a JSON null is SQL NULL
+                return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
+            return f"CAST(s.{quote(column)} AS {types[column]})"
+
         connection = self.connection
         with self._data_errors(batch):
             connection.execute(f"CREATE TEMPORARY TABLE {staging} ({', '.join(definitions)}) ON COMMIT DROP")
-            names = ", ".join(quote(name) for name in [SEQ, "received_at", *(c.name for c in batch.columns)])
             with connection.cursor() as cursor:
-                with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY {staging} ({names}) FROM STDIN (FORMAT binary)") as copy:
+                    copy.write(_SIGNATURE)
                     for part in batch.payload:
                         copy.write(part)
-                for statement in statements(batch, target, staging):
+                    copy.write(_TRAILER)
+                for statement in statements(batch, self.qualified(batch.table), staging, value):
                     cursor.execute(statement)
             connection.execute(f"DROP TABLE {staging}")
 
