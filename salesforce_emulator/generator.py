@@ -459,6 +459,8 @@ class _ObjectGenerator:
         deleted = np.zeros(n, dtype=bool)
         if obj.has_is_deleted and n:
             deleted = rng.random(n) < DELETED_SHARE
+            if not deleted.any() and n >= 20:  # small orgs too show soft deletes through queryAll
+                deleted[rng.choice(n, size=max(1, n * 3 // 100), replace=False)] = True
             deleted_at = stamp + ((self.epoch - stamp) * rng.random(n)).astype(np.int64)
             stamp = np.where(deleted, deleted_at, stamp)
         key = obj.replication_key

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +141,8 @@ class Org:
 
     def count(self, sobject: str, include_deleted: bool = True) -> int:
         """Records of an object (for tests and progress reports)."""
-        return (
-            len(self.records(sobject, include_deleted)) if not include_deleted else self._count_all(sobject)
-        )
-
-    def _count_all(self, sobject: str) -> int:
-        with self._lock:
-            return self._table(self._object(sobject)).count
+        name = self._object(sobject).name
+        return self.query(f"SELECT COUNT() FROM {name}", include_deleted).total_size
 
     @property
     def admin_user_id(self) -> str | None:
@@ -600,10 +595,10 @@ def coerce(f: FieldDef, value: Any) -> Any:
             number = Decimal(str(value)) if not isinstance(value, Decimal) else value
             if not number.is_finite():
                 raise bad()
-            quantized = number.quantize(Decimal(1).scaleb(-f.scale))
-            if len(quantized.as_tuple().digits) - max(0, -quantized.as_tuple().exponent) > max(
-                f.precision - f.scale, 1
-            ):
+            with localcontext() as context:
+                context.prec = 80
+                quantized = number.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
+            if quantized and quantized.adjusted() + 1 > max(f.precision - f.scale, 1):
                 raise ApiError(
                     400, "NUMBER_OUTSIDE_VALID_RANGE", f"{f.name}: value outside of valid range", [f.name]
                 )

@@ -430,8 +430,8 @@ def _positions(
     con.register("t", view)
     try:
         if query.is_count:
-            count = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
-            return None, int(count[0]) if count else 0
+            count = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()
+            return None, int(count[0][0])
         found = con.execute(sql, params).fetchnumpy()["__pos"]
     finally:
         con.unregister("t")
