@@ -1,19 +1,20 @@
-"""The HTTP client's error mapping and retries, as unit tests with requests-mock.
-
-The same behaviours run over real HTTP against the emulator in test_client_http.py.
+"""The HTTP client's error mapping and retries: unit tests with requests-mock, then the same
+behaviours over real HTTP against the emulator's scripted faults (the second half of this file).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 import requests_mock as requests_mock_module
 from urllib3.exceptions import ProtocolError
 
+from salesforce_emulator import Emulator
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
@@ -363,3 +364,92 @@ def test_soap_login_through_simple_salesforce() -> None:
     assert result.access_token == "SESSION-SECRET"
     assert "SESSION-SECRET" not in repr(result)
     assert "pw&amp;&lt;TOK" in body  # XML-escaped password + token
+
+
+# --- over real HTTP, against the emulator's faults -----------------------------------------------------
+
+
+def emulator_client(emu: Emulator, **settings: object) -> SalesforceClient:
+    credentials = emu.credentials
+    config = TapConfig.from_mapping(
+        {
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "refresh_token": credentials.refresh_token,
+            "domain": emu.base_url,
+            **settings,
+        }
+    )
+    return SalesforceClient(config, logging.getLogger("test-client-http"))
+
+
+def served(emu: Emulator, fragment: str) -> list[dict]:
+    return [request for request in emu.requests() if fragment in request["target"]]
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_http_server_errors_are_retried(emulator: Emulator, status: int) -> None:
+    client = emulator_client(emulator)
+    emulator.faults.http_error(status=status, count=2, path="/sobjects")
+    body = client.get_json("sobjects")
+    assert any(entry["name"] == "Account" for entry in body["sobjects"])
+    assert [request["status"] for request in served(emulator, "/sobjects")] == [status, status, 200]
+
+
+def test_http_body_dropped_midway_is_read_again(emulator: Emulator) -> None:
+    client = emulator_client(emulator)
+    expected = client.get_json("sobjects/Account/describe")
+    emulator.faults.drop_connection(count=2, path="/sobjects/Account/describe")
+    assert client.get_json("sobjects/Account/describe") == expected
+    assert len(served(emulator, "/sobjects/Account/describe")) == 4
+
+
+def test_http_timeout_is_retried(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SalesforceClient, "read_timeout_seconds", 0.5)
+    client = emulator_client(emulator)
+    client.login()
+    emulator.faults.slow(seconds=2, count=1, path="/limits")
+    assert "DailyApiRequests" in client.get_json("limits")
+
+
+def test_http_expired_session_logs_in_again(emulator: Emulator) -> None:
+    client = emulator_client(emulator)
+    client.get_json("limits")
+    logins_before = emulator.auth.logins
+    emulator.faults.expire_sessions_after(calls=1)
+    client.get_json("limits")  # the one call still allowed
+    client.get_json("limits")  # 401 INVALID_SESSION_ID, log in, retry
+    assert emulator.auth.logins == logins_before + 1
+    assert [request["status"] for request in served(emulator, "/limits")][-2:] == [401, 200]
+
+
+def test_http_daily_limit_stops_with_quota_exceeded(emulator_factory: Callable[..., Emulator]) -> None:
+    emu = emulator_factory(api_limit=3)
+    for _ in range(3):
+        emulator_client(emu).get_json("limits")
+    # A client that has not seen the usage yet (another job spent the allowance) gets Salesforce's 403.
+    with pytest.raises(QuotaExceeded) as caught:
+        emulator_client(emu, quota_percent=100).get_json("limits")
+    assert [request["status"] for request in served(emu, "/limits")] == [200, 200, 200, 403]
+    assert "REQUEST_LIMIT_EXCEEDED" in str(caught.value) and "rolling 24 hours" in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_http_quota_percent_guard_stops_before_passing_it(emulator: Emulator) -> None:
+    client = emulator_client(emulator, quota_percent=50)
+    emulator.api_usage = emulator.api_limit // 2 - 2
+    client.get_json("limits")  # usage now limit/2 - 1
+    client.get_json("limits")  # usage now limit/2: at quota_percent
+    used = emulator.api_usage
+    with pytest.raises(QuotaExceeded, match="quota_percent 50"):
+        client.get_json("limits")
+    assert emulator.api_usage == used  # the call was never sent
+    assert client.api_usage == (used, emulator.api_limit)
+
+
+def test_http_server_time_is_the_orgs_clock(emulator: Emulator) -> None:
+    org_now = datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    emulator.org.clock.set(org_now, frozen=True)
+    client = emulator_client(emulator)
+    client.get_json("limits")
+    assert org_now <= client.server_time() < org_now + timedelta(seconds=5)
