@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
@@ -330,16 +330,19 @@ class SqlBuilder:
 # the store
 # --------------------------------------------------------------------------------------------------
 
-_local = threading.local()
 _result_ids = itertools.count(1)
+_engine_lock = threading.Lock()
+_engine: duckdb.DuckDBPyConnection | None = None
 
 
 def _duckdb() -> duckdb.DuckDBPyConnection:
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = duckdb.connect(config={"threads": 2})
-        _local.con = con
-    return con
+    """A fresh connection (cursor) to the process's in-memory DuckDB: views registered on it are its own,
+    so concurrent queries from the server's threads do not meet, and they share one thread pool."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+        return _engine.cursor()
 
 
 class Store:
@@ -427,14 +430,14 @@ def _positions(
         sql += " OFFSET ?"
         params.append(query.offset)
     con = _duckdb()
-    con.register("t", view)
     try:
+        con.register("t", view)
         if query.is_count:
             count = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()
             return None, int(count[0][0])
         found = con.execute(sql, params).fetchnumpy()["__pos"]
     finally:
-        con.unregister("t")
+        con.close()
     positions = np.asarray(found, dtype=np.int64)
     return positions, len(positions)
 
@@ -923,12 +926,3 @@ def python_values(f: FieldDef, array: pa.Array) -> list[Any]:
     if f.type == "datetime":
         return [v.replace(tzinfo=timezone.utc) if v is not None else None for v in values]
     return values
-
-
-def iter_rows(obj: ObjectDef, chunks: Iterable[Chunk]) -> Iterable[dict[str, Any]]:
-    """Every row of `chunks` as a dict of Python values (stored fields only)."""
-    fields = obj.stored_fields()
-    for chunk in chunks:
-        columns = [python_values(f, chunk.columns.get(f.name, pa.nulls(chunk.length))) for f in fields]
-        for values in zip(*columns, strict=True):
-            yield {f.name: v for f, v in zip(fields, values, strict=True)}

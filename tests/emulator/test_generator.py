@@ -7,6 +7,7 @@ import time as clock
 from collections import Counter
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from salesforce_emulator.generator import (
     make_id,
     make_ids,
     record_counts,
+    storage_check,
 )
 from salesforce_emulator.model import ModelError, build_catalog
 from salesforce_emulator.org import Org, OrgConfig
@@ -187,6 +189,17 @@ def test_values_fit_their_types_in_every_object(small):
     assert set(seen_types) >= {"id", "reference", "string", "textarea", "picklist", "multipicklist", "boolean",  # noqa: E501
                                "int", "double", "currency", "percent", "date", "datetime", "email", "phone",
                                "url", "address", "combobox"}  # fmt: skip
+
+
+def test_generated_columns_have_the_store_types():
+    catalog = build_catalog(describe_dir=Path(__file__).parent / "data")
+    counts = record_counts(catalog, 0.01)
+    for obj in catalog:
+        if counts[obj.name]:
+            table = generate_object(obj, catalog, counts, seed=1)
+            for chunk in table.chunks:
+                assert set(chunk) == {f.name for f in obj.stored_fields()}
+                storage_check(obj, chunk)
 
 
 def test_values_are_consistent_where_salesforce_derives_them(full):
