@@ -149,15 +149,14 @@ class Warehouse:
                           f"WHERE table_schema = '{self.schema_name}'")
         return {name for (name,) in rows}
 
+    def json(self, value: t.Any) -> t.Any:
+        """A JSON column's value as Python data (DuckDB hands JSON back as text, PostgreSQL parsed)."""
+        return json.loads(value) if self.engine == "duckdb" and value is not None else value
+
     def count(self, table: str) -> int:
         if table not in self.tables():
             return 0
         return self.query(f'SELECT count(*) FROM "{self.schema_name}"."{table}"')[0][0]
-
-
-def json_value(value: t.Any) -> t.Any:
-    """A JSON column's value as Python data (DuckDB hands JSON back as text, PostgreSQL parsed)."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

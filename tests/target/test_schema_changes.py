@@ -1,0 +1,121 @@
+"""Schema evolution and identifier edge cases, on both engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from conftest import Warehouse, record, schema, state
+
+from target_warehouse_seg.errors import SchemaConflict
+
+
+def test_a_new_property_adds_a_column(warehouse: Warehouse) -> None:
+    first = schema("s", {"id": {"type": "integer"}, "a": {"type": "string"}})
+    second = schema("s", {"id": {"type": "integer"}, "a": {"type": "string"}, "b": {"type": "boolean"}})
+    run = warehouse.run([first, record("s", {"id": 1, "a": "x"}), second, record("s", {"id": 2, "a": "y", "b": True})])
+    assert run.error is None
+    assert [(r["id"], r["a"], r["b"]) for r in warehouse.rows("s")] == [(1, "x", None), (2, "y", True)]
+
+
+def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
+    def props(n: str, d: str) -> dict:
+        return {"id": {"type": "integer"}, "n": {"type": n}, "d": {"type": "string", "format": d}}
+
+    as_int = schema("w", props("integer", "date"))
+    assert warehouse.run([as_int, record("w", {"id": 1, "n": 7, "d": "2024-03-01"})]).error is None
+    as_number = schema("w", props("number", "date-time"))
+    assert warehouse.run([as_number, '{"type": "RECORD", "stream": "w", "record": {"id": 2, "n": 7.25, '
+                          '"d": "2024-03-02T10:00:00+01:00"}}']).error is None
+    rows = {r["id"]: r for r in warehouse.rows("w")}
+    assert rows[1]["n"] == 7 and rows[2]["n"] == Decimal("7.25")
+    assert rows[1]["d"] == dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    assert rows[2]["d"] == dt.datetime(2024, 3, 2, 9, tzinfo=dt.timezone.utc)
+    as_text = schema("w", {"id": {"type": "integer"}, "n": {"type": "string"}, "d": {"type": "string"}})
+    assert warehouse.run([as_text, record("w", {"id": 3, "n": "seven", "d": "someday"})]).error is None
+    rows = {r["id"]: r for r in warehouse.rows("w")}
+    assert warehouse.columns("w")["n"] in ("text", "varchar")
+    assert Decimal(rows[1]["n"]) == 7 and Decimal(rows[2]["n"]) == Decimal("7.25") and rows[3]["n"] == "seven"
+    assert rows[1]["d"].startswith("2024-03-01 00:00:00") and rows[2]["d"].startswith("2024-03-02 09:00:00")
+    assert rows[3]["d"] == "someday"
+    # Narrower types later never narrow the column: integers go into the text column as text.
+    assert warehouse.run([as_int, record("w", {"id": 4, "n": 8, "d": "2024-03-04"})]).error is None
+    assert {r["id"]: r["n"] for r in warehouse.rows("w")}[4] == "8"
+
+
+def test_a_changed_key_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
+    props = {"id": {"type": "integer"}, "code": {"type": "string"}}
+    assert warehouse.run([schema("k", props), record("k", {"id": 1, "code": "a"}), state(1)]).error is None
+    run = warehouse.run([schema("k", props, key=["code"]), record("k", {"id": 2, "code": "b"}), state(2)])
+    assert isinstance(run.error, SchemaConflict)
+    message = str(run.error)
+    assert "stream k" in message and "(code)" in message and "(id)" in message and "rename or drop" in message
+    assert run.states == []
+    assert warehouse.count("k") == 1
+
+
+def test_postgres_column_limit_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
+    wide = {"id": {"type": "integer"}, **{f"c{i}": {"type": "string"} for i in range(1, 1600)}}
+    run = warehouse.run([schema("wide", wide), record("wide", {"id": 1, "c1": "x"}), state(1)])
+    if warehouse.engine == "duckdb":  # DuckDB has no such limit
+        assert run.error is None and warehouse.count("wide") == 1
+        return
+    assert isinstance(run.error, SchemaConflict)
+    assert "stream wide" in str(run.error) and "1600" in str(run.error) and "fewer properties" in str(run.error)
+    assert run.states == [] and "wide" not in warehouse.tables()
+
+
+def test_identifier_edge_cases(warehouse: Warehouse) -> None:
+    long_name = "x" * 70
+    props = {
+        "Id": {"type": "integer"},
+        "select": {"type": "string"}, "order": {"type": "string"}, "user": {"type": "string"},
+        long_name: {"type": "string"},
+        "Amount": {"type": "string"}, "amount": {"type": "string"},
+        "received_at": {"type": "string"},
+        "agent:os:version": {"type": "string"},
+        "2ndPhone": {"type": "string"},
+    }
+    values = {"Id": 1, "select": "s", "order": "o", "user": "u", long_name: "long", "Amount": "upper",
+              "amount": "lower", "received_at": "mine", "agent:os:version": "10.1", "2ndPhone": "555"}
+    run = warehouse.run([schema("Weird Stream!", props, key=["Id"]), record("Weird Stream!", values)])
+    assert run.error is None
+    assert "weird_stream_" in warehouse.tables()
+    row = warehouse.rows("weird_stream_")[0]
+    by_value = {value: name for name, value in row.items()}
+    assert by_value["s"] == "select" and by_value["o"] == "order" and by_value["u"] == "user"
+    assert by_value["lower"] == "amount" and by_value["upper"].startswith("amount_")
+    assert by_value["long"].startswith("x" * 54) and len(by_value["long"]) <= 63
+    assert by_value["mine"].startswith("received_at_") and isinstance(row["received_at"], dt.datetime)
+    assert by_value["10.1"] == "agent_os_version" and by_value["555"] == "2ndphone"
+    assert row["id"] == 1
+    # Another run, properties in another order: every value lands in the same column again.
+    reordered = dict(reversed(list(props.items())))
+    values2 = {name: f"{value}-2" if isinstance(value, str) else value for name, value in values.items()}
+    assert warehouse.run([schema("Weird Stream!", reordered, key=["Id"]), record("Weird Stream!", values2)]).error is None
+    row2 = warehouse.rows("weird_stream_")[0]
+    assert {name: value for name, value in row2.items() if isinstance(value, str)} == {
+        name: f"{value}-2" for name, value in row.items() if isinstance(value, str)}
+
+
+def test_names_that_conform_alike_stay_apart_across_runs(warehouse: Warehouse) -> None:
+    # Run 1 knows only `Amount`; run 2 adds `amount`: the new property gets its own column.
+    assert warehouse.run([schema("m", {"id": {"type": "integer"}, "Amount": {"type": "string"}}),
+                          record("m", {"id": 1, "Amount": "A1"})]).error is None
+    both = schema("m", {"id": {"type": "integer"}, "amount": {"type": "string"}, "Amount": {"type": "string"}})
+    assert warehouse.run([both, record("m", {"id": 2, "amount": "a2", "Amount": "A2"})]).error is None
+    rows = {r["id"]: r for r in warehouse.rows("m")}
+    assert rows[1]["amount"] == "A1" and rows[2]["amount"] == "A2"
+    other = next(name for name in warehouse.columns("m") if name.startswith("amount_"))
+    assert rows[2][other] == "a2" and rows[1][other] is None
+
+
+def test_streams_that_conform_alike_get_separate_tables(warehouse: Warehouse) -> None:
+    props = {"id": {"type": "integer"}}
+    run = warehouse.run([schema("Accounts", props), record("Accounts", {"id": 1}),
+                         schema("accounts", props), record("accounts", {"id": 2}), record("accounts", {"id": 3})])
+    assert run.error is None
+    tables = warehouse.tables()
+    assert "accounts" in tables
+    other = next(name for name in tables if name.startswith("accounts_"))
+    assert {warehouse.count("accounts"), warehouse.count(other)} == {1, 2}

@@ -1,0 +1,162 @@
+"""Stored values equal the input, on both engines: text, exact numbers, time zones, structures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from decimal import Decimal
+
+import pytest
+from conftest import Warehouse, record, schema, state
+
+UTC = dt.timezone.utc
+PROPERTIES = {
+    "id": {"type": "string"},
+    "text": {"type": ["null", "string"]},
+    "amount": {"type": ["null", "number"]},
+    "count": {"type": ["null", "integer"]},
+    "flag": {"type": ["null", "boolean"]},
+    "created": {"type": ["null", "string"], "format": "date-time"},
+    "day": {"type": ["null", "string"], "format": "date"},
+    "at": {"type": ["null", "string"], "format": "time"},
+    "doc": {"type": ["null", "object"]},
+    "tags": {"type": ["null", "array"], "items": {"type": "string"}},
+    "mixed": {"type": ["null", "integer", "string"]},
+    "anything": {},
+}
+TRICKY_TEXT = "Zoë ☃ 日本語 🎉 \"quoted\" 'single' back\\slash\ttab\nnewline\r\nend"
+# Written as raw JSON so that numbers keep every digit (no float anywhere in the test either).
+LINES = [
+    json.dumps(schema("values", PROPERTIES)),
+    '{"type": "RECORD", "stream": "values", "record": {"id": "a", "text": ' + json.dumps(TRICKY_TEXT)
+    + ', "amount": 12345678901234567.89, "count": 9223372036854775807, "flag": true, '
+    '"created": "2024-06-30T23:30:00+05:30", "day": "2024-02-29", "at": "13:45:30.5", '
+    '"doc": {"ключ": "значение", "n": 1.50, "nested": {"x": [1, null, "\\"q\\""]}}, "tags": ["a", "b"], '
+    '"mixed": 5, "anything": [1, "two"]}, "time_extracted": "2024-07-01T00:00:00Z"}',
+    '{"type": "RECORD", "stream": "values", "record": {"id": "b", "text": "", "amount": -0.000000000000000001, '
+    '"count": -9223372036854775808, "flag": false, "created": "2024-01-02T03:04:05.123456Z", '
+    '"day": "1900-01-01", "at": "00:00:00", "doc": {}, "tags": [], "mixed": "five", "anything": "x"}}',
+    '{"type": "RECORD", "stream": "values", "record": {"id": "c", "amount": 0.1, "created": '
+    '"2024-01-02T03:04:05"}}',
+    '{"type": "RECORD", "stream": "values", "record": {"id": "d", "text": null, "amount": 1E+5, "count": 0, '
+    '"created": "2024-01-02"}}',
+    json.dumps(state({"bookmarks": {"values": {"replication_key_value": "x"}}})),
+]
+
+
+def test_values_round_trip(warehouse: Warehouse) -> None:
+    run = warehouse.run(LINES)
+    assert run.error is None
+    assert run.states == [{"bookmarks": {"values": {"replication_key_value": "x"}}}]
+    rows = {row["id"]: row for row in warehouse.rows("values")}
+    a, b, c, d = rows["a"], rows["b"], rows["c"], rows["d"]
+    assert a["text"] == TRICKY_TEXT
+    assert b["text"] == "" and d["text"] is None and c["text"] is None
+    assert a["amount"] == Decimal("12345678901234567.89")
+    assert b["amount"] == Decimal("-0.000000000000000001")
+    assert c["amount"] == Decimal("0.1")
+    assert d["amount"] == Decimal("100000")
+    assert (a["count"], b["count"], d["count"]) == (9223372036854775807, -9223372036854775808, 0)
+    assert (a["flag"], b["flag"], c["flag"]) == (True, False, None)
+    assert a["created"] == dt.datetime(2024, 6, 30, 18, 0, tzinfo=UTC)
+    assert b["created"] == dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert c["created"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)  # no zone means UTC
+    assert d["created"] == dt.datetime(2024, 1, 2, tzinfo=UTC)  # a bare date is midnight UTC
+    assert (a["day"], b["day"]) == (dt.date(2024, 2, 29), dt.date(1900, 1, 1))
+    assert (a["at"], b["at"]) == (dt.time(13, 45, 30, 500000), dt.time(0))
+    assert warehouse.json(a["doc"]) == {"ключ": "значение", "n": 1.5, "nested": {"x": [1, None, '"q"']}}
+    assert warehouse.json(b["doc"]) == {}
+    assert warehouse.json(a["tags"]) == ["a", "b"] and warehouse.json(b["tags"]) == []
+    assert (a["mixed"], b["mixed"]) == ("5", "five")
+    assert warehouse.json(a["anything"]) == [1, "two"] and warehouse.json(b["anything"]) == "x"
+    assert a["received_at"] == dt.datetime(2024, 7, 1, tzinfo=UTC)
+    now = dt.datetime.now(UTC)
+    assert all(abs((row["received_at"] - now).total_seconds()) < 300 for row in (b, c, d))
+    assert all(abs((row["uuid_ts"] - now).total_seconds()) < 300 for row in rows.values())
+
+
+def test_column_types(warehouse: Warehouse) -> None:
+    assert warehouse.run(LINES).error is None
+    columns = warehouse.columns("values")
+    expected_postgres = {
+        "id": "text", "text": "text", "amount": "numeric", "count": "bigint", "flag": "boolean",
+        "created": "timestamp with time zone", "day": "date", "at": "time without time zone",
+        "doc": "jsonb", "tags": "jsonb", "mixed": "text", "anything": "jsonb",
+        "received_at": "timestamp with time zone", "uuid_ts": "timestamp with time zone",
+    }
+    expected_duckdb = {
+        "id": "varchar", "text": "varchar", "amount": "decimal(38,18)", "count": "bigint", "flag": "boolean",
+        "created": "timestamp with time zone", "day": "date", "at": "time", "doc": "json", "tags": "json",
+        "mixed": "varchar", "anything": "json", "received_at": "timestamp with time zone",
+        "uuid_ts": "timestamp with time zone",
+    }
+    assert columns == (expected_postgres if warehouse.engine == "postgres" else expected_duckdb)
+    key = warehouse.query(
+        "SELECT kcu.column_name FROM information_schema.table_constraints tc "
+        "JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name "
+        "AND tc.table_schema = kcu.table_schema AND tc.table_name = kcu.table_name "
+        "WHERE tc.table_schema = 'salesforce' AND tc.table_name = 'values' "
+        "AND tc.constraint_type = 'PRIMARY KEY'")
+    assert key == [("id",)]
+
+
+def test_integers_beyond_bigint_widen_and_stay_exact(warehouse: Warehouse) -> None:
+    lines = [
+        json.dumps(schema("big", {"id": {"type": "integer"}, "n": {"type": ["null", "integer"]}})),
+        '{"type": "RECORD", "stream": "big", "record": {"id": 1, "n": 5}}',
+        '{"type": "RECORD", "stream": "big", "record": {"id": 2, "n": 12345678901234567890}}',
+        '{"type": "RECORD", "stream": "big", "record": {"id": 3, "n": -9223372036854775809}}',
+    ]
+    assert warehouse.run(lines).error is None
+    values = {row["id"]: row["n"] for row in warehouse.rows("big")}
+    assert values == {1: 5, 2: 12345678901234567890, 3: -9223372036854775809}
+    assert warehouse.columns("big")["n"] in ("numeric", "decimal(38,18)")
+    # Beyond what DuckDB's DECIMAL(38,18) holds: the column keeps exact text there.
+    more = [lines[0], '{"type": "RECORD", "stream": "big", "record": {"id": 4, "n": 1' + "0" * 30 + "}}"]
+    assert warehouse.run(more).error is None
+    stored = {row["id"]: row["n"] for row in warehouse.rows("big")}
+    assert Decimal(str(stored[4])) == Decimal(10**30)
+    assert Decimal(str(stored[2])) == 12345678901234567890
+
+
+def test_numbers_that_duckdb_decimal_cannot_hold_are_never_rounded(warehouse: Warehouse) -> None:
+    precise = "0.1234567890123456789012"  # 22 decimals
+    lines = [
+        json.dumps(schema("precise", {"id": {"type": "integer"}, "x": {"type": "number"}})),
+        '{"type": "RECORD", "stream": "precise", "record": {"id": 1, "x": 2.5}}',
+        '{"type": "RECORD", "stream": "precise", "record": {"id": 2, "x": ' + precise + "}}",
+    ]
+    assert warehouse.run(lines).error is None
+    stored = {row["id"]: row["x"] for row in warehouse.rows("precise")}
+    assert Decimal(str(stored[2])) == Decimal(precise)
+    assert Decimal(str(stored[1])) == Decimal("2.5")
+
+
+def test_nul_characters_are_removed_and_counted(warehouse: Warehouse, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [
+        json.dumps(schema("nul", {"id": {"type": "string"}, "t": {"type": "string"}, "doc": {"type": "object"}})),
+        json.dumps(record("nul", {"id": "k\u0000", "t": "a\u0000b\u0000", "doc": {"v\u0000": "x\u0000y"}})),
+        json.dumps(record("nul", {"id": "plain", "t": "no nul"})),
+    ]
+    with caplog.at_level(logging.WARNING, logger="target-warehouse-seg"):
+        assert warehouse.run(lines).error is None
+    rows = {row["id"]: row for row in warehouse.rows("nul")}
+    assert rows["k"]["t"] == "ab"
+    assert warehouse.json(rows["k"]["doc"]) == {"v": "xy"}
+    assert rows["plain"]["t"] == "no nul"
+    assert any("removed 5 NUL" in message for message in caplog.messages)
+
+
+def test_time_extracted_and_read_time(warehouse: Warehouse) -> None:
+    lines = [
+        schema("stamps", {"id": {"type": "integer"}}),
+        record("stamps", {"id": 1}, time_extracted="2020-05-06T07:08:09.123456+02:00"),
+        record("stamps", {"id": 2}),
+    ]
+    before = dt.datetime.now(UTC)
+    assert warehouse.run(lines).error is None
+    rows = {row["id"]: row for row in warehouse.rows("stamps")}
+    assert rows[1]["received_at"] == dt.datetime(2020, 5, 6, 5, 8, 9, 123456, tzinfo=UTC)
+    assert before - dt.timedelta(seconds=5) <= rows[2]["received_at"] <= dt.datetime.now(UTC)
+    assert rows[1]["uuid_ts"] >= before - dt.timedelta(seconds=5)
