@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET_EXECUTABLE = str(Path(sys.executable).with_name("target-warehouse-seg"))
 
 
-def schema(stream: str, properties: dict[str, t.Any], key: list[str] | None = None,
-           bookmark: list[str] | None = None) -> dict[str, t.Any]:
+def schema(
+    stream: str, properties: dict[str, t.Any], key: list[str] | None = None, bookmark: list[str] | None = None
+) -> dict[str, t.Any]:
     message: dict[str, t.Any] = {
-        "type": "SCHEMA", "stream": stream,
+        "type": "SCHEMA",
+        "stream": stream,
         "schema": {"type": "object", "properties": properties},
         "key_properties": ["id"] if key is None else key,
     }
@@ -109,8 +111,14 @@ class Warehouse:
         """Run the installed console script, as users and the benchmark do."""
         config_path = self.tmp_path / f"config-{os.getpid()}-{len(input_text)}.json"
         config_path.write_text(json.dumps(self.config(**settings)))
-        done = subprocess.run([TARGET_EXECUTABLE, "--config", str(config_path)], input=input_text,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [TARGET_EXECUTABLE, "--config", str(config_path)],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return CliRun(done.returncode, done.stdout, done.stderr)
 
     # Looking at the warehouse -----------------------------------------------------------------------
@@ -131,8 +139,11 @@ class Warehouse:
             connection.close()
 
     def rows(self, table: str, order_by: str = "id", columns: str = "*") -> list[dict[str, t.Any]]:
-        names = [name for name, _ in self.columns(table).items()] if columns == "*" else \
-            [name.strip().strip('"') for name in columns.split(",")]
+        names = (
+            [name for name, _ in self.columns(table).items()]
+            if columns == "*"
+            else [name.strip().strip('"') for name in columns.split(",")]
+        )
         selected = ", ".join(f'"{name}"' for name in names)
         result = self.query(f'SELECT {selected} FROM "{self.schema_name}"."{table}" ORDER BY {order_by}')
         return [dict(zip(names, row, strict=True)) for row in result]
@@ -141,12 +152,14 @@ class Warehouse:
         """Column name -> lower-case SQL type, in table order."""
         rows = self.query(
             "SELECT column_name, data_type FROM information_schema.columns "
-            f"WHERE table_schema = '{self.schema_name}' AND table_name = '{table}' ORDER BY ordinal_position")
+            f"WHERE table_schema = '{self.schema_name}' AND table_name = '{table}' ORDER BY ordinal_position"
+        )
         return {name: sql_type.lower() for name, sql_type in rows}
 
     def tables(self) -> set[str]:
-        rows = self.query("SELECT table_name FROM information_schema.tables "
-                          f"WHERE table_schema = '{self.schema_name}'")
+        rows = self.query(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{self.schema_name}'"
+        )
         return {name for (name,) in rows}
 
     def json(self, value: t.Any) -> t.Any:
@@ -164,5 +177,6 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_database")
         return Warehouse("postgres", {"engine": "postgres", "sqlalchemy_url": url}, tmp_path=tmp_path)
-    return Warehouse("duckdb", {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")},
-                     tmp_path=tmp_path)
+    return Warehouse(
+        "duckdb", {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}, tmp_path=tmp_path
+    )

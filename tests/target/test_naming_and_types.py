@@ -48,8 +48,9 @@ def test_owned_columns_keep_their_owner_across_runs() -> None:
 
 
 def test_system_columns_are_reserved_and_unowned_columns_are_adopted() -> None:
-    names = identifiers.assign(["received_at", "name"], {"name": None, "received_at": None},
-                               reserved=("received_at", "uuid_ts"))
+    names = identifiers.assign(
+        ["received_at", "name"], {"name": None, "received_at": None}, reserved=("received_at", "uuid_ts")
+    )
     assert names["name"] == "name"
     assert names["received_at"] != "received_at"
 
@@ -68,12 +69,17 @@ def test_type_tokens_and_kinds() -> None:
     assert kind({"type": "object"}) is Kind.JSON
     assert kind({"type": "array", "items": {"type": "string"}}) is Kind.JSON
     assert kind({}) is Kind.JSON
-    assert kind({"anyOf": [{"type": "string", "format": "date-time"}, {"type": ["string", "null"]}]}) is Kind.TEXT
+    assert (
+        kind({"anyOf": [{"type": "string", "format": "date-time"}, {"type": ["string", "null"]}]})
+        is Kind.TEXT
+    )
     assert kind({"anyOf": [{"type": "integer"}, {"type": "number"}]}) is Kind.NUMBER
     assert kind({"type": ["integer", "string"]}) is Kind.TEXT
     assert kind({"type": ["boolean", "object"]}) is Kind.JSON
-    assert kind({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}) \
+    assert (
+        kind({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]})
         is Kind.TIMESTAMP
+    )
     assert kind({"type": "null"}) is Kind.TEXT
     assert kind({"enum": ["a", "b"]}) is Kind.TEXT
 

@@ -13,7 +13,9 @@ from target_warehouse_seg.errors import SchemaConflict
 def test_a_new_property_adds_a_column(warehouse: Warehouse) -> None:
     first = schema("s", {"id": {"type": "integer"}, "a": {"type": "string"}})
     second = schema("s", {"id": {"type": "integer"}, "a": {"type": "string"}, "b": {"type": "boolean"}})
-    run = warehouse.run([first, record("s", {"id": 1, "a": "x"}), second, record("s", {"id": 2, "a": "y", "b": True})])
+    run = warehouse.run(
+        [first, record("s", {"id": 1, "a": "x"}), second, record("s", {"id": 2, "a": "y", "b": True})]
+    )
     assert run.error is None
     assert [(r["id"], r["a"], r["b"]) for r in warehouse.rows("s")] == [(1, "x", None), (2, "y", True)]
 
@@ -25,8 +27,16 @@ def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
     as_int = schema("w", props("integer", "date"))
     assert warehouse.run([as_int, record("w", {"id": 1, "n": 7, "d": "2024-03-01"})]).error is None
     as_number = schema("w", props("number", "date-time"))
-    assert warehouse.run([as_number, '{"type": "RECORD", "stream": "w", "record": {"id": 2, "n": 7.25, '
-                          '"d": "2024-03-02T10:00:00+01:00"}}']).error is None
+    assert (
+        warehouse.run(
+            [
+                as_number,
+                '{"type": "RECORD", "stream": "w", "record": {"id": 2, "n": 7.25, '
+                '"d": "2024-03-02T10:00:00+01:00"}}',
+            ]
+        ).error
+        is None
+    )
     rows = {r["id"]: r for r in warehouse.rows("w")}
     assert rows[1]["n"] == 7 and rows[2]["n"] == Decimal("7.25")
     assert rows[1]["d"] == dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
@@ -61,7 +71,9 @@ def test_postgres_column_limit_is_refused_before_anything_is_written(warehouse: 
         assert run.error is None and warehouse.count("wide") == 1
         return
     assert isinstance(run.error, SchemaConflict)
-    assert "stream wide" in str(run.error) and "1600" in str(run.error) and "fewer properties" in str(run.error)
+    assert (
+        "stream wide" in str(run.error) and "1600" in str(run.error) and "fewer properties" in str(run.error)
+    )
     assert run.states == [] and "wide" not in warehouse.tables()
 
 
@@ -69,15 +81,28 @@ def test_identifier_edge_cases(warehouse: Warehouse) -> None:
     long_name = "x" * 70
     props = {
         "Id": {"type": "integer"},
-        "select": {"type": "string"}, "order": {"type": "string"}, "user": {"type": "string"},
+        "select": {"type": "string"},
+        "order": {"type": "string"},
+        "user": {"type": "string"},
         long_name: {"type": "string"},
-        "Amount": {"type": "string"}, "amount": {"type": "string"},
+        "Amount": {"type": "string"},
+        "amount": {"type": "string"},
         "received_at": {"type": "string"},
         "agent:os:version": {"type": "string"},
         "2ndPhone": {"type": "string"},
     }
-    values = {"Id": 1, "select": "s", "order": "o", "user": "u", long_name: "long", "Amount": "upper",
-              "amount": "lower", "received_at": "mine", "agent:os:version": "10.1", "2ndPhone": "555"}
+    values = {
+        "Id": 1,
+        "select": "s",
+        "order": "o",
+        "user": "u",
+        long_name: "long",
+        "Amount": "upper",
+        "amount": "lower",
+        "received_at": "mine",
+        "agent:os:version": "10.1",
+        "2ndPhone": "555",
+    }
     run = warehouse.run([schema("Weird Stream!", props, key=["Id"]), record("Weird Stream!", values)])
     assert run.error is None
     assert "weird_stream_" in warehouse.tables()
@@ -92,17 +117,32 @@ def test_identifier_edge_cases(warehouse: Warehouse) -> None:
     # Another run, properties in another order: every value lands in the same column again.
     reordered = dict(reversed(list(props.items())))
     values2 = {name: f"{value}-2" if isinstance(value, str) else value for name, value in values.items()}
-    assert warehouse.run([schema("Weird Stream!", reordered, key=["Id"]), record("Weird Stream!", values2)]).error is None
+    assert (
+        warehouse.run(
+            [schema("Weird Stream!", reordered, key=["Id"]), record("Weird Stream!", values2)]
+        ).error
+        is None
+    )
     row2 = warehouse.rows("weird_stream_")[0]
     assert {name: value for name, value in row2.items() if isinstance(value, str)} == {
-        name: f"{value}-2" for name, value in row.items() if isinstance(value, str)}
+        name: f"{value}-2" for name, value in row.items() if isinstance(value, str)
+    }
 
 
 def test_names_that_conform_alike_stay_apart_across_runs(warehouse: Warehouse) -> None:
     # Run 1 knows only `Amount`; run 2 adds `amount`: the new property gets its own column.
-    assert warehouse.run([schema("m", {"id": {"type": "integer"}, "Amount": {"type": "string"}}),
-                          record("m", {"id": 1, "Amount": "A1"})]).error is None
-    both = schema("m", {"id": {"type": "integer"}, "amount": {"type": "string"}, "Amount": {"type": "string"}})
+    assert (
+        warehouse.run(
+            [
+                schema("m", {"id": {"type": "integer"}, "Amount": {"type": "string"}}),
+                record("m", {"id": 1, "Amount": "A1"}),
+            ]
+        ).error
+        is None
+    )
+    both = schema(
+        "m", {"id": {"type": "integer"}, "amount": {"type": "string"}, "Amount": {"type": "string"}}
+    )
     assert warehouse.run([both, record("m", {"id": 2, "amount": "a2", "Amount": "A2"})]).error is None
     rows = {r["id"]: r for r in warehouse.rows("m")}
     assert rows[1]["amount"] == "A1" and rows[2]["amount"] == "A2"
@@ -112,8 +152,15 @@ def test_names_that_conform_alike_stay_apart_across_runs(warehouse: Warehouse) -
 
 def test_streams_that_conform_alike_get_separate_tables(warehouse: Warehouse) -> None:
     props = {"id": {"type": "integer"}}
-    run = warehouse.run([schema("Accounts", props), record("Accounts", {"id": 1}),
-                         schema("accounts", props), record("accounts", {"id": 2}), record("accounts", {"id": 3})])
+    run = warehouse.run(
+        [
+            schema("Accounts", props),
+            record("Accounts", {"id": 1}),
+            schema("accounts", props),
+            record("accounts", {"id": 2}),
+            record("accounts", {"id": 3}),
+        ]
+    )
     assert run.error is None
     tables = warehouse.tables()
     assert "accounts" in tables

@@ -18,8 +18,15 @@ def accounts_schema() -> dict:
 
 
 def account(key: str, name: str, stamp: str | None, deleted: bool = False) -> dict:
-    return record("accounts", {"id": key, "name": name, "is_deleted": deleted,
-                               "system_modstamp": None if stamp is None else f"2024-01-01T00:00:{stamp}Z"})
+    return record(
+        "accounts",
+        {
+            "id": key,
+            "name": name,
+            "is_deleted": deleted,
+            "system_modstamp": None if stamp is None else f"2024-01-01T00:00:{stamp}Z",
+        },
+    )
 
 
 def names(warehouse: Warehouse) -> dict[str, str]:
@@ -27,17 +34,26 @@ def names(warehouse: Warehouse) -> dict[str, str]:
 
 
 def test_upsert_updates_and_inserts(warehouse: Warehouse) -> None:
-    assert warehouse.run([accounts_schema(), account("a", "one", "01"), account("b", "two", "01")]).error is None
-    assert warehouse.run([accounts_schema(), account("b", "two v2", "02"), account("c", "three", "01")]).error is None
+    assert (
+        warehouse.run([accounts_schema(), account("a", "one", "01"), account("b", "two", "01")]).error is None
+    )
+    assert (
+        warehouse.run([accounts_schema(), account("b", "two v2", "02"), account("c", "three", "01")]).error
+        is None
+    )
     assert names(warehouse) == {"a": "one", "b": "two v2", "c": "three"}
 
 
 def test_duplicates_in_a_batch_collapse(warehouse: Warehouse) -> None:
     messages = [
         accounts_schema(),
-        account("a", "first", "01"), account("a", "second (same stamp, read later)", "01"),
-        account("b", "newest", "05"), account("b", "older, read later", "03"),
-        account("c", "x", "01"), account("c", "y", "02"), account("c", "z", "03"),
+        account("a", "first", "01"),
+        account("a", "second (same stamp, read later)", "01"),
+        account("b", "newest", "05"),
+        account("b", "older, read later", "03"),
+        account("c", "x", "01"),
+        account("c", "y", "02"),
+        account("c", "z", "03"),
     ]
     assert warehouse.run(messages).error is None
     assert names(warehouse) == {"a": "second (same stamp, read later)", "b": "newest", "c": "z"}
@@ -45,19 +61,35 @@ def test_duplicates_in_a_batch_collapse(warehouse: Warehouse) -> None:
 
 @pytest.mark.parametrize("batch_size_rows", [1, 100])
 def test_replays_and_out_of_order_batches_never_regress(warehouse: Warehouse, batch_size_rows: int) -> None:
-    assert warehouse.run([accounts_schema(), account("a", "v3", "03"), account("b", "v2", "02")]).error is None
+    assert (
+        warehouse.run([accounts_schema(), account("a", "v3", "03"), account("b", "v2", "02")]).error is None
+    )
     # A replay of older versions, a lookback re-read of the same version, then one newer change.
-    replay = [accounts_schema(), account("a", "v1", "01"), account("a", "v2", "02"), account("b", "v2 again", "02"),
-              account("b", "v1", "01"), account("c", "new", "01"), account("a", "v4", "04"),
-              account("a", "v3 late", "03")]
+    replay = [
+        accounts_schema(),
+        account("a", "v1", "01"),
+        account("a", "v2", "02"),
+        account("b", "v2 again", "02"),
+        account("b", "v1", "01"),
+        account("c", "new", "01"),
+        account("a", "v4", "04"),
+        account("a", "v3 late", "03"),
+    ]
     assert warehouse.run(replay, batch_size_rows=batch_size_rows).error is None
     assert names(warehouse) == {"a": "v4", "b": "v2 again", "c": "new"}
 
 
 def test_a_null_replication_key_counts_as_oldest(warehouse: Warehouse) -> None:
-    assert warehouse.run([accounts_schema(), account("a", "dated", "05"), account("b", "undated", None)]).error is None
-    later = [accounts_schema(), account("a", "undated replay", None), account("b", "dated now", "01"),
-             account("c", "undated", None)]
+    assert (
+        warehouse.run([accounts_schema(), account("a", "dated", "05"), account("b", "undated", None)]).error
+        is None
+    )
+    later = [
+        accounts_schema(),
+        account("a", "undated replay", None),
+        account("b", "dated now", "01"),
+        account("c", "undated", None),
+    ]
     assert warehouse.run(later, batch_size_rows=1).error is None
     assert names(warehouse) == {"a": "dated", "b": "dated now", "c": "undated"}
     again = [accounts_schema(), account("c", "undated again", None)]
@@ -66,9 +98,12 @@ def test_a_null_replication_key_counts_as_oldest(warehouse: Warehouse) -> None:
 
 
 def test_streams_without_key_properties_are_appended(warehouse: Warehouse) -> None:
-    messages = [schema("events", {"id": {"type": "integer"}, "what": {"type": "string"}}, key=[]),
-                record("events", {"id": 1, "what": "a"}), record("events", {"id": 1, "what": "a"}),
-                record("events", {"what": "no id"})]
+    messages = [
+        schema("events", {"id": {"type": "integer"}, "what": {"type": "string"}}, key=[]),
+        record("events", {"id": 1, "what": "a"}),
+        record("events", {"id": 1, "what": "a"}),
+        record("events", {"what": "no id"}),
+    ]
     assert warehouse.run(messages).error is None
     assert warehouse.run(messages).error is None
     assert warehouse.count("events") == 6
@@ -76,29 +111,55 @@ def test_streams_without_key_properties_are_appended(warehouse: Warehouse) -> No
 
 
 def test_soft_deletes_are_an_ordinary_column(warehouse: Warehouse) -> None:
-    assert warehouse.run([accounts_schema(), account("a", "x", "01"), account("a", "x", "02", deleted=True)]).error is None
+    assert (
+        warehouse.run(
+            [accounts_schema(), account("a", "x", "01"), account("a", "x", "02", deleted=True)]
+        ).error
+        is None
+    )
     assert [row["is_deleted"] for row in warehouse.rows("accounts")] == [True]
 
 
 def test_hard_delete(warehouse: Warehouse) -> None:
-    setup = [accounts_schema(), account("a", "keep", "01"), account("b", "delete me", "01"),
-             account("c", "newer than the delete", "09"), account("d", "recreated", "01")]
+    setup = [
+        accounts_schema(),
+        account("a", "keep", "01"),
+        account("b", "delete me", "01"),
+        account("c", "newer than the delete", "09"),
+        account("d", "recreated", "01"),
+    ]
     assert warehouse.run(setup, hard_delete=True).error is None
-    deletes = [accounts_schema(), account("b", "deleted", "02", deleted=True),
-               account("c", "stale delete", "03", deleted=True),
-               account("d", "deleted", "02", deleted=True), account("d", "back again", "03"),
-               account("e", "born deleted", "01", deleted=True)]
+    deletes = [
+        accounts_schema(),
+        account("b", "deleted", "02", deleted=True),
+        account("c", "stale delete", "03", deleted=True),
+        account("d", "deleted", "02", deleted=True),
+        account("d", "back again", "03"),
+        account("e", "born deleted", "01", deleted=True),
+    ]
     assert warehouse.run(deletes, hard_delete=True, batch_size_rows=2).error is None
     assert names(warehouse) == {"a": "keep", "c": "newer than the delete", "d": "back again"}
 
 
 def test_a_property_that_disappears_keeps_its_column_with_null_from_then_on(warehouse: Warehouse) -> None:
     full = schema("things", {"id": {"type": "integer"}, "a": {"type": "string"}, "b": {"type": "string"}})
-    assert warehouse.run([full, record("things", {"id": 1, "a": "a1", "b": "b1"}),
-                          record("things", {"id": 2, "a": "a2", "b": "b2"})]).error is None
+    assert (
+        warehouse.run(
+            [
+                full,
+                record("things", {"id": 1, "a": "a1", "b": "b1"}),
+                record("things", {"id": 2, "a": "a2", "b": "b2"}),
+            ]
+        ).error
+        is None
+    )
     narrow = schema("things", {"id": {"type": "integer"}, "a": {"type": "string"}})
-    assert warehouse.run([narrow, record("things", {"id": 1, "a": "a1 v2"}),
-                          record("things", {"id": 3, "a": "a3"})]).error is None
+    assert (
+        warehouse.run(
+            [narrow, record("things", {"id": 1, "a": "a1 v2"}), record("things", {"id": 3, "a": "a3"})]
+        ).error
+        is None
+    )
     rows = {row["id"]: (row["a"], row["b"]) for row in warehouse.rows("things")}
     assert rows == {1: ("a1 v2", None), 2: ("a2", "b2"), 3: ("a3", None)}
     assert "b" in warehouse.columns("things")

@@ -29,13 +29,15 @@ TRICKY_TEXT = "Zoë ☃ 日本語 🎉 \"quoted\" 'single' back\\slash\ttab\nnew
 # Written as raw JSON so that numbers keep every digit (no float anywhere in the test either).
 LINES = [
     json.dumps(schema("values", PROPERTIES)),
-    '{"type": "RECORD", "stream": "values", "record": {"id": "a", "text": ' + json.dumps(TRICKY_TEXT)
+    '{"type": "RECORD", "stream": "values", "record": {"id": "a", "text": '
+    + json.dumps(TRICKY_TEXT)
     + ', "amount": 12345678901234567.89, "count": 9223372036854775807, "flag": true, '
     '"created": "2024-06-30T23:30:00+05:30", "day": "2024-02-29", "at": "13:45:30.5", '
     '"doc": {"ключ": "значение", "n": 1.50, "nested": {"x": [1, null, "\\"q\\""]}}, "tags": ["a", "b"], '
     '"mixed": 5, "anything": [1, "two"]}, "time_extracted": "2024-07-01T00:00:00Z"}',
-    '{"type": "RECORD", "stream": "values", "record": {"id": "b", "text": "", "amount": -0.000000000000000001, '
-    '"count": -9223372036854775808, "flag": false, "created": "2024-01-02T03:04:05.123456Z", '
+    '{"type": "RECORD", "stream": "values", "record": {"id": "b", "text": "", '
+    '"amount": -0.000000000000000001, "count": -9223372036854775808, "flag": false, '
+    '"created": "2024-01-02T03:04:05.123456Z", '
     '"day": "1900-01-01", "at": "00:00:00", "doc": {}, "tags": [], "mixed": "five", "anything": "x"}}',
     '{"type": "RECORD", "stream": "values", "record": {"id": "c", "amount": 0.1, "created": '
     '"2024-01-02T03:04:05"}}',
@@ -80,15 +82,35 @@ def test_column_types(warehouse: Warehouse) -> None:
     assert warehouse.run(LINES).error is None
     columns = warehouse.columns("values")
     expected_postgres = {
-        "id": "text", "text": "text", "amount": "numeric", "count": "bigint", "flag": "boolean",
-        "created": "timestamp with time zone", "day": "date", "at": "time without time zone",
-        "doc": "jsonb", "tags": "jsonb", "mixed": "text", "anything": "jsonb",
-        "received_at": "timestamp with time zone", "uuid_ts": "timestamp with time zone",
+        "id": "text",
+        "text": "text",
+        "amount": "numeric",
+        "count": "bigint",
+        "flag": "boolean",
+        "created": "timestamp with time zone",
+        "day": "date",
+        "at": "time without time zone",
+        "doc": "jsonb",
+        "tags": "jsonb",
+        "mixed": "text",
+        "anything": "jsonb",
+        "received_at": "timestamp with time zone",
+        "uuid_ts": "timestamp with time zone",
     }
     expected_duckdb = {
-        "id": "varchar", "text": "varchar", "amount": "decimal(38,18)", "count": "bigint", "flag": "boolean",
-        "created": "timestamp with time zone", "day": "date", "at": "time", "doc": "json", "tags": "json",
-        "mixed": "varchar", "anything": "json", "received_at": "timestamp with time zone",
+        "id": "varchar",
+        "text": "varchar",
+        "amount": "decimal(38,18)",
+        "count": "bigint",
+        "flag": "boolean",
+        "created": "timestamp with time zone",
+        "day": "date",
+        "at": "time",
+        "doc": "json",
+        "tags": "json",
+        "mixed": "varchar",
+        "anything": "json",
+        "received_at": "timestamp with time zone",
         "uuid_ts": "timestamp with time zone",
     }
     assert columns == (expected_postgres if warehouse.engine == "postgres" else expected_duckdb)
@@ -97,7 +119,8 @@ def test_column_types(warehouse: Warehouse) -> None:
         "JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name "
         "AND tc.table_schema = kcu.table_schema AND tc.table_name = kcu.table_name "
         "WHERE tc.table_schema = 'salesforce' AND tc.table_name = 'values' "
-        "AND tc.constraint_type = 'PRIMARY KEY'")
+        "AND tc.constraint_type = 'PRIMARY KEY'"
+    )
     assert key == [("id",)]
 
 
@@ -133,9 +156,13 @@ def test_numbers_that_duckdb_decimal_cannot_hold_are_never_rounded(warehouse: Wa
     assert Decimal(str(stored[1])) == Decimal("2.5")
 
 
-def test_nul_characters_are_removed_and_counted(warehouse: Warehouse, caplog: pytest.LogCaptureFixture) -> None:
+def test_nul_characters_are_removed_and_counted(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
     lines = [
-        json.dumps(schema("nul", {"id": {"type": "string"}, "t": {"type": "string"}, "doc": {"type": "object"}})),
+        json.dumps(
+            schema("nul", {"id": {"type": "string"}, "t": {"type": "string"}, "doc": {"type": "object"}})
+        ),
         json.dumps(record("nul", {"id": "k\u0000", "t": "a\u0000b\u0000", "doc": {"v\u0000": "x\u0000y"}})),
         json.dumps(record("nul", {"id": "plain", "t": "no nul"})),
     ]
