@@ -732,7 +732,12 @@ class QueryResult:
         page of the same size is rendered in the background while the client reads this one."""
         with self._lock:
             ahead, self._ahead = self._ahead, None
-        body = ahead[1].result() if ahead is not None and ahead[0] == key else render(*args)
+        if ahead is not None and ahead[0] == key:
+            body = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()  # the client went elsewhere: drop the guess if it has not started
+            body = render(*args)
         kind, start, stop = key[0], key[1], key[2]
         size = stop - start
         if 0 < size <= _READ_AHEAD_ROWS.get(kind, 0) and stop < self.total_size:
