@@ -254,6 +254,8 @@ class Emulator:
         server_class = _Server6 if ":" in self.host else _Server
         self._server = server_class((self.host, self.port), self.app, self.org, context, self.verbose)
         self.port = self._server.server_address[1]
+        if hasattr(self.org, "instance_url"):
+            self.org.instance_url = self.base_url  # describe's ui* URLs name the emulator
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},

@@ -31,15 +31,55 @@ API_VERSION = "58.0"
 SALESFORCE_LOGIN_HOSTS = ("https://login.salesforce.com", "https://test.salesforce.com")
 
 
-def start_emulator(**kwargs: Any) -> Emulator:
-    """Start an emulator; keyword arguments go to OrgConfig when they name one of its fields."""
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     from salesforce_emulator import OrgConfig  # the org's heavy imports wait until a test needs one
 
     org_fields = {field.name for field in dataclasses.fields(OrgConfig)}
     org_kwargs = {key: value for key, value in kwargs.items() if key in org_fields}
     emulator_kwargs = {key: value for key, value in kwargs.items() if key not in org_fields}
     org_kwargs.setdefault("scale", SMALL_SCALE)
+    return org_kwargs, emulator_kwargs
+
+
+def start_emulator(**kwargs: Any) -> Emulator:
+    """Start an emulator; keyword arguments go to OrgConfig when they name one of its fields."""
+    from salesforce_emulator import OrgConfig
+
+    org_kwargs, emulator_kwargs = _split(kwargs)
     return Emulator(OrgConfig(**org_kwargs), **emulator_kwargs).start()
+
+
+class _OrgPool:
+    """Generated orgs kept for reuse between tests: `Org.reset()` (plus a new clock) makes a used org
+    fresh again far faster than generating it anew, which keeps the suites quick."""
+
+    MAX_KEPT = 24
+
+    def __init__(self) -> None:
+        self._free: dict[str, list[Any]] = {}
+
+    @staticmethod
+    def _key(config: Any) -> str:
+        return repr([(field.name, repr(getattr(config, field.name))) for field in dataclasses.fields(config)])
+
+    def take(self, org_kwargs: dict[str, Any]) -> Any:
+        from salesforce_emulator import Org, OrgConfig
+
+        config = OrgConfig(**org_kwargs)
+        free = self._free.get(self._key(config))
+        return free.pop() if free else Org(config)
+
+    def give_back(self, org: Any) -> None:
+        from salesforce_emulator.clock import Clock
+
+        if sum(len(orgs) for orgs in self._free.values()) >= self.MAX_KEPT:
+            return  # memory stays bounded: the org is dropped instead
+        org.reset()
+        org.clock = Clock()
+        self._free.setdefault(self._key(org.config), []).append(org)
+
+
+_POOL = _OrgPool()
 
 
 @pytest.fixture
@@ -47,13 +87,15 @@ def emulator_factory() -> Iterator[Callable[..., Emulator]]:
     started: list[Emulator] = []
 
     def factory(**kwargs: Any) -> Emulator:
-        emulator = start_emulator(**kwargs)
+        org_kwargs, emulator_kwargs = _split(kwargs)
+        emulator = Emulator(org=_POOL.take(org_kwargs), **emulator_kwargs).start()
         started.append(emulator)
         return emulator
 
     yield factory
     for emulator in reversed(started):
         emulator.stop()
+        _POOL.give_back(emulator.org)
 
 
 @pytest.fixture
