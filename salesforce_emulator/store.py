@@ -9,7 +9,8 @@ nothing: dormant feature fields, fields added at run time).
 
 Queries. The bound SOQL AST (soql.py) becomes parameterised DuckDB SQL over an Arrow view of the columns
 the WHERE/ORDER BY need (identifiers quoted, values always bound as parameters). DuckDB returns the row
-positions in result order; `QueryResult` keeps them with the snapshot and renders pages on demand.
+positions in result order (one in-memory DuckDB per process, a cursor per query); `QueryResult` keeps
+them with the snapshot and renders pages on demand, the next page ahead in a background thread.
 SOQL semantics: text comparisons (=, !=, IN, LIKE, ORDER BY) are case-insensitive, Ids compare as
 given; `!=`/`NOT IN` match nulls; ORDER BY puts nulls first ascending and last descending unless told,
 sorts picklists in their defined order, and breaks ties by physical position (stable paging).
@@ -44,9 +45,6 @@ import pyarrow.compute as pc
 
 from .model import DECIMAL_TYPES, TEXT_TYPES, FieldDef, ObjectDef
 from .soql import BoolOp, Comparison, Literal, Not, Query
-
-_MS = 1000
-
 
 # --------------------------------------------------------------------------------------------------
 # storage types
@@ -87,7 +85,9 @@ class Chunk:
 
     __slots__ = ("_escape", "columns", "length")
 
-    def __init__(self, length: int, columns: dict[str, pa.Array], escape: dict[str, bool] | None = None):
+    def __init__(
+        self, length: int, columns: dict[str, pa.Array], escape: dict[str, frozenset[str]] | None = None
+    ):
         self.length = length
         self.columns = columns
         self._escape: dict[str, frozenset[str]] = escape or {}  # characters JSON must escape, per column
