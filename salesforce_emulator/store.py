@@ -543,10 +543,6 @@ def _join(pieces: list[Any], options: pc.JoinOptions = _EMIT, separator: pa.Scal
     return _call("binary_join_element_wise", [*pieces, separator], options)
 
 
-_TO_INT8 = pc.CastOptions.safe(pa.int8())
-_ZERO_INT8 = pa.scalar(0, pa.int8())
-
-
 class _Builder:
     """Assembles one text per row from constant text and per-row value arrays in a single join.
 
@@ -840,16 +836,14 @@ class QueryResult:
             return pa.nulls(page.length, pa.string())
         out = _Builder("null")
         out.text("{")
-        valid_count = None
         for index, (key, component, values) in enumerate(columns):
             out.text(f'{"," if index else ""}"{key}":')
             out.value(*self._json_value(component, values, page.escape.get(component.name, frozenset())))
-            if not _is_all_null(values):
-                valid = _call("cast", [_call("is_valid", [values])], _TO_INT8)
-                valid_count = valid if valid_count is None else _call("add", [valid_count, valid])
         out.text("}")
         rendered = out.finish()
-        empty = _call("equal", [valid_count, _ZERO_INT8])
+        # A row whose every component is null renders as this text; Salesforce writes null instead.
+        nothing = "{" + ",".join(f'"{key}":null' for key, _, _ in columns) + "}"
+        empty = _call("equal", [rendered, _lit(nothing)])
         if _any(empty):
             rendered = _call("if_else", [empty, pa.scalar(None, pa.string()), rendered])
         return rendered
