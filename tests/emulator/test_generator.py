@@ -203,7 +203,11 @@ def test_generated_columns_have_the_store_types():
 
 
 def test_values_are_consistent_where_salesforce_derives_them(full):
-    for opportunity in full.records("Opportunity")[:2000]:
+    opportunities = full.query(
+        "SELECT Id, IsWon, IsClosed, StageName, Amount, Probability, ExpectedRevenue "
+        "FROM Opportunity LIMIT 2000"
+    ).records()
+    for opportunity in opportunities:
         won, closed = opportunity["IsWon"], opportunity["IsClosed"]
         assert won == (opportunity["StageName"] == "Closed Won")
         assert closed == (opportunity["StageName"] in ("Closed Won", "Closed Lost"))
@@ -212,14 +216,14 @@ def test_values_are_consistent_where_salesforce_derives_them(full):
                 Decimal("0.01"), "ROUND_DOWN"
             )
             assert opportunity["ExpectedRevenue"] == expected
-    for case in full.records("Case")[:2000]:
+    for case in full.query("SELECT Id, IsClosed, Status, ClosedDate FROM Case LIMIT 2000").records():
         assert case["IsClosed"] == (case["Status"] == "Closed")
         assert (case["ClosedDate"] is not None) == case["IsClosed"]
-    for contact in full.records("Contact")[:500]:
+    for contact in full.query("SELECT Id, Name, FirstName, LastName FROM Contact LIMIT 500").records():
         assert contact["Name"] == " ".join(n for n in (contact["FirstName"], contact["LastName"]) if n)
     admin = full.get("User", full.admin_user_id)
     assert admin["Username"] == "admin@example.com" and admin["IsActive"] is not None
-    for account in full.records("Account")[:2000]:
+    for account in full.query("SELECT Id, BillingAddress FROM Account LIMIT 2000").records():
         address = account["BillingAddress"]
         if address is not None and address["city"] == "Toronto":
             assert (address["country"], address["countryCode"], address["stateCode"]) == (
@@ -232,15 +236,15 @@ def test_values_are_consistent_where_salesforce_derives_them(full):
 def test_text_has_unicode_quotes_commas_and_newlines(full):
     texts = [
         value
-        for record in full.records("Account")
-        for value in (record["Name"], record["BillingStreet"], record["Description"])
+        for row in full.query("SELECT Name, BillingStreet, Description FROM Account").rows()
+        for value in row
         if value is not None
     ]
     assert any("\n" in t for t in texts) and any('"' in t for t in texts) and any("," in t for t in texts)
     assert any(any(ord(ch) > 0x2FFF for ch in t) for t in texts)  # CJK
     assert any(any(ord(ch) > 0xFFFF for ch in t) for t in texts)  # emoji
     assert any(any(0xC0 <= ord(ch) <= 0x17F for ch in t) for t in texts)  # accents
-    names = {r["LastName"] for r in full.records("Contact")}
+    names = {row[0] for row in full.query("SELECT LastName FROM Contact").rows()}
     assert any("'" in n for n in names)
 
 
@@ -258,8 +262,8 @@ def test_timestamps_are_ordered_and_end_at_the_epoch(small):
 
 
 def test_bulk_update_clusters_share_a_systemmodstamp_across_page_boundaries(full):
-    live = [r for r in full.records("Account") if not r["IsDeleted"]]
-    live.sort(key=lambda r: (r["SystemModstamp"], r["Id"]))
+    live = full.query("SELECT Id, SystemModstamp FROM Account ORDER BY SystemModstamp, Id").records()
+    assert live == sorted(live, key=lambda r: (r["SystemModstamp"], r["Id"]))
     per_ms = Counter(r["SystemModstamp"] for r in live)
     per_second = Counter(r["SystemModstamp"].replace(microsecond=0) for r in live)
     assert max(per_ms.values()) >= 100  # hundreds of records on one exact timestamp
@@ -272,9 +276,12 @@ def test_bulk_update_clusters_share_a_systemmodstamp_across_page_boundaries(full
 
 def test_a_few_percent_are_soft_deleted_only_where_isdeleted_exists(full):
     for name in ("Account", "Contact", "Task", "Opportunity"):
-        records = full.records(name)
-        share = sum(r["IsDeleted"] for r in records) / len(records)
-        assert 0.01 <= share <= 0.06, (name, share)
+        total = full.count(name, include_deleted=True)
+        deleted = full.query(
+            f"SELECT COUNT() FROM {name} WHERE IsDeleted = true", include_deleted=True
+        ).total_size
+        assert 0.01 <= deleted / total <= 0.06, (name, deleted, total)
+        assert full.count(name, include_deleted=False) == total - deleted
     assert "IsDeleted" not in full.records("User")[0]
 
 
