@@ -91,14 +91,14 @@ def ensure_venv(package: PeerPackage, root: Path = VENVS_DIR) -> PeerVenv:
     if venv.is_complete():
         return venv
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / f"{package.folder_name}.lock"):
+    with locked(root / f"{package.folder_name}.lock"):
         if not venv.is_complete():  # another process may have finished it while we waited
             _install(venv)
     return venv
 
 
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def locked(lock_path: Path) -> Iterator[None]:
     with lock_path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
