@@ -24,10 +24,13 @@ class DatabaseError(TargetError):
 
 
 def format_key(key: t.Mapping[str, t.Any] | None) -> str:
+    """``name=value`` pairs of the known key values (a missing key value is left out)."""
     if not key:
         return ""
     return ", ".join(
-        f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}" for name, value in key.items()
+        f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+        for name, value in key.items()
+        if value is not None
     )
 
 
@@ -43,7 +46,7 @@ def location(
         parts.append(f"line {line}")
     if stream is not None:
         parts.append(f"stream {stream}")
-    if key:
+    if key and format_key(key):
         parts.append(f"key {format_key(key)}")
     if field is not None:
         parts.append(f"field {field}")

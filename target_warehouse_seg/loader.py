@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,10 @@ from target_warehouse_seg.typemap import holds
 
 logger = logging.getLogger("target-warehouse-seg")
 _NO_STATE = object()
+
+
+class _Skipped(Exception):
+    """A unit not applied because an earlier one failed (that failure is the one reported)."""
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Loader:
         self._quarantine = quarantine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="target-warehouse-seg-loader")
         self._queued: list[Future[None]] = []
+        self._failed = False
         self.rows_committed = 0
         self.rows_rejected = 0
         self._started = time.monotonic()
@@ -80,10 +86,15 @@ class Loader:
             future.result()
 
     def wait(self) -> None:
-        """Wait for every queued unit, raising the first error."""
+        """Wait for every queued unit, raising the first error (not the skips that follow it)."""
         queued, self._queued = self._queued, []
+        first: BaseException | None = None
         for future in queued:
-            future.result()
+            error = future.exception()
+            if error is not None and first is None:
+                first = error
+        if first is not None:
+            raise first
 
     def close(self) -> None:
         """Finish queued work (errors included) and close the connection."""
@@ -98,17 +109,24 @@ class Loader:
     # On the loader thread ------------------------------------------------------------------------
 
     def _apply(self, unit: Unit) -> None:
-        if unit.batches or unit.rejected:
-            started = time.monotonic()
-            while True:
-                try:
-                    self._transaction(unit.batches, unit.rejected, commit=True)
-                    break
-                except RowRejected:
-                    self._handle_refusal(unit)
-            self.rows_committed += unit.row_count
-            self.rows_rejected += len(unit.rejected)
-            self._log(unit, time.monotonic() - started)
+        if self._failed:
+            # An earlier unit failed: nothing after it may commit, and no later STATE may be written.
+            raise _Skipped("an earlier unit failed")
+        try:
+            if unit.batches or unit.rejected:
+                started = time.monotonic()
+                while True:
+                    try:
+                        self._transaction(unit.batches, unit.rejected, commit=True)
+                        break
+                    except RowRejected:
+                        self._handle_refusal(unit)
+                self.rows_committed += unit.row_count
+                self.rows_rejected += len(unit.rejected)
+                self._log(unit, time.monotonic() - started)
+        except BaseException:
+            self._failed = True
+            raise
         if unit.has_state:
             self._emit_state(unit.state)
 
@@ -153,12 +171,13 @@ class Loader:
             if refusal is None:
                 continue
             index, refusal = self._locate(batch, refusal)
+            field = batch.property_of(refusal.column) or self._blame(batch, index, refusal)
             error = InvalidRecord(
                 refusal.message,
                 line=batch.lines[index],
                 stream=batch.stream,
                 key=batch.key_of(index),
-                field=batch.property_of(refusal.column),
+                field=field,
             )
             if not self._quarantine:
                 raise error
@@ -181,6 +200,12 @@ class Loader:
                 del unit.batches[position]
             return
         raise RuntimeError("the database refused the unit, but no batch alone")
+
+    def _blame(self, batch: LoadBatch, index: int, refusal: RowRejected) -> str | None:
+        """The property whose value the database quotes in its message (it names no column)."""
+        quoted = set(re.findall(r'"([^"]*)"', refusal.message))
+        row = self.engine.codec.row(batch.columns, batch.payload, index)
+        return next((prop for prop, value in row.items() if value is not None and str(value) in quoted), None)
 
     def _locate(self, batch: LoadBatch, refusal: RowRejected) -> tuple[int, RowRejected]:
         """The index of a row the database refuses, by COPY's line or by bisection."""

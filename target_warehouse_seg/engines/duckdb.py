@@ -200,6 +200,8 @@ class DuckDBEngine(Engine):
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._tables: dict[str, str | None] | None = None
         self._table_info: dict[str, TableInfo | None] = {}
+        self._staged = 0
+        self._unregister_later: list[str] = []
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DuckDBEngine:
@@ -337,6 +339,8 @@ class DuckDBEngine(Engine):
             self.connection.execute("ROLLBACK")
         except duckdb.Error as error:  # no transaction left to roll back (DuckDB aborted it)
             logger.debug("rollback: %s", _first_line(error))
+        while self._unregister_later:
+            self.connection.unregister(self._unregister_later.pop())
 
     def load(self, batch: LoadBatch) -> None:
         info = self.table(batch.table)
@@ -355,16 +359,21 @@ class DuckDBEngine(Engine):
             return f"CAST(s.{quote(column)} AS {types[column]})"
 
         connection = self.connection
-        connection.register(_STAGED, batch.payload)
+        self._staged += 1
+        staged = f"{_STAGED}_{self._staged}"
+        connection.register(staged, batch.payload)
         try:
-            for statement in statements(batch, self.qualified(batch.table), quote(_STAGED), value):
+            for statement in statements(batch, self.qualified(batch.table), quote(staged), value):
                 connection.execute(statement)
         except _DATA_ERRORS as error:
             raise RowRejected(_first_line(error)) from None
         except duckdb.Error as error:
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         finally:
-            connection.unregister(_STAGED)
+            try:
+                connection.unregister(staged)
+            except duckdb.Error:  # the failed statement aborted the transaction; the loader rolls back
+                self._unregister_later.append(staged)
 
     def quarantine(self, rows: list[Rejected]) -> None:
         if not rows:

@@ -1,0 +1,129 @@
+"""Bad input: one clear line, a non-zero exit, nothing of the failing batch written, no state beyond the
+last commit; or, with ``on_invalid_record: quarantine``, the record set aside with its error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Warehouse, record, schema, state, to_lines
+
+from target_warehouse_seg.errors import InvalidRecord
+
+PROPERTIES = {
+    "id": {"type": "integer"},
+    "n": {"type": ["null", "integer"]},
+    "amount": {"type": ["null", "number"]},
+    "when": {"type": ["null", "string"], "format": "date-time"},
+    "day_or_time": {
+        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+    },
+}
+
+
+def good(key: int) -> dict:
+    return record("s", {"id": key, "n": key, "amount": key, "when": "2024-01-01T00:00:00Z"})
+
+
+# Each case: the bad line (line 6 of the input), and what the error line must say.
+CASES = {
+    "not json": ('{"type": "RECORD", "stream": "s", "record": {"id": 4', "line 6: not valid JSON"),
+    "record before schema": (
+        json.dumps(record("other", {"id": 4})),
+        "line 6, stream other: RECORD arrived before the stream's SCHEMA",
+    ),
+    "missing key": (
+        json.dumps(record("s", {"n": 4})),
+        "line 6, stream s, field id: record is missing key property 'id'",
+    ),
+    "null key": (
+        json.dumps(record("s", {"id": None, "n": 4})),
+        "line 6, stream s, field id: record is missing key property 'id'",
+    ),
+    "text in integer": (
+        json.dumps(record("s", {"id": 4, "n": "four"})),
+        "line 6, stream s, key id=4, field n: expected an integer, got text 'four'",
+    ),
+    "impossible date": (
+        json.dumps(record("s", {"id": 4, "when": "2024-02-30T00:00:00Z"})),
+        "line 6, stream s, key id=4, field when: expected a date-time",
+    ),
+    "text in number": (
+        json.dumps(record("s", {"id": 4, "amount": "12.50"})),
+        "line 6, stream s, key id=4, field amount: expected a number",
+    ),
+    "object in integer": (
+        json.dumps(record("s", {"id": 4, "n": {"x": 1}})),
+        "line 6, stream s, key id=4, field n: expected an integer",
+    ),
+    # Only the database knows this one is impossible: the batch is re-checked to find the line.
+    "refused by the database": (
+        json.dumps(record("s", {"id": 4, "day_or_time": "2024-02-30"})),
+        "line 6, stream s, key id=4, field day_or_time: ",
+    ),
+}
+
+
+def messages(bad_line: str) -> list:
+    # Lines 1-5 commit as a first batch (batch_size_rows=2) with state 1; the bad line is line 6.
+    return [
+        schema("s", PROPERTIES),
+        good(1),
+        state({"n": 1}),
+        good(2),
+        state({"n": 2}),
+        bad_line,
+        good(3),
+        state({"n": 3}),
+    ]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_the_run(warehouse: Warehouse, case: str) -> None:
+    bad_line, expected = CASES[case]
+    run = warehouse.run(messages(bad_line), batch_size_rows=2)
+    assert isinstance(run.error, InvalidRecord), run.error
+    assert str(run.error).startswith(f"Invalid input: {expected}"), str(run.error)
+    assert "\n" not in str(run.error)
+    assert run.states == [{"n": 1}, {"n": 2}]  # never beyond the last commit
+    assert [row["id"] for row in warehouse.rows("s")] == [1, 2]  # nothing of the failing batch
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_quarantine_sets_the_record_aside_and_goes_on(warehouse: Warehouse, case: str) -> None:
+    bad_line, expected = CASES[case]
+    run = warehouse.run(messages(bad_line), batch_size_rows=2, on_invalid_record="quarantine")
+    assert run.error is None, run.error
+    assert run.states[-1] == {"n": 3}
+    assert [row["id"] for row in warehouse.rows("s")] == [1, 2, 3]
+    rejected = warehouse.rows("_rejected_records", order_by="line")
+    assert len(rejected) == 1
+    row = rejected[0]
+    assert row["line"] == 6
+    where = expected.split(": ", 1)[0]
+    if ", stream " in where or where.startswith("line 6, stream"):
+        assert row["stream"] == where.split("stream ")[1].split(",")[0]
+    if "field " in where:
+        assert row["field"] == where.split("field ")[1]
+    if ": " in expected:
+        assert row["error"].startswith(expected.split(": ", 1)[1])
+    assert row["record"]  # the record (or line) itself, to replay once fixed
+    assert row["rejected_at"] is not None
+
+
+def test_cli_reports_one_line_and_exits_non_zero(warehouse: Warehouse) -> None:
+    bad_line, expected = CASES["text in integer"]
+    done = warehouse.cli(to_lines(messages(bad_line)), batch_size_rows=2)
+    assert done.returncode == 1
+    assert done.states == [{"n": 1}, {"n": 2}]
+    errors = done.error_lines
+    assert len(errors) == 1 and errors[0].endswith(f"Invalid input: {expected}"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert [row["id"] for row in warehouse.rows("s")] == [1, 2]
+
+
+def test_a_schema_without_properties_is_refused(warehouse: Warehouse) -> None:
+    run = warehouse.run(
+        [{"type": "SCHEMA", "stream": "x", "schema": {"type": "object"}, "key_properties": []}]
+    )
+    assert run.error is not None and "stream x" in str(run.error) and "properties" in str(run.error)
