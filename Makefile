@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo catalogs bench clean
+.PHONY: install test lint format demo catalogs bench clean peers
 
 install: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python tests/support/pgcluster.py -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Meltano and the peer Singer plugins, each in its own pinned venv under .venvs/ (the tests that need
+# them create them on first use; this prepares them ahead and prints the install times).
+peers: install
+	$(BIN)/python tests/support/peer_venvs.py
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -28,4 +33,4 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venvs .pytest_cache .ruff_cache build *.egg-info

@@ -37,6 +37,9 @@ from tap_harness import discover_catalog, sobject_of, tap_settings
 from salesforce_emulator import Credentials
 from tap_salesforce_seg.naming import SEGMENT_COLLECTIONS
 
+# Meltano's venv and `meltano install` come first on a fresh clone (about a minute; see the report).
+pytestmark = pytest.mark.timeout(1800)
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 MELTANO_YML = REPO_DIR / "meltano.yml"
 TAP, TAP_ORG2, TARGET = "tap-salesforce-seg", "tap-salesforce-seg-org2", "target-warehouse-seg"
@@ -287,6 +290,7 @@ def utc(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+@pytest.mark.slow
 def test_dev_run_then_incremental_run_from_meltano_state(
     meltano: Meltano, emulator: Any, tmp_path: Path
 ) -> None:
@@ -353,6 +357,7 @@ def test_dev_run_then_incremental_run_from_meltano_state(
     assert {s: second_bookmarks[s] for s in untouched} == {s: first_bookmarks[s] for s in untouched}
 
 
+@pytest.mark.slow
 def test_second_org_loads_into_its_own_schema_with_its_own_state(
     meltano: Meltano, emulator: Any, emulator_factory: Any, tmp_path: Path
 ) -> None:
@@ -376,6 +381,8 @@ def test_second_org_loads_into_its_own_schema_with_its_own_state(
     assert set(meltano.bookmarks(ORG2_STATE_ID)) == set(streams)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_prod_takes_credentials_and_postgres_url_from_the_environment(
     meltano: Meltano, emulator: Any, postgres_database: str
 ) -> None:
