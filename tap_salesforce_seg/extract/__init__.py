@@ -197,11 +197,15 @@ class Extraction:
         while True:
             sub_end = final_end if span is None else min(_start(cursor) + span, final_end)
             last_seen: str | None = None
+            key = plan.replication_property
             try:
-                for record in self.extractor.records(plan.with_window(cursor, sub_end)):
-                    if plan.replication_property:
-                        last_seen = record[plan.replication_property]
-                    yield record
+                records = self.extractor.records(plan.with_window(cursor, sub_end))
+                if key is None:
+                    yield from records
+                else:
+                    for record in records:
+                        last_seen = record[key]
+                        yield record
             except SalesforceApiError as error:
                 if last_seen is not None:
                     cursor = parse_datetime(last_seen)

@@ -6,8 +6,9 @@
 2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete; `expected_records` is then the
    job's `numberRecordsProcessed`.
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
-   `null`; each page (bounded by `maxRecords`, sized from the field count) is converted column by
-   column (values.CsvPageConverter) while it is read, so memory holds one page, never the result.
+   `null`; each page (bounded by `maxRecords`, sized from the field count) is converted
+   (values.CsvPageConverter) while the next one downloads (prefetch.py), so memory holds two pages,
+   never the result.
 4. The job is deleted at the end, also when the sync stops early.
 
 A job Salesforce refuses (an object or field Bulk cannot serve) or that ends Failed/Aborted raises
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tap_salesforce_seg.errors import SalesforceApiError
 from tap_salesforce_seg.extract import BulkUnavailable, QueryPlan
+from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import build_query
 from tap_salesforce_seg.values import CsvPageConverter
 
@@ -81,7 +83,7 @@ class BulkExtractor:
             if processed is not None:
                 self.expected_records = int(processed)
             converter = CsvPageConverter(plan.fields)
-            for page in self._pages(job_id, self._page_size(plan)):
+            for page in prefetched(self._pages(job_id, self._page_size(plan))):
                 yield from converter.records(page)
         finally:
             self._delete_quietly(job_id)

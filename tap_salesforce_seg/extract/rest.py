@@ -1,7 +1,7 @@
 """REST extraction: `queryAll` with `nextRecordsUrl` paging, and wide objects split into chunks.
 
-`RestExtractor(client).records(plan)` yields converted records in (replication field, Id) order, one
-page in memory at a time.
+`RestExtractor(client).records(plan)` yields converted records in (replication field, Id) order; the
+next page downloads while one is converted (prefetch.py), so memory holds two pages at most.
 
 Wide objects: when the query's URI would pass Salesforce's limit (soql.chunk_field_names), the fields
 are split into chunks that each carry Id and the replication field; one query per chunk runs over the
@@ -24,13 +24,26 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from tap_salesforce_seg.errors import TapError
 from tap_salesforce_seg.extract import QueryPlan
+from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import QueryField, build_query, chunk_field_names
 from tap_salesforce_seg.values import RestRecordConverter
 
 if TYPE_CHECKING:
     from tap_salesforce_seg.client import SalesforceClient
+
+
+class _Paging(msgspec.Struct):
+    """Just the paging fields of a query page (decoding skips the records without building them)."""
+
+    done: bool = True
+    nextRecordsUrl: str | None = None
+
+
+_paging_decoder = msgspec.json.Decoder(_Paging)
 
 
 class RestExtractor:
@@ -80,18 +93,24 @@ class RestExtractor:
             window_start=plan.window_start,
             window_end=plan.window_end,
         )
-        headers = {"Sforce-Query-Options": f"batchSize={self.batch_size}"} if self.batch_size else None
-        endpoint = "/queryAll" if plan.include_deleted else "/query"
-        response = self.client.get(endpoint, params={"q": soql}, headers=headers)
-        while True:
-            page = converter.decode_page(response.content)
-            del response
+        for body in prefetched(self._page_bodies(plan, soql)):
+            page = converter.decode_page(body)
+            del body
             if count_total and self.expected_records is None:
                 self.expected_records = page.total_size
             yield from page.records
-            if page.done or not page.next_records_url:
+
+    def _page_bodies(self, plan: QueryPlan, soql: str) -> Iterator[bytes]:
+        """The raw pages of one query: the first, then `nextRecordsUrl` until `done`."""
+        headers = {"Sforce-Query-Options": f"batchSize={self.batch_size}"} if self.batch_size else None
+        endpoint = "/queryAll" if plan.include_deleted else "/query"
+        body = self.client.get(endpoint, params={"q": soql}, headers=headers).content
+        while True:
+            paging = _paging_decoder.decode(body)
+            yield body
+            if paging.done or not paging.nextRecordsUrl:
                 return
-            response = self.client.get(page.next_records_url, headers=headers)
+            body = self.client.get(paging.nextRecordsUrl, headers=headers).content
 
     # --- wide objects: chunks joined by Id ---------------------------------------------------------
 

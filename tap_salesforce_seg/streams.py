@@ -1,0 +1,583 @@
+"""The tap's singer-sdk Stream: one Salesforce object, its selection, bookmarks and state.
+
+```python
+SalesforceStream(tap, name="accounts", schema=..., sobject="Account",
+                 fields={"id": FieldInfo("Id", "id"), ...}, replication_key="system_modstamp",
+                 selected_by_default=True)
+```
+
+At sync start the stream describes its object again (the org changes between runs):
+- a selected field that no longer exists is dropped with a warning (also when it vanishes mid-run:
+  INVALID_FIELD -> describe again, drop, go on);
+- fields new since the catalog was made are listed in one line and synced only once selected.
+
+What is queried: the selected fields, plus Id and the replication field always (the join key and
+the bookmark). What is emitted: the selected properties (`id` is always selected, its inclusion is
+`automatic`); the replication key property only when selected.
+
+Modes:
+- incremental: `replication_key` selected. Window `[bookmark - lookback_seconds, sync start)`; the
+  first run of a stream (no bookmark) reads its whole history from `start_date` (if set).
+- full re-sync: the replication key property deselected (Segment's switch). The whole history is read
+  (from `start_date`); the bookmark is still advanced to the highest SystemModstamp seen, so selecting
+  the property again makes the next run incremental.
+- full: an object without SystemModstamp/LastModifiedDate/CreatedDate.
+
+State (singer-sdk's state dict: `bookmarks.<stream>.replication_key[_value]`): records arrive sorted
+by (replication field, Id), so after any record every earlier one has been written; the bookmark
+is that record's value, emitted every `state_every_records` records, at the stream's end, and before
+the tap stops on an error (QuotaExceeded and any other): a crash or a stop resumes from the last STATE
+with `>=`, reading the boundary records again (the target's upsert absorbs them). The window ends at
+the moment the stream started by Salesforce's clock (`client.server_time()`), so a bookmark never
+passes it; `lookback_seconds` re-reads a margin so late commits (long transactions whose
+SystemModstamp is older than changes already visible) are never lost. Bookmarks only move forward.
+
+Output: records are already typed by values.py and hold only selected properties, so singer-sdk's
+per-record conformance and property popping are skipped (`TYPE_CONFORMANCE_LEVEL = NONE`) and RECORD
+lines are encoded straight into a buffer with msgspec (Decimals as JSON numbers with all digits);
+stream maps or flattening, when configured, go through singer-sdk's own path instead. Progress goes
+to stderr: records so far, rate, and percentage and time left when the total is known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from singer_sdk import Stream
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import SchemaMessage
+from singer_sdk.singerlib.catalog import Metadata, MetadataMapping, StreamMetadata
+
+from tap_salesforce_seg.errors import SalesforceApiError, TapError
+from tap_salesforce_seg.extract import Extraction, QueryPlan, choose_extractor
+from tap_salesforce_seg.schema import FieldInfo, field_schema
+from tap_salesforce_seg.soql import ID_FIELD, QueryField, check_identifier, truncate_to_millisecond
+from tap_salesforce_seg.values import format_datetime, parse_datetime
+
+if TYPE_CHECKING:
+    from singer_sdk import Tap
+
+    from tap_salesforce_seg.client import SalesforceClient
+    from tap_salesforce_seg.config import TapConfig
+
+MODE_INCREMENTAL = "incremental"
+MODE_FULL_RESYNC = "full re-sync"
+MODE_FULL = "full"
+PROGRESS_EVERY_SECONDS = 10.0
+_OUTPUT_BUFFER_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(slots=True)
+class SalesforceStreamMetadata(StreamMetadata):
+    """Stream metadata plus the Salesforce object behind the stream (`salesforce-object`)."""
+
+    salesforce_object: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class SalesforcePropertyMetadata(Metadata):
+    """Property metadata plus the Salesforce field behind it (`salesforce-field`, `-type`)."""
+
+    salesforce_field: str | None = None
+    salesforce_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncPlan:
+    """What one run of a stream reads and emits; built at sync start from a fresh describe."""
+
+    mode: str
+    query: QueryPlan
+    emitted: tuple[str, ...]  # property names the records carry
+    bookmark: str | None  # the state's value at start (output datetime spelling)
+
+
+class SalesforceStream(Stream):
+    """One Salesforce object as a Singer stream (see the module docstring)."""
+
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def __init__(
+        self,
+        tap: Tap,
+        *,
+        name: str,
+        schema: dict,
+        sobject: str,
+        fields: Mapping[str, FieldInfo],
+        replication_key: str | None,
+        selected_by_default: bool = True,
+    ) -> None:
+        self.sobject = check_identifier(sobject)
+        self.fields: dict[str, FieldInfo] = dict(fields)
+        for info in self.fields.values():
+            check_identifier(info.salesforce_name)
+        ids = [prop for prop, info in self.fields.items() if info.salesforce_name == ID_FIELD]
+        if not ids:
+            raise TapError(f"stream {name}: the catalog has no property for {sobject}.Id")
+        self.id_property = ids[0]
+        if replication_key is not None and replication_key not in self.fields:
+            raise TapError(f"stream {name}: replication key {replication_key} is not a property")
+        self.selected_by_default = selected_by_default
+        super().__init__(tap, schema=schema, name=name)
+        self.primary_keys = [self.id_property]
+        self.replication_key = replication_key
+        self.sync_plan: SyncPlan | None = None
+        self._client: SalesforceClient | None = None
+
+    # --- catalog metadata ------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> MetadataMapping:
+        """singer-sdk's metadata (or the input catalog's) with the Salesforce names added.
+
+        The replication key stays `available` (never `automatic`) so it can be deselected.
+        """
+        if self._metadata is not None:
+            return self._metadata
+        mapping = super().metadata
+        root = mapping.root
+        mapping[()] = SalesforceStreamMetadata(
+            **{f.name: getattr(root, f.name) for f in dataclasses.fields(StreamMetadata)},
+            salesforce_object=self.sobject,
+        )
+        for prop, info in self.fields.items():
+            breadcrumb = ("properties", prop)
+            entry = mapping.get(breadcrumb) or Metadata(inclusion=Metadata.InclusionType.AVAILABLE)
+            values = {f.name: getattr(entry, f.name) for f in dataclasses.fields(Metadata)}
+            if prop == self.id_property:
+                values["inclusion"] = Metadata.InclusionType.AUTOMATIC
+            elif prop == self.replication_key:
+                values["inclusion"] = Metadata.InclusionType.AVAILABLE
+                if values["selected_by_default"] is None:
+                    values["selected_by_default"] = True
+            elif values["selected_by_default"] is None:
+                values["selected_by_default"] = info.selected_by_default
+            mapping[breadcrumb] = SalesforcePropertyMetadata(
+                **values, salesforce_field=info.salesforce_name, salesforce_type=info.type
+            )
+        self._metadata = mapping
+        self._mask = None
+        return mapping
+
+    def is_property_selected(self, prop: str) -> bool:
+        return bool(self.mask[("properties", prop)])
+
+    # --- collaborators -----------------------------------------------------------------------------
+
+    @property
+    def tap_config(self) -> TapConfig:
+        config = getattr(self._tap, "tap_config", None)
+        if config is None:
+            from tap_salesforce_seg.config import TapConfig
+
+            config = TapConfig.from_mapping(self.config)
+        return config
+
+    @property
+    def client(self) -> SalesforceClient:
+        shared = getattr(self._tap, "client", None)
+        if shared is not None:
+            return shared
+        if self._client is None:
+            from tap_salesforce_seg.client import SalesforceClient
+
+            self._client = SalesforceClient(self.tap_config, self.logger)
+        return self._client
+
+    @property
+    def is_sorted(self) -> bool:
+        return True  # (replication field, Id) order: resumable mid-stream
+
+    def get_replication_key_signpost(self, context: Any = None) -> None:
+        """No singer-sdk signpost: the query window already ends at the sync's start."""
+        return None
+
+    # --- planning (at sync start) --------------------------------------------------------------------
+
+    def prepare_sync(self) -> SyncPlan:
+        """Describe the object again, reconcile the catalog with it, and fix this run's window."""
+        describe = self._describe()
+        live = {field["name"]: field for field in describe.get("fields", [])}
+        live_columns = {name: f for name, f in live.items() if field_schema(f) is not None}
+        self._report_new_fields(live_columns)
+
+        selected = [prop for prop in self.fields if self.is_property_selected(prop)]
+        vanished = [prop for prop in selected if self.fields[prop].salesforce_name not in live_columns]
+        if vanished:
+            self.logger.warning(
+                "%s: selected field(s) no longer in Salesforce, dropped from the sync: %s",
+                self.name,
+                ", ".join(f"{self.fields[p].salesforce_name} ({p})" for p in vanished),
+            )
+        if self.fields[self.id_property].salesforce_name not in live_columns:
+            raise TapError(f"{self.name}: {self.sobject} has no Id field any more")
+
+        rk = self.replication_key
+        rk_field = self.fields[rk].salesforce_name if rk else None
+        if rk and rk_field not in live_columns:
+            self.logger.warning(
+                "%s: the replication field %s no longer exists; syncing in full.", self.name, rk_field
+            )
+            rk = rk_field = None
+        if rk is None:
+            mode = MODE_FULL
+        elif self.is_property_selected(rk):
+            mode = MODE_INCREMENTAL
+        else:
+            mode = MODE_FULL_RESYNC
+
+        emitted = [p for p in selected if p not in vanished and (p != rk or mode == MODE_INCREMENTAL)]
+        if self.id_property not in emitted:
+            emitted.insert(0, self.id_property)
+        queried = list(emitted)
+        if rk and rk not in queried:
+            queried.append(rk)
+        query_fields = tuple(
+            QueryField(self.fields[p].salesforce_name, p, self._live_type(p, live_columns)) for p in queried
+        )
+
+        window_end = truncate_to_millisecond(self.client.server_time()) if rk_field else None
+        bookmark = self._bookmark() if rk else None
+        window_start = self._window_start(mode, bookmark)
+        self.sync_plan = SyncPlan(
+            mode=mode,
+            query=QueryPlan(self.sobject, query_fields, rk_field, window_start, window_end),
+            emitted=tuple(emitted),
+            bookmark=bookmark,
+        )
+        self._log_plan(self.sync_plan)
+        return self.sync_plan
+
+    def _describe(self) -> dict[str, Any]:
+        try:
+            return self.client.get_json(f"/sobjects/{self.sobject}/describe")
+        except SalesforceApiError as error:
+            if error.status == 404:
+                raise TapError(
+                    f"{self.name}: the object {self.sobject} no longer exists in Salesforce; "
+                    "deselect the stream or run discovery again"
+                ) from error
+            raise
+
+    def _report_new_fields(self, live_columns: Mapping[str, dict]) -> None:
+        known = {info.salesforce_name for info in self.fields.values()}
+        new = sorted(name for name in live_columns if name not in known)
+        if new:
+            self.logger.info(
+                "%s: %d field(s) new in Salesforce since the catalog was made, synced once selected "
+                "(run discovery to add them): %s",
+                self.name,
+                len(new),
+                ", ".join(new),
+            )
+
+    def _live_type(self, prop: str, live_columns: Mapping[str, dict]) -> str:
+        info = self.fields[prop]
+        live_type = str(live_columns[info.salesforce_name].get("type") or info.type)
+        if live_type != info.type:
+            self.logger.warning(
+                "%s: %s changed type in Salesforce from %s to %s; values are read as %s.",
+                self.name,
+                info.salesforce_name,
+                info.type,
+                live_type,
+                live_type,
+            )
+        return live_type
+
+    def _bookmark(self) -> str | None:
+        state = self.stream_state
+        value = state.get("replication_key_value")
+        if not value:
+            return None
+        if state.get("replication_key") not in (None, self.replication_key):
+            self.logger.warning(
+                "%s: the state's bookmark is for %s, not %s; ignoring it.",
+                self.name,
+                state.get("replication_key"),
+                self.replication_key,
+            )
+            return None
+        try:
+            return format_datetime(parse_datetime(str(value)))
+        except ValueError:
+            raise TapError(f"{self.name}: the state's bookmark {value!r} is not a datetime") from None
+
+    def _window_start(self, mode: str, bookmark: str | None) -> datetime | None:
+        config = self.tap_config
+        start = config.start_date
+        if mode == MODE_INCREMENTAL and bookmark:
+            resume = parse_datetime(bookmark) - timedelta(seconds=config.lookback_seconds)
+            start = max(resume, start) if start else resume
+        return start
+
+    def _log_plan(self, plan: SyncPlan) -> None:
+        query = plan.query
+        if plan.mode == MODE_FULL_RESYNC:
+            self.logger.info(
+                "%s: %s is deselected, so the stream syncs in full (Segment's full re-sync switch); "
+                "the bookmark is kept for when it is selected again.",
+                self.name,
+                self.replication_key,
+            )
+        self.logger.info(
+            "%s: %s sync of %s, %d field(s), window %s .. %s",
+            self.name,
+            plan.mode,
+            query.sobject,
+            len(query.fields),
+            query.window_start.isoformat() if query.window_start else "the beginning",
+            query.window_end.isoformat() if query.window_end else "now",
+        )
+
+    def _refresh_fields(self, plan: QueryPlan, error: SalesforceApiError) -> QueryPlan | None:
+        """INVALID_FIELD mid-run: describe again and drop the fields that vanished."""
+        describe = self._describe()
+        live = {field["name"] for field in describe.get("fields", [])}
+        keys = {ID_FIELD, plan.replication_field}
+        vanished = {f.salesforce_name for f in plan.fields if f.salesforce_name not in live}
+        if not vanished or vanished & keys:
+            return None
+        self.logger.warning(
+            "%s: field(s) vanished from Salesforce during the sync, dropped: %s (%s)",
+            self.name,
+            ", ".join(sorted(vanished)),
+            error.api_message[:200],
+        )
+        return plan.without_fields(vanished)
+
+    # --- messages ------------------------------------------------------------------------------------
+
+    def _write_schema_message(self) -> None:
+        """singer-sdk writes SCHEMA first in `sync()`; the schema depends on the fresh describe, so
+        this is where the run is planned."""
+        plan = self.prepare_sync()
+        schema = dict(self.schema)
+        properties = self.schema.get("properties", {})
+        schema["properties"] = {p: properties[p] for p in plan.emitted if p in properties}
+        schema["required"] = [p for p in self.schema.get("required", []) if p in schema["properties"]]
+        self._tap.mapper.register_raw_stream_schema(self.name, schema, self.primary_keys)
+        self._stream_maps = None
+        super()._write_schema_message()
+
+    def _generate_schema_messages(self) -> Iterator[SchemaMessage]:
+        plan = self.sync_plan
+        bookmark_keys = [self.replication_key] if plan and plan.mode == MODE_INCREMENTAL else None
+        for message in super()._generate_schema_messages():
+            message.bookmark_properties = bookmark_keys
+            yield message
+
+    # --- records ---------------------------------------------------------------------------------------
+
+    def get_records(self, context: Any = None) -> Iterable[dict]:
+        """Records of this run, converted and holding only the emitted properties."""
+        plan = self.sync_plan or self.prepare_sync()
+        extraction = self._extraction(plan)
+        rk = plan.query.replication_property
+        drop_rk = rk is not None and rk not in plan.emitted
+        for record in extraction.records():
+            if drop_rk:
+                del record[rk]
+            yield record
+
+    def _extraction(self, plan: SyncPlan) -> Extraction:
+        config = self.tap_config
+        extractor = choose_extractor(
+            self.client,
+            plan.query,
+            api_type=config.api_type,
+            bulk_min_records=config.bulk_min_records,
+            logger=self.logger,
+            stream=self.name,
+        )
+        return Extraction(
+            self.client,
+            plan.query,
+            extractor,
+            refresh=self._refresh_fields,
+            logger=self.logger,
+            stream=self.name,
+        )
+
+    def _sync_records(  # type: ignore[override]
+        self, context: Any = None, *, write_messages: bool = True
+    ) -> Iterator[dict]:
+        """The hot loop: extract, write, checkpoint. Replaces singer-sdk's per-record machinery."""
+        plan = self.sync_plan or self.prepare_sync()
+        extraction = self._extraction(plan)
+        writer = self._record_writer() if write_messages else None
+        progress = _Progress(self, extraction)
+        checkpoint = _Checkpoint(self, plan)
+        every = max(1, self.tap_config.state_every_records)
+        rk = plan.query.replication_property
+        drop_rk = rk is not None and rk not in plan.emitted
+        limit = self.ABORT_AT_RECORD_COUNT
+        count = 0
+        next_state = every
+        stamp = None
+        try:
+            for record in extraction.records():
+                if limit is not None:
+                    self._check_max_record_limit(current_record_index=count)
+                if rk is not None:
+                    stamp = record.pop(rk) if drop_rk else record[rk]
+                if writer is not None:
+                    writer(record)
+                else:
+                    yield record
+                count += 1
+                if count >= next_state:
+                    next_state += every
+                    self._flush(writer)
+                    checkpoint.advance(stamp, write=write_messages)
+                    progress.tick(count)
+                elif not count & 1023:
+                    progress.tick(count)
+        except BaseException:
+            # Everything written so far is safe to bookmark (sorted); stopping loses nothing.
+            self._flush(writer)
+            checkpoint.advance(stamp, write=write_messages)
+            progress.finish(count, stopped=True)
+            raise
+        finally:
+            self.sync_plan = None  # the next sync describes and plans afresh
+        self._flush(writer)
+        checkpoint.advance(stamp, write=write_messages)
+        progress.finish(count)
+
+    def _record_writer(self) -> Any:
+        maps = self.stream_maps
+        plain = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == self.name
+        )
+        if plain:
+            self._fast_writer = RecordWriter(self.name, self._stream_version)
+            return self._fast_writer.write
+        self._fast_writer = None
+        return self._write_record_message
+
+    def _flush(self, writer: Any) -> None:
+        fast = getattr(self, "_fast_writer", None)
+        if writer is not None and fast is not None:
+            fast.flush()
+
+
+class _Checkpoint:
+    """Moves the stream's bookmark forward and emits STATE (never backwards, never past the window)."""
+
+    def __init__(self, stream: SalesforceStream, plan: SyncPlan) -> None:
+        self.stream = stream
+        self.active = plan.query.replication_field is not None and stream.replication_key is not None
+        self.value = plan.bookmark
+
+    def advance(self, stamp: str | None, *, write: bool) -> None:
+        if self.active and stamp is not None and (self.value is None or stamp > self.value):
+            self.value = stamp
+        if self.active and self.value is not None:
+            state = self.stream.stream_state
+            state["replication_key"] = self.stream.replication_key
+            state["replication_key_value"] = self.value
+        if write:
+            self.stream._tap.state_writer.write_state(self.stream.tap_state)
+
+
+class _Progress:
+    """Progress lines on stderr: records so far, rate, percentage and time left when known."""
+
+    def __init__(self, stream: SalesforceStream, extraction: Extraction) -> None:
+        self.stream = stream
+        self.extraction = extraction
+        self.started = self.last = time.monotonic()
+
+    def tick(self, count: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_SECONDS:
+            self.last = now
+            self.stream.logger.info("%s", self._line(count, now))
+
+    def finish(self, count: int, *, stopped: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
+        verb = "stopped after" if stopped else "synced"
+        self.stream.logger.info(
+            "%s: %s %s records in %.1f s (%s records/s) via %s",
+            self.stream.name,
+            verb,
+            f"{count:,}",
+            elapsed,
+            f"{count / elapsed:,.0f}",
+            self.extraction.extractor.name,
+        )
+
+    def _line(self, count: int, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        rate = count / elapsed
+        text = f"{self.stream.name}: {count:,} records, {rate:,.0f} records/s"
+        total = self.extraction.expected_records
+        if total and total >= count and rate > 0:
+            left = (total - count) / rate
+            text += f", {count * 100 / total:.0f}% of {total:,}, about {_duration(left)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+class RecordWriter:
+    """Writes RECORD messages for one stream straight to stdout's byte buffer.
+
+    Each line is `{"type":"RECORD","stream":...,"record":{...},"time_extracted":...}` encoded by
+    msgspec into one growing buffer, written out every megabyte and before every STATE message
+    (`flush`), so STATE never overtakes the records it covers.
+    """
+
+    def __init__(self, stream_name: str, version: int | None = None) -> None:
+        self._prefix = b'{"type":"RECORD","stream":' + _encoder.encode(stream_name) + b',"record":'
+        self._version = b"" if version is None else b',"version":' + _encoder.encode(version)
+        self._buffer = bytearray()
+        self._refresh_suffix()
+
+    def _refresh_suffix(self) -> None:
+        extracted = format_datetime(datetime.now().astimezone())
+        self._suffix = self._version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
+
+    def write(self, record: dict) -> None:
+        buffer = self._buffer
+        buffer += self._prefix
+        _encoder.encode_into(record, buffer, -1)
+        buffer += self._suffix
+        if len(buffer) >= _OUTPUT_BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        out = sys.stdout
+        out.flush()
+        binary = getattr(out, "buffer", None)
+        if binary is not None:
+            binary.write(self._buffer)  # the tap's writer flushes stdout at each STATE
+        else:
+            out.write(self._buffer.decode())
+            out.flush()
+        self._buffer.clear()
+        self._refresh_suffix()

@@ -1,0 +1,102 @@
+"""The tap as users run it (`python -m tap_salesforce_seg.tap --config --catalog [--state]`), against the
+emulator: stdout carries only Singer messages, a killed run resumes from its last STATE without losing
+anything, and an exhausted API quota ends with exit status 2 after the state of what was synced."""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from tap_harness import (
+    TapRun,
+    discover_catalog,
+    entry,
+    expected_records,
+    run_tap,
+    select,
+    start_tap,
+    tap_settings,
+    upserted,
+)
+
+from salesforce_emulator import Emulator
+
+ACCOUNT = "accounts"
+ACCOUNTS = 5000
+
+
+@pytest.fixture
+def org(emulator_factory: Callable[..., Emulator]) -> Emulator:
+    emu = emulator_factory(scale=0.001, counts={"Account": ACCOUNTS}, tags=False)
+    emu.org.clock.advance(2)
+    return emu
+
+
+@pytest.fixture
+def catalog(org: Emulator) -> dict[str, Any]:
+    return select(discover_catalog(tap_settings(org)), [ACCOUNT, "contacts"])
+
+
+def test_stdout_holds_only_singer_messages_and_the_records_equal_the_org(
+    org: Emulator, catalog: dict
+) -> None:
+    run = run_tap(tap_settings(org), catalog, subprocess=True)
+    assert run.exit_code == 0, run.stderr
+    assert run.stdout_lines == len(run.messages)  # parse_messages checked every line
+    kinds = {message["type"] for message in run.messages}
+    assert kinds == {"SCHEMA", "RECORD", "STATE"}
+    for stream in (ACCOUNT, "contacts"):
+        assert upserted([run], stream) == expected_records(org, entry(catalog, stream))
+    assert "synced" in run.stderr and "records/s" in run.stderr  # progress on stderr
+
+
+def test_a_run_killed_mid_stream_resumes_from_its_last_state_without_loss(
+    org: Emulator, catalog: dict
+) -> None:
+    settings = tap_settings(org, api_type="rest", state_every_records=500)
+    with tempfile.TemporaryDirectory() as folder:
+        process = start_tap(settings, catalog, folder=folder)
+        seen: list[dict[str, Any]] = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            message = json.loads(line, parse_float=Decimal)
+            seen.append(message)
+            states_with_accounts = [
+                m for m in seen if m["type"] == "STATE" and ACCOUNT in m["value"].get("bookmarks", {})
+            ]
+            if len(states_with_accounts) >= 2:
+                break
+        process.send_signal(signal.SIGKILL)  # a crash: no chance to write anything more
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+    killed = TapRun(seen, process.returncode, "")
+    partial = killed.records(ACCOUNT)
+    assert 0 < len(partial) < ACCOUNTS, "killed mid-stream"
+    last_state = killed.final_state
+    assert last_state["bookmarks"][ACCOUNT]["replication_key_value"] <= max(
+        r["system_modstamp"] for r in partial
+    )
+
+    resumed = run_tap(settings, catalog, last_state, subprocess=True)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(resumed.records(ACCOUNT)) < ACCOUNTS, "resumed from the bookmark, not from scratch"
+    for stream in (ACCOUNT, "contacts"):
+        assert upserted([killed, resumed], stream) == expected_records(org, entry(catalog, stream))
+
+
+def test_quota_guard_exits_2_with_state_and_a_retry_hint(org: Emulator, catalog: dict) -> None:
+    first = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]), subprocess=True)
+    bookmark_state = first.final_state
+    org.api_usage = int(org.api_limit * 0.8)
+    run = run_tap(tap_settings(org, quota_percent=80), catalog, bookmark_state, subprocess=True)
+    assert run.exit_code == 2
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert "quota_percent" in last_line and "retry" in last_line
+    assert "Traceback" not in run.stderr
+    assert run.final_state == bookmark_state  # the state is written back, nothing lost

@@ -1,0 +1,137 @@
+"""Every fault the tap must survive during a sync, against the emulator: the records still equal the org.
+
+Runs in-process with the client's backoff shortened (the waits are the client's business, tested in
+tests/tap/test_client.py); the quota stop through the real CLI is in test_tap_cli.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tap_harness import discover_catalog, entry, expected_records, run_tap, select, tap_settings, upserted
+
+from salesforce_emulator import Emulator
+from tap_salesforce_seg.client import SalesforceClient
+
+ACCOUNT = "accounts"
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.01)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.05)
+
+
+@pytest.fixture
+def org(emulator_factory: Callable[..., Emulator]) -> Emulator:
+    emu = emulator_factory(scale=0.001, counts={"Account": 4500}, tags=False)
+    emu.org.clock.advance(2)
+    return emu
+
+
+@pytest.fixture
+def catalog(org: Emulator) -> dict[str, Any]:
+    return select(discover_catalog(tap_settings(org)), [ACCOUNT])
+
+
+def assert_complete(emu: Emulator, catalog: dict, runs: list) -> None:
+    expected = expected_records(emu, entry(catalog, ACCOUNT))
+    assert upserted(runs, ACCOUNT) == expected
+
+
+@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_server_errors_are_retried(org: Emulator, catalog: dict, status: int, api_type: str) -> None:
+    if api_type == "rest":
+        org.faults.http_error(status=status, count=2, path="/query")  # queryAll and a next page
+    else:
+        org.faults.http_error(status=status, count=2, path="/jobs/query")  # job calls and results
+    run = run_tap(tap_settings(org, api_type=api_type), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "every scripted fault fired"
+    assert_complete(org, catalog, [run])
+
+
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_a_connection_dropped_mid_body_is_retried(org: Emulator, catalog: dict, api_type: str) -> None:
+    path = "/query/" if api_type == "rest" else "/results"  # a next page / a result page
+    org.faults.drop_connection(count=2, path=path)
+    run = run_tap(tap_settings(org, api_type=api_type), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "every scripted fault fired"
+    assert_complete(org, catalog, [run])
+
+
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_session_expiry_logs_in_again(org: Emulator, catalog: dict, api_type: str) -> None:
+    org.faults.expire_sessions_after(calls=3)
+    run = run_tap(tap_settings(org, api_type=api_type), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "every scripted fault fired"
+    assert_complete(org, catalog, [run])
+
+
+def test_a_failing_bulk_job_falls_back_to_rest(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    org.faults.fail_bulk_jobs(count=1)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="bulk"), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert any("ended Failed" in r.getMessage() and "REST" in r.getMessage() for r in caplog.records)
+    assert_complete(org, catalog, [run])
+
+
+def exhaust_quota_once(emu: Emulator, after_target: str) -> threading.Thread:
+    """Another integration uses up the org's allowance as soon as a request for `after_target` is served."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(after_target in request["target"] for request in emu.requests()):
+                emu.api_usage = emu.api_limit
+                return
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(("api_type", "marker"), [("rest", "/queryAll"), ("bulk", "/results")])
+def test_quota_exhausted_mid_sync_stops_with_the_state_of_what_was_synced(
+    org: Emulator, catalog: dict, api_type: str, marker: str
+) -> None:
+    # The next call after `marker` waits a little, and meanwhile the allowance is used up: 403.
+    org.faults.slow(0.3, count=None, path="/query/" if api_type == "rest" else "/jobs/query")
+    watcher = exhaust_quota_once(org, marker)
+    settings = tap_settings(org, api_type=api_type, state_every_records=1000, quota_percent=100)
+    first = run_tap(settings, catalog)
+    watcher.join()
+    org.faults.reset()
+    assert first.exit_code == 2, first.stderr
+    assert "REQUEST_LIMIT_EXCEEDED" in first.stderr and "retry" in first.stderr
+    assert first.final_state is not None
+    if api_type == "rest":
+        assert 0 < len(first.records(ACCOUNT)) < 4500
+        bookmark = first.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
+        assert bookmark == max(r["system_modstamp"] for r in first.records(ACCOUNT))
+    org.api_usage = 0  # a new day
+    second = run_tap(tap_settings(org, api_type=api_type), catalog, first.final_state)
+    assert second.exit_code == 0, second.stderr
+    assert_complete(org, catalog, [first, second])
+    if api_type == "rest":
+        assert len(second.records(ACCOUNT)) < 4500, "resumed from the bookmark, not from scratch"
+
+
+def test_the_quota_percent_guard_stops_before_the_limit(org: Emulator, catalog: dict) -> None:
+    org.api_usage = int(org.api_limit * 0.5) - 4
+    run = run_tap(tap_settings(org, api_type="rest", quota_percent=50), catalog)
+    assert run.exit_code == 2
+    assert "quota_percent" in run.stderr
+    assert org.api_usage <= org.api_limit * 0.5

@@ -1,0 +1,389 @@
+"""The tap's sync against the emulator over real HTTP: what it emits equals the org, run after run.
+
+In-process runs (tap_harness.run_tap) keep this fast; tests/e2e/test_tap_cli.py runs the real CLI where
+exit statuses and stdout purity matter. Each test syncs a tiny org and compares, per stream, the
+records a target that upserts by id would hold with `emu.org.records(...)` in the tap's spellings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from tap_harness import (
+    TapRun,
+    discover_catalog,
+    entry,
+    expected_records,
+    run_tap,
+    select,
+    selected_properties,
+    tap_settings,
+    upserted,
+)
+
+from salesforce_emulator import Emulator
+from tap_salesforce_seg.values import format_datetime, parse_datetime
+
+ACCOUNT = "accounts"
+
+
+@pytest.fixture
+def org(emulator_factory: Callable[..., Emulator]) -> Emulator:
+    return emulator_factory(scale=0.02, tags=False)
+
+
+@pytest.fixture
+def catalog(org: Emulator) -> dict[str, Any]:
+    return discover_catalog(tap_settings(org))
+
+
+def sync(emu: Emulator, catalog: dict, state: dict | None = None, **settings: Any) -> TapRun:
+    run = run_tap(tap_settings(emu, **settings), catalog, state)
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
+def tick(emu: Emulator, seconds: float = 2.0) -> None:
+    """Let the org's clock move on, so the next sync's window (which ends at its start) covers changes."""
+    emu.org.clock.advance(seconds)
+
+
+def assert_equals_org(emu: Emulator, catalog: dict, runs: list[TapRun], stream: str) -> None:
+    expected = expected_records(emu, entry(catalog, stream))
+    actual = upserted(runs, stream)
+    assert actual.keys() == expected.keys(), f"{stream}: ids differ"
+    for record_id, record in expected.items():
+        assert actual[record_id] == record, f"{stream} {record_id}"
+
+
+def assert_read_since_the_bookmark(run: TapRun, state: dict, changed: set[str], lookback: int = 600) -> None:
+    """An incremental run reads what changed, plus what the lookback margin re-reads, nothing else."""
+    bookmark = parse_datetime(state["bookmarks"][ACCOUNT]["replication_key_value"])
+    margin = format_datetime(bookmark - timedelta(seconds=lookback))
+    emitted = {r["id"]: r for r in run.records(ACCOUNT)}
+    assert changed <= emitted.keys()
+    assert all(r["system_modstamp"] >= margin for i, r in emitted.items() if i not in changed)
+
+
+def account_ids(emu: Emulator, deleted: bool | None = None) -> Iterator[str]:
+    for record in emu.org.records("Account", include_deleted=True):
+        if deleted is None or record["IsDeleted"] == deleted:
+            yield record["Id"]
+
+
+# --- first sync ---------------------------------------------------------------------------------------
+
+
+def test_first_sync_of_every_default_stream_equals_the_org(org: Emulator, catalog: dict) -> None:
+    selected = [
+        e["tap_stream_id"]
+        for e in catalog["streams"]
+        if next(m for m in e["metadata"] if not m["breadcrumb"])["metadata"].get("selected-by-default")
+    ] + ["invoice_c"]
+    chosen = select(catalog, selected)
+    tick(org)
+    run = sync(org, chosen)
+    for stream in selected:
+        assert_equals_org(org, chosen, [run], stream)
+    assert len(run.records(ACCOUNT)) == sum(1 for _ in account_ids(org))
+    assert any(r["is_deleted"] for r in run.records(ACCOUNT)), "queryAll brings soft-deleted records"
+    # one bookmark per incremental stream, at the highest SystemModstamp emitted
+    bookmarks = run.final_state["bookmarks"]
+    accounts = run.records(ACCOUNT)
+    assert bookmarks[ACCOUNT] == {
+        "replication_key": "system_modstamp",
+        "replication_key_value": max(r["system_modstamp"] for r in accounts),
+    }
+
+
+def test_schema_lists_the_selected_properties_and_values_are_typed(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT, "invoice_c"])
+    tick(org)
+    run = sync(org, chosen)
+    for stream in (ACCOUNT, "invoice_c"):
+        schema = run.schema(stream)
+        assert set(schema["schema"]["properties"]) == set(selected_properties(entry(chosen, stream)))
+        assert schema["key_properties"] == ["id"]
+        assert schema["bookmark_properties"] == ["system_modstamp"]
+    record = run.records(ACCOUNT)[0]
+    assert record["system_modstamp"].endswith("Z") and len(record["system_modstamp"]) == 27
+
+
+# --- changes between syncs ----------------------------------------------------------------------------
+
+
+def test_updates_soft_deletes_and_undeletes_between_syncs(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    alive = list(account_ids(org, deleted=False))
+    deleted = list(account_ids(org, deleted=True))
+    tick(org, 700)  # beyond the lookback: the second run reads only what changed
+    org.org.update("Account", alive[0], {"Name": "Renamed by the test", "AnnualRevenue": "1234567.89"})
+    org.org.delete("Account", alive[1])
+    org.org.undelete("Account", deleted[0])
+    new_id = org.org.create("Account", {"Name": "Created by the test"})
+    tick(org)
+    second = sync(org, chosen, first.final_state)
+    changed = {alive[0], alive[1], deleted[0], new_id}
+    assert_read_since_the_bookmark(second, first.final_state, changed)
+    assert_equals_org(org, chosen, [first, second], ACCOUNT)
+    table = upserted([first, second], ACCOUNT)
+    assert table[alive[1]]["is_deleted"] is True
+    assert table[deleted[0]]["is_deleted"] is False
+
+
+def test_a_late_commit_inside_the_lookback_window_is_not_lost(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    org.org.update("Account", next(account_ids(org, deleted=False)), {"Name": "touch"})
+    tick(org)
+    first = sync(org, chosen)
+    bookmark = first.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
+    tick(org, 30)
+    # A long transaction commits now, stamped 60 s ago: older than the bookmark the first run left.
+    late_id = org.org.late_commit("Account", {"Name": "Committed late"}, seconds_ago=60)
+    late = org.org.get("Account", late_id)
+    tick(org)
+    assert late["SystemModstamp"].isoformat() < bookmark.replace("Z", "+00:00")
+    second = sync(org, chosen, first.final_state)
+    assert late_id in {r["id"] for r in second.records(ACCOUNT)}
+    assert_equals_org(org, chosen, [first, second], ACCOUNT)
+    # Without the lookback margin the same change would be skipped: the test exercises the margin.
+    third = sync(org, chosen, first.final_state, lookback_seconds=0)
+    assert late_id not in {r["id"] for r in third.records(ACCOUNT)}
+
+
+def test_many_records_sharing_one_systemmodstamp_across_a_page_boundary(
+    emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = emulator_factory(scale=0.001, counts={"Account": 2300}, tags=False)
+    catalog = select(discover_catalog(tap_settings(emu)), [ACCOUNT])
+    tick(emu)
+    first = sync(emu, catalog)
+    tick(emu, 700)
+    emu.org.clock.freeze()
+    ids = list(account_ids(emu, deleted=False))[:2100]  # more than a REST page (2,000) shares one instant
+    for record_id in ids:
+        emu.org.update("Account", record_id, {"Description": "mass update"})
+    emu.org.clock.unfreeze()
+    tick(emu)
+    second = sync(emu, catalog, first.final_state, state_every_records=500)
+    shared = format_datetime(emu.org.get("Account", ids[0])["SystemModstamp"])
+    emitted = [r["id"] for r in second.records(ACCOUNT) if r["system_modstamp"] == shared]
+    assert sorted(emitted) == sorted(ids)
+    assert_read_since_the_bookmark(second, first.final_state, set(ids))
+    stamps = {shared}
+    # interim STATE messages bookmark the shared instant; resuming from any of them reads it all again
+    interim = [s["bookmarks"][ACCOUNT]["replication_key_value"] for s in second.states()]
+    assert stamps.pop() in interim
+    resumed = sync(emu, catalog, second.states()[1])
+    assert set(ids) <= {r["id"] for r in resumed.records(ACCOUNT)}
+    assert_equals_org(emu, catalog, [first, second], ACCOUNT)
+
+
+# --- Segment's switches ---------------------------------------------------------------------------------
+
+
+def test_deselecting_and_reselecting_system_modstamp(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    bookmark = first.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
+    tick(org, 700)
+    changed = next(account_ids(org, deleted=False))
+    org.org.update("Account", changed, {"Name": "changed before the full sync"})
+    tick(org)
+
+    full = select(catalog, [ACCOUNT], deselect={ACCOUNT: ["system_modstamp"]})
+    second = sync(org, full, first.final_state)
+    records = second.records(ACCOUNT)
+    assert len(records) == sum(1 for _ in account_ids(org)), "a full sync"
+    assert all("system_modstamp" not in r for r in records)
+    assert "system_modstamp" not in second.schema(ACCOUNT)["schema"]["properties"]
+    assert_equals_org(org, full, [second], ACCOUNT)
+    kept = second.final_state["bookmarks"][ACCOUNT]
+    assert kept["replication_key"] == "system_modstamp"
+    assert kept["replication_key_value"] > bookmark  # the highest SystemModstamp seen
+
+    tick(org, 700)
+    again = org.org.create("Account", {"Name": "after re-selecting"})
+    tick(org)
+    third = sync(org, chosen, second.final_state)
+    assert_read_since_the_bookmark(third, second.final_state, {again})
+    assert len(third.records(ACCOUNT)) < len(records), "incremental again"
+    assert_equals_org(org, chosen, [first, second, third], ACCOUNT)
+
+
+def test_a_newly_selected_stream_syncs_its_full_history(org: Emulator, catalog: dict) -> None:
+    tick(org)
+    first = sync(org, select(catalog, [ACCOUNT]))
+    tick(org, 700)
+    both = select(catalog, [ACCOUNT, "contacts"])
+    second = sync(org, both, first.final_state)
+    assert_equals_org(org, both, [second], "contacts")
+    assert len(second.records("contacts")) == len(org.org.records("Contact", include_deleted=True))
+    assert_read_since_the_bookmark(second, first.final_state, set())
+    assert set(second.final_state["bookmarks"]) >= {ACCOUNT, "contacts"}
+
+
+def test_start_date_limits_the_first_sync(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    stamps = sorted(r["SystemModstamp"] for r in org.org.records("Account"))
+    start = stamps[len(stamps) // 2]
+    tick(org)
+    run = sync(org, chosen, start_date=start.isoformat())
+    expected = {r["Id"] for r in org.org.records("Account") if r["SystemModstamp"] >= start}
+    assert {r["id"] for r in run.records(ACCOUNT)} == expected
+
+
+# --- the org's schema changes -----------------------------------------------------------------------------
+
+
+def test_a_new_custom_field_is_reported_then_synced_once_selected(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    org.org.add_field("Account", "Loyalty__c", "string")
+    tick(org, 700)
+    with caplog.at_level(logging.INFO):
+        second = sync(org, chosen, first.final_state)
+    lines = [r.getMessage() for r in caplog.records if "new in Salesforce" in r.getMessage()]
+    assert len(lines) == 1 and "Loyalty__c" in lines[0]
+    assert "loyalty_c" not in second.schema(ACCOUNT)["schema"]["properties"]
+
+    fresh = select(discover_catalog(tap_settings(org)), [ACCOUNT])
+    assert "loyalty_c" in selected_properties(entry(fresh, ACCOUNT))
+    changed = next(account_ids(org, deleted=False))
+    org.org.update("Account", changed, {"Loyalty__c": "gold"})
+    tick(org)
+    third = sync(org, fresh, second.final_state)
+    assert {r["id"]: r["loyalty_c"] for r in third.records(ACCOUNT) if r["loyalty_c"]} == {changed: "gold"}
+    table = upserted([first, second, third], ACCOUNT)
+    untouched = next(i for i in table if i != changed)
+    assert table[untouched].get("loyalty_c") is None  # synced before the field was selected: NULL
+
+
+def test_a_selected_field_that_vanished_is_dropped_with_a_warning(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    org.org.remove_field("Account", "Tier__c")
+    tick(org)
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, chosen)
+    assert any("Tier__c" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
+    assert all("tier_c" not in r for r in run.records(ACCOUNT))
+    assert len(run.records(ACCOUNT)) == sum(1 for _ in account_ids(org))
+
+
+def test_a_field_vanishing_mid_sync_is_dropped_and_the_sync_goes_on(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tap_salesforce_seg.streams import SalesforceStream
+
+    prepare = SalesforceStream.prepare_sync
+
+    def prepare_then_remove_the_field(self: SalesforceStream) -> Any:
+        plan = prepare(self)
+        org.org.remove_field("Account", "Tier__c")  # after the describe, before the query
+        return plan
+
+    monkeypatch.setattr(SalesforceStream, "prepare_sync", prepare_then_remove_the_field)
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, chosen, api_type="rest")
+    assert any("vanished" in r.getMessage() and "Tier__c" in r.getMessage() for r in caplog.records)
+    assert len(run.records(ACCOUNT)) == sum(1 for _ in account_ids(org))
+    assert_equals_org(org, select(discover_catalog(tap_settings(org)), [ACCOUNT]), [run], ACCOUNT)
+
+
+# --- REST and Bulk ------------------------------------------------------------------------------------------
+
+
+def test_rest_and_bulk_give_identical_records(org: Emulator, catalog: dict) -> None:
+    streams = [ACCOUNT, "invoice_c", "opportunities", "contacts"]
+    chosen = select(catalog, streams)
+    tick(org)
+    rest = sync(org, chosen, api_type="rest")
+    bulk = sync(org, chosen, api_type="bulk")
+    for stream in streams:
+        assert rest.records(stream) == bulk.records(stream), stream
+        assert_equals_org(org, chosen, [bulk], stream)
+
+
+def test_auto_picks_bulk_at_the_threshold(org: Emulator, catalog: dict, caplog) -> None:
+    chosen = select(catalog, [ACCOUNT, "contacts"])
+    accounts = sum(1 for _ in account_ids(org))
+    tick(org)
+    with caplog.at_level(logging.INFO):
+        run = sync(org, chosen, api_type="auto", bulk_min_records=accounts)
+    chose_bulk = [r.getMessage() for r in caplog.records if "using Bulk API 2.0" in r.getMessage()]
+    assert any(m.startswith(f"{ACCOUNT}:") for m in chose_bulk)
+    assert_equals_org(org, chosen, [run], ACCOUNT)
+    contacts = len(org.org.records("Contact", include_deleted=True))
+    assert org.counters()["bulk_jobs_created"] == 1 + (contacts >= accounts)
+
+
+def test_objects_bulk_cannot_serve_fall_back_to_rest(
+    emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = emulator_factory(scale=0.02, tags=True)
+    catalog = discover_catalog(tap_settings(emu))
+    tag_stream = next(e["tap_stream_id"] for e in catalog["streams"] if e["tap_stream_id"].endswith("_tags"))
+    chosen = select(catalog, [tag_stream])
+    tick(emu)
+    with caplog.at_level(logging.INFO):
+        run = sync(emu, chosen, api_type="bulk")
+    assert any("using the REST API" in r.getMessage() for r in caplog.records)
+    assert_equals_org(emu, chosen, [run], tag_stream)
+
+
+# --- wide objects -----------------------------------------------------------------------------------------
+
+
+def test_a_1000_field_object_is_split_into_chunks_and_joined(
+    emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = emulator_factory(scale=0.01, tags=False, wide_object="Invoice__c", wide_fields=1000)
+    catalog = discover_catalog(tap_settings(emu))
+    chosen = select(catalog, ["invoice_c"])
+    assert len(selected_properties(entry(chosen, "invoice_c"))) > 1000
+    tick(emu)
+    rest = sync(emu, chosen, api_type="rest")
+    queries = [r for r in emu.requests() if "/queryAll" in r["target"] and "Invoice__c" in r["target"]]
+    assert len(queries) >= 2, "the field list was split into several queries"
+    assert all(len(r["target"]) <= 16_384 for r in queries)
+    assert_equals_org(emu, chosen, [rest], "invoice_c")
+    bulk = sync(emu, chosen, api_type="bulk")
+    assert bulk.records("invoice_c") == rest.records("invoice_c")
+
+
+# --- QUERY_TIMEOUT ---------------------------------------------------------------------------------------
+
+
+def test_query_timeout_halves_the_window_until_queries_pass(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    total = sum(1 for _ in account_ids(org))
+    org.faults.query_timeout(rows=total // 4, count=None, path="Account")
+    tick(org)
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, chosen, api_type="rest")
+    assert any("QUERY_TIMEOUT" in r.getMessage() for r in caplog.records)
+    assert_equals_org(org, chosen, [run], ACCOUNT)
+
+
+def test_query_timeout_below_the_floor_fails_clearly(org: Emulator, catalog: dict) -> None:
+    org.faults.query_timeout(rows=0, count=None, path="Account")
+    tick(org)
+    run = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]))
+    assert run.exit_code == 1
+    assert "QUERY_TIMEOUT" in run.stderr and "window under 1 s" in run.stderr
