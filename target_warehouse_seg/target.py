@@ -134,7 +134,10 @@ class Settings:
         for error in sorted(validator.iter_errors(dict(config)), key=lambda item: list(item.path)):
             name = ".".join(str(part) for part in error.path) or "config"
             if SETTINGS["properties"].get(name, {}).get("secret"):  # never echo a secret's value
-                raise ConfigError(f"setting `{name}` is invalid ({error.validator}: {error.validator_value})")
+                expected = error.validator_value
+                if isinstance(expected, list):
+                    expected = " or ".join(str(item) for item in expected if item != "null")
+                raise ConfigError(f"setting `{name}` is invalid (expected {error.validator} {expected})")
             raise ConfigError(f"setting `{name}`: {error.message}")
         defaults = {name: spec.get("default") for name, spec in SETTINGS["properties"].items()}
         merged = {**defaults, **{name: value for name, value in config.items() if value is not None}}

@@ -1,0 +1,170 @@
+"""Settings: `--about`, one clear line for a bad setting (before connecting), secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import TARGET_EXECUTABLE, record, schema, to_lines
+
+SETTINGS = {
+    "engine",
+    "path",
+    "sqlalchemy_url",
+    "host",
+    "port",
+    "user",
+    "password",
+    "database",
+    "sslmode",
+    "schema",
+    "batch_size_rows",
+    "batch_max_seconds",
+    "hard_delete",
+    "on_invalid_record",
+}
+INPUT = to_lines([schema("s", {"id": {"type": "integer"}}), record("s", {"id": 1})])
+
+
+def run(config: dict, tmp_path: Path, stdin: str = INPUT) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return subprocess.run(
+        [TARGET_EXECUTABLE, "--config", str(path)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if "| ERROR" in line]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_about_lists_exactly_the_settings() -> None:
+    done = subprocess.run(
+        [TARGET_EXECUTABLE, "--about", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    about = json.loads(done.stdout)
+    properties = about["settings"]["properties"]
+    assert set(properties) == SETTINGS
+    assert properties["password"]["secret"] is True and properties["sqlalchemy_url"]["secret"] is True
+    assert (
+        properties["engine"]["enum"] == ["duckdb", "postgres"] and properties["engine"]["default"] == "duckdb"
+    )
+    assert properties["schema"]["default"] == "salesforce"
+    assert properties["on_invalid_record"]["enum"] == ["fail", "quarantine"]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"engine": "oracle"}, "setting `engine`: 'oracle' is not one of ['duckdb', 'postgres']"),
+        ({"engine": "postgres"}, "engine `postgres` needs setting `sqlalchemy_url` or setting `host`"),
+        ({"batch_size_rows": "ten"}, "setting `batch_size_rows`: 'ten' is not of type 'integer'"),
+        ({"batch_size_rows": 0}, "setting `batch_size_rows` must be at least 1, got 0"),
+        ({"batch_max_seconds": -1}, "setting `batch_max_seconds` must be positive, got -1"),
+        (
+            {"on_invalid_record": "skip"},
+            "setting `on_invalid_record`: 'skip' is not one of ['fail', 'quarantine']",
+        ),
+        ({"hard_delete": "yes"}, "setting `hard_delete`: 'yes' is not of type 'boolean'"),
+        (
+            {"path": "/no/such/folder/w.duckdb"},
+            "setting `path`: the folder of '/no/such/folder/w.duckdb' does not",
+        ),
+        (
+            {"engine": "postgres", "sqlalchemy_url": "mysql://u:hunter2@h/db"},
+            "setting `sqlalchemy_url` must be a",
+        ),
+        (
+            {"engine": "postgres", "sqlalchemy_url": 5},
+            "setting `sqlalchemy_url` is invalid (expected type string)",
+        ),
+        # A bad setting is reported before any connection is tried (this port refuses connections).
+        (
+            {
+                "engine": "postgres",
+                "sqlalchemy_url": "postgresql://u@127.0.0.1:{port}/db",
+                "batch_size_rows": 0,
+            },
+            "setting `batch_size_rows` must be at least 1",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line(config: dict, expected: str, tmp_path: Path) -> None:
+    if isinstance(config.get("sqlalchemy_url"), str):
+        config = {**config, "sqlalchemy_url": config["sqlalchemy_url"].format(port=closed_port())}
+    done = run(config, tmp_path)
+    assert done.returncode == 1
+    errors = error_lines(done)
+    assert len(errors) == 1 and expected in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("form", ["url", "url+driver", "fields"])
+def test_secrets_never_reach_logs_or_errors(form: str, tmp_path: Path) -> None:
+    port = closed_port()
+    secret = "s3cr3t-Pa55"
+    config = {
+        "url": {"engine": "postgres", "sqlalchemy_url": f"postgresql://loader:{secret}@127.0.0.1:{port}/wh"},
+        "url+driver": {
+            "engine": "postgres",
+            "sqlalchemy_url": f"postgresql+psycopg://loader:{secret}@127.0.0.1:{port}/wh",
+        },
+        "fields": {
+            "engine": "postgres",
+            "host": "127.0.0.1",
+            "port": port,
+            "user": "loader",
+            "password": secret,
+            "database": "wh",
+        },
+    }[form]
+    done = run(config, tmp_path)
+    assert done.returncode == 1
+    errors = error_lines(done)
+    assert (
+        len(errors) == 1 and "cannot connect to PostgreSQL at postgresql://loader:***@127.0.0.1" in errors[0]
+    )
+    assert secret not in done.stderr and secret not in done.stdout
+
+
+@pytest.mark.postgres
+def test_every_usual_url_form_connects(postgres_database: str, tmp_path: Path) -> None:
+    scheme, rest = postgres_database.split("://", 1)
+    for url in (
+        postgres_database,
+        f"postgresql+psycopg://{rest}",
+        f"postgres://{rest}",
+        f"postgresql+psycopg2://{rest}",
+    ):
+        done = run({"engine": "postgres", "sqlalchemy_url": url}, tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert scheme.startswith("postgres")
+
+
+def test_stdout_carries_only_state(tmp_path: Path) -> None:
+    stdin = to_lines(
+        [schema("s", {"id": {"type": "integer"}}), record("s", {"id": 1}), {"type": "STATE", "value": 7}]
+    )
+    done = run({"path": str(tmp_path / "w.duckdb")}, tmp_path, stdin)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "7\n"
+    assert "committed 1 row(s)" in done.stderr
