@@ -7,9 +7,13 @@ records a target that upserts by id would hold with `emu.org.records(...)` in th
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -387,3 +391,83 @@ def test_query_timeout_below_the_floor_fails_clearly(org: Emulator, catalog: dic
     run = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]))
     assert run.exit_code == 1
     assert "QUERY_TIMEOUT" in run.stderr and "window under 1 s" in run.stderr
+
+
+# --- more switches and shapes ------------------------------------------------------------------------------
+
+
+def test_changes_made_during_a_sync_come_next_time(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    tick(org, 700)
+    changed = next(account_ids(org, deleted=False))
+    org.faults.slow(1.0, count=1, path="/queryAll")  # the query starts a second after the sync
+
+    def change_once_the_sync_has_started() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any("/sobjects/Account/describe" in r["target"] for r in org.requests()):
+                time.sleep(0.2)
+                org.org.update("Account", changed, {"Name": "changed during the sync"})
+                return
+            time.sleep(0.005)
+
+    changer = threading.Thread(target=change_once_the_sync_has_started)
+    changer.start()
+    second = sync(org, chosen, first.final_state)
+    changer.join()
+    stamp = format_datetime(org.org.get("Account", changed)["SystemModstamp"])
+    assert changed not in {r["id"] for r in second.records(ACCOUNT)}
+    bookmark = second.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
+    assert bookmark < stamp, "a bookmark never passes the sync's start"
+    tick(org)
+    third = sync(org, chosen, second.final_state)
+    assert changed in {r["id"] for r in third.records(ACCOUNT)}
+    assert_equals_org(org, chosen, [first, second, third], ACCOUNT)
+
+
+def test_base64_fields_are_read_through_rest_even_with_bulk(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = select(catalog, ["documents"], select={"documents": ["body"]})
+    tick(org)
+    with caplog.at_level(logging.INFO):
+        run = sync(org, chosen, api_type="bulk")
+    assert any("using the REST API" in r.getMessage() and "Body" in r.getMessage() for r in caplog.records)
+    records = run.records("documents")
+    assert len(records) == len(org.org.records("Document", include_deleted=True))
+    # REST returns a URL to the content, as Salesforce does
+    assert all(r["body"] is None or r["body"].endswith(f"/Document/{r['id']}/Body") for r in records)
+    assert any(r["body"] for r in records)
+
+
+def test_stream_maps_still_apply(org: Emulator, catalog: dict) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    maps = {ACCOUNT: {"name_upper": "name.upper() if name else None"}}
+    run = sync(org, chosen, stream_maps=maps)
+    records = run.records(ACCOUNT)
+    assert records and all(r["name_upper"] == (r["name"].upper() if r["name"] else None) for r in records)
+
+
+def test_an_object_without_a_time_field_syncs_in_full(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    source = Path(__file__).parent.parent / "emulator" / "data" / "Widget__c.json"
+    describe = json.loads(source.read_text())
+    # No time field to bookmark on (and no Metadata__c, a type the emulator describes but cannot query).
+    dropped = ("SystemModstamp", "LastModifiedDate", "CreatedDate", "Metadata__c")
+    describe["fields"] = [f for f in describe["fields"] if f["name"] not in dropped]
+    (tmp_path / "Widget__c.json").write_text(json.dumps(describe))
+    emu = emulator_factory(scale=0.02, tags=False, describe_dir=tmp_path)
+    catalog = discover_catalog(tap_settings(emu))
+    widget = entry(catalog, "widget_c")
+    assert widget.get("replication_key") is None
+    chosen = select(catalog, ["widget_c"])
+    tick(emu)
+    first = sync(emu, chosen)
+    assert_equals_org(emu, chosen, [first], "widget_c")
+    assert "replication_key_value" not in first.final_state["bookmarks"].get("widget_c", {})
+    second = sync(emu, chosen, first.final_state)
+    assert len(second.records("widget_c")) == len(first.records("widget_c")) > 0  # in full again
