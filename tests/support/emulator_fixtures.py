@@ -5,6 +5,8 @@ Fixtures (registered by `pytest_plugins = ["emulator_fixtures"]` in tests/confte
 - `emulator_factory(**kwargs)`: starts emulators with any `OrgConfig` field (seed, scale, counts, tags,
   schedules, custom, wide_object, describe_dir, ...) and any `Emulator` keyword (tls, session_lifetime,
   api_limit, credentials, rotate_refresh_tokens, bulk_timing, ...); all are stopped after the test.
+  Their orgs come from a pool: a used org is `reset()` and given a new real-time clock before the next
+  test with the same configuration gets it (as fresh as a new one, without generating it again).
 
 Helpers for tests that keep one emulator per module (`start_emulator`), log in (`oauth_login`,
 `bearer_session`), or point unmodified clients that hard-code `https://login.salesforce.com` at the
