@@ -215,7 +215,12 @@ def installed_sys_dir() -> Path:
 
 @pytest.fixture
 def meltano(installed_sys_dir: Path, tmp_path: Path) -> Meltano:
-    return Meltano(require_venv(MELTANO).executable("meltano"), installed_sys_dir, tmp_path / "meltano.db")
+    """Meltano with the installed plugins and everything else of its own (system db, run folder)."""
+    sys_dir = tmp_path / ".meltano"
+    sys_dir.mkdir()
+    for plugin_type in ("extractors", "loaders"):
+        (sys_dir / plugin_type).symlink_to(installed_sys_dir / plugin_type, target_is_directory=True)
+    return Meltano(require_venv(MELTANO).executable("meltano"), sys_dir, tmp_path / "meltano.db")
 
 
 def test_meltano_accepts_the_project(tmp_path: Path) -> None:
