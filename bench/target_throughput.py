@@ -665,6 +665,7 @@ class RunResult:
     peak_mb: float | None = None
     ok: bool = False
     problems: list[str] = field(default_factory=list)
+    load_average: float | None = None  # the machine's 1-minute load when the run started (noise)
 
     @property
     def seconds_per_row(self) -> float | None:
@@ -697,6 +698,7 @@ def run_loader(loader: Loader, files: DatasetFiles, run_dir: Path) -> RunResult:
     if loader.engine == "postgres":
         checkpoint(loader.context.postgres_url)
     stdout, stderr = run_dir / "stdout", run_dir / "stderr"
+    result.load_average = os.getloadavg()[0]
     try:
         measured = run_measured(
             invocation.argv, invocation.stdin, stdout, stderr, invocation.env, timeout=loader.context.timeout
@@ -728,9 +730,10 @@ def _fmt(value: float | None, pattern: str) -> str:
 def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str:
     header = (
         f"{'engine':8} {'loader':56} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'peak MB':>8} "
-        f"{'x base':>7}  check"
+        f"{'x base':>7} {'load':>5}  check"
     )
-    lines = [f"== ({spec.key}) {spec.description} -- {phase}", header, "-" * len(header)]
+    title = f"== ({spec.key}) {spec.description} -- {phase}  (load: the machine's 1-min load at the start)"
+    lines = [title, header, "-" * len(header)]
     for result in results:
         baseline = next(
             (r for r in results if r.engine == result.engine and r.loader.endswith("baseline")), None
@@ -740,7 +743,7 @@ def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str
         lines.append(
             f"{result.engine:8} {label:56} {result.rows:>9,} {_fmt(result.wall_seconds, '.2f'):>8} "
             f"{_fmt(result.rows_per_second, ',.0f'):>9} {_fmt(result.peak_mb, '.0f'):>8} "
-            f"{_fmt(ratio(result, baseline), '.2f'):>7}  {check}"
+            f"{_fmt(ratio(result, baseline), '.2f'):>7} {_fmt(result.load_average, '.1f'):>5}  {check}"
         )
     return "\n".join(lines)
 
@@ -815,6 +818,7 @@ def environment(context: Context, loaders: list[Loader]) -> dict:
         "duckdb": duckdb.__version__,
         "target": context.target_description,
         "cpus": os.cpu_count(),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
     }
     if any(loader.key in PEERS for loader in loaders):
         facts["peer"] = _version_of(
