@@ -122,6 +122,36 @@ def test_second_org_inherits_with_its_own_schema() -> None:
     assert plugin("loaders", TARGET)["config"]["schema"] == "$MELTANO_EXTRACT__LOAD_SCHEMA"
 
 
+def environment_config(environment: str, kind: str, name: str) -> dict[str, Any]:
+    chosen = next(e for e in project()["environments"] if e["name"] == environment)
+    return next(p for p in chosen["config"]["plugins"][kind] if p["name"] == name)["config"]
+
+
+def test_dev_environment_is_the_emulator_and_a_local_warehouse() -> None:
+    # `salesforce-emulator --port 8765` (and 8766 with the second org's credentials) then `meltano run`.
+    first, second = Credentials(), ORG2_CREDENTIALS
+    for name, port, credentials in ((TAP, 8765, first), (TAP_ORG2, 8766, second)):
+        config = environment_config("dev", "extractors", name)
+        assert config["domain"] == f"http://127.0.0.1:{port}"
+        login = (config["username"], config["password"], config["security_token"])
+        assert login == (credentials.username, credentials.password, credentials.security_token)
+    loader = environment_config("dev", "loaders", TARGET)
+    assert loader["engine"] == "duckdb"
+    warehouse = Path(loader["path"].replace("$MELTANO_PROJECT_ROOT", str(REPO_DIR)))
+    assert warehouse.parent.is_dir(), "the target needs the warehouse's folder to exist in a fresh clone"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(warehouse)], cwd=REPO_DIR, check=False)
+    assert ignored.returncode == 0, f"{warehouse} is not gitignored"
+
+
+def test_prod_environment_reads_everything_secret_from_variables() -> None:
+    config = environment_config("prod", "extractors", TAP)
+    assert all(str(value).startswith("$") for value in config.values()), config
+    assert environment_config("prod", "loaders", TARGET) == {
+        "engine": "postgres",
+        "sqlalchemy_url": "$WAREHOUSE_POSTGRES_URL",
+    }
+
+
 # --- Meltano itself -----------------------------------------------------------------------------------
 
 
