@@ -17,6 +17,7 @@ from tap_harness import discover_catalog, entry, expected_records, run_tap, sele
 
 from salesforce_emulator import Emulator
 from tap_salesforce_seg.client import SalesforceClient
+from tap_salesforce_seg.extract import bulk
 
 ACCOUNT = "accounts"
 
@@ -58,13 +59,18 @@ def test_server_errors_are_retried(org: Emulator, catalog: dict, status: int, ap
 
 
 @pytest.mark.parametrize("api_type", ["rest", "bulk"])
-def test_a_connection_dropped_mid_body_is_retried(org: Emulator, catalog: dict, api_type: str) -> None:
+def test_a_connection_dropped_mid_body_is_retried(
+    org: Emulator, catalog: dict, api_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "PAGE_BYTES_TARGET", 1)  # Bulk results in pages of 1,000: several locators
     path = "/query/" if api_type == "rest" else "/results"  # a next page / a result page
     org.faults.drop_connection(count=2, path=path)
     run = run_tap(tap_settings(org, api_type=api_type), catalog)
     assert run.exit_code == 0, run.stderr
     assert org.faults.active() == [], "every scripted fault fired"
     assert_complete(org, catalog, [run])
+    pages = [r for r in org.requests() if path in r["target"] and r["status"] == 200]
+    assert len(pages) >= (2 if api_type == "rest" else 5)
 
 
 @pytest.mark.parametrize("api_type", ["rest", "bulk"])
@@ -103,7 +109,7 @@ def exhaust_quota_once(emu: Emulator, after_target: str) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize(("api_type", "marker"), [("rest", "/queryAll"), ("bulk", "/results")])
+@pytest.mark.parametrize(("api_type", "marker"), [("rest", "/queryAll"), ("bulk", "/jobs/query")])
 def test_quota_exhausted_mid_sync_stops_with_the_state_of_what_was_synced(
     org: Emulator, catalog: dict, api_type: str, marker: str
 ) -> None:
