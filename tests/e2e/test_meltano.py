@@ -383,6 +383,7 @@ def test_dev_run_then_incremental_run_from_meltano_state(
             for table in streams
         }
     total = sum(rows for rows, _ in expected.values())
+    print(f"second run rewrote {sum(rewritten.values())} of {total} rows: {rewritten}")
     assert rewritten["accounts"] >= 1 and rewritten["contacts"] >= 1 and rewritten["leads"] >= 1
     assert sum(rewritten.values()) < total / 10, f"the second run rewrote {rewritten} of {total} rows"
     second_bookmarks = meltano.bookmarks(STATE_ID)
