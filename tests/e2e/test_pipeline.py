@@ -1,0 +1,192 @@
+"""The shell pipeline and the external scheduler's state file, run as catalogs/README.md documents them
+(real processes, a real shell pipe, the emulator over HTTP, DuckDB and PostgreSQL warehouses).
+
+- A full run, then incremental runs from the state file after changes in the org (an update, a soft
+  delete, an undelete, a new record): the warehouse equals the org, and the incremental run rewrites only
+  the changed rows and the lookback window's.
+- A run killed half-way (SIGKILL to the whole pipeline once STATE lines have come out) and the next
+  scheduled run: it resumes from the last committed state, and the warehouse equals the org with unique
+  ids (nothing lost, nothing duplicated).
+- `--discover > catalog.json`, edited selections (a stream deselected, properties deselected, a custom
+  object selected), then a run: exactly the selected tables and columns, plus the target's system columns.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline import SYSTEM_COLUMNS, Pipeline, Warehouse, assert_warehouse_equals_org, selected_streams
+from tap_harness import select, tap_settings
+
+pytestmark = pytest.mark.slow
+
+CHANGED_STREAMS = ("accounts", "contacts", "leads")
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def target_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "postgres":
+        return {"engine": "postgres", "sqlalchemy_url": request.getfixturevalue("postgres_database")}
+    return {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}
+
+
+def bookmarks(state: dict[str, Any] | None) -> dict[str, Any]:
+    assert state is not None, "no state.json after the run"
+    return {stream: mark.get("replication_key_value") for stream, mark in state["bookmarks"].items()}
+
+
+def rewritten_since(warehouse: Warehouse, moment: datetime, streams: list[str]) -> dict[str, int]:
+    """Rows each table's run wrote at or after `moment` (the target stamps `uuid_ts` on every write)."""
+    since = f"CAST('{moment.isoformat()}' AS TIMESTAMPTZ)"
+    with warehouse.session():
+        return {stream: warehouse.count(stream, f"uuid_ts >= {since}") for stream in streams}
+
+
+def change_the_org(org: Any) -> dict[str, str]:
+    """An update, a soft delete, an undelete and a new record; returns the ids touched."""
+    account = next(iter(org.records("Account", include_deleted=False)))
+    org.update("Account", account["Id"], {"Name": "Renamed between runs", "NumberOfEmployees": 4242})
+    contact = next(iter(org.records("Contact", include_deleted=False)))
+    org.delete("Contact", contact["Id"])
+    deleted_lead = next(record for record in org.records("Lead") if record["IsDeleted"])
+    org.undelete("Lead", deleted_lead["Id"])
+    new_lead = org.create(
+        "Lead",
+        {"LastName": "Piped", "Company": "State File Ltd", "Email": "piped@example.com", "Status": "Open"},
+    )
+    return {
+        "account": account["Id"],
+        "contact": contact["Id"],
+        "undeleted": deleted_lead["Id"],
+        "new": new_lead,
+    }
+
+
+def test_full_run_then_incremental_runs_from_the_state_file(
+    emulator: Any, target_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emulator), target_settings)
+    warehouse = Warehouse(target_settings)
+    catalog = pipeline.discover()  # Segment's default selection
+    streams = [entry["stream"] for entry in selected_streams(catalog)]
+
+    pipeline.sync()  # no state.json yet: everything
+    assert_warehouse_equals_org(warehouse, emulator, catalog)
+    first = bookmarks(pipeline.state())
+    assert set(first) == set(streams)
+    assert sum(warehouse.count(stream, "is_deleted") for stream in CHANGED_STREAMS) > 0
+
+    touched = change_the_org(emulator.org)
+    before_second_run = datetime.now(timezone.utc)
+    pipeline.sync()
+    assert_warehouse_equals_org(warehouse, emulator, catalog)
+    by_id = {
+        row[0]: row[1:]
+        for row in warehouse.query(
+            f"SELECT id, name, number_of_employees FROM {warehouse.table('accounts')} "
+            f"WHERE id = '{touched['account']}'"
+        )
+    }
+    assert by_id == {touched["account"]: ("Renamed between runs", 4242)}
+    deleted = warehouse.query(
+        f"SELECT id, is_deleted FROM {warehouse.table('leads')} "
+        f"WHERE id IN ('{touched['undeleted']}', '{touched['new']}') ORDER BY id"
+    )
+    assert sorted(deleted) == sorted([(touched["undeleted"], False), (touched["new"], False)])
+
+    # Incremental: the changed rows and the lookback window's, not the whole org, were written again.
+    rewritten = rewritten_since(warehouse, before_second_run, streams)
+    with warehouse.session():
+        total = sum(warehouse.count(stream) for stream in streams)
+    assert all(rewritten[stream] >= 1 for stream in CHANGED_STREAMS), rewritten
+    assert sum(rewritten.values()) < total / 10, f"the incremental run rewrote {rewritten} of {total} rows"
+    second = bookmarks(pipeline.state())
+    for stream in CHANGED_STREAMS:
+        assert second[stream] > first[stream], stream
+    assert {s: second[s] for s in streams if s not in CHANGED_STREAMS} == {
+        s: first[s] for s in streams if s not in CHANGED_STREAMS
+    }
+
+    # A run with nothing new still leaves a whole, equal state file behind for the next one.
+    pipeline.sync()
+    assert bookmarks(pipeline.state()) == second
+    assert_warehouse_equals_org(warehouse, emulator, catalog)
+
+
+def test_killed_run_resumes_from_the_state_file(
+    emulator_factory: Any, target_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    emu = emulator_factory(counts={"Account": 2500, "Contact": 2500, "Opportunity": 2000})
+    # Small STATE intervals and batches: many commits, each followed by a STATE line, before the kill.
+    target_settings = {**target_settings, "batch_size_rows": 150}
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emu, state_every_records=100), target_settings)
+    warehouse = Warehouse(target_settings)
+    catalog = select(pipeline.discover(), ["accounts", "contacts", "opportunities"])
+    pipeline.write_catalog(catalog)
+    org_total = sum(len(emu.org.records(o)) for o in ("Account", "Contact", "Opportunity"))
+
+    process = pipeline.start_sync()
+    try:
+        # Kill once the run is inside its second stream: one stream done, one half-way, one not begun.
+        pipeline.wait_for_states(process, 1)
+        while "contacts" not in json.loads(pipeline.state_lines()[-1])["bookmarks"]:
+            pipeline.wait_for_states(process, len(pipeline.state_lines()) + 1)
+    finally:
+        pipeline.kill(process)
+    committed = sum(warehouse.count(stream) for stream in warehouse.tables())
+    assert 0 < committed < org_total, f"the kill came too late to test anything ({committed} rows)"
+    assert pipeline.state() is None  # the killed run never reached its own state-keeping step
+
+    # Meanwhile in Salesforce: a row already loaded changes, and a new one arrives.
+    loaded_account = warehouse.ids("accounts")[0]
+    emu.org.update("Account", loaded_account, {"Name": "Changed while the pipeline was down"})
+    emu.org.create(
+        "Opportunity",
+        {"Name": "Arrived after the crash", "StageName": "Prospecting", "CloseDate": date(2026, 3, 31)},
+    )
+
+    resumed_at = datetime.now(timezone.utc)
+    pipeline.sync()  # the next scheduled run: resumes from the dead run's last committed state
+    assert_warehouse_equals_org(warehouse, emu, catalog)
+    # It did resume: the finished stream was read from its bookmark, not from the beginning.
+    start_lines = [line for line in pipeline.last_stderr.splitlines() if "accounts: incremental sync" in line]
+    assert start_lines and "window the beginning" not in start_lines[0], start_lines
+    accounts_rewritten = rewritten_since(warehouse, resumed_at, ["accounts"])["accounts"]
+    assert 1 <= accounts_rewritten < warehouse.count("accounts") / 10
+
+
+def test_discovered_catalog_edited_then_run(emulator: Any, tmp_path: Path) -> None:
+    target_settings = {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emulator), target_settings)
+    catalog = pipeline.discover()
+    by_stream = {entry["stream"]: entry for entry in catalog["streams"]}
+    assert not root_metadata(by_stream["invoice_c"])["selected"]  # custom objects start unselected
+
+    # What a user does in catalog.json: a stream off, a few columns off, a custom object on.
+    root_metadata(by_stream["contacts"])["selected"] = False
+    for column in ("description", "phone", "website", "annual_revenue"):
+        property_metadata(by_stream["accounts"], column)["selected"] = False
+    root_metadata(by_stream["invoice_c"])["selected"] = True
+    pipeline.write_catalog(catalog)
+    pipeline.sync()
+
+    warehouse = Warehouse(target_settings)
+    tables = warehouse.tables()
+    assert "contacts" not in tables and "invoice_c" in tables
+    assert "accounts" in tables and "leads" in tables
+    account_columns = warehouse.columns("accounts")
+    assert not account_columns & {"description", "phone", "website", "annual_revenue"}
+    assert {"id", "name", "industry", "is_deleted", "system_modstamp", *SYSTEM_COLUMNS} <= account_columns
+    assert_warehouse_equals_org(warehouse, emulator, catalog)  # every table and column, exactly
+
+
+def root_metadata(entry: dict[str, Any]) -> dict[str, Any]:
+    return next(item["metadata"] for item in entry["metadata"] if not item["breadcrumb"])
+
+
+def property_metadata(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(item["metadata"] for item in entry["metadata"] if item["breadcrumb"] == ["properties", name])
