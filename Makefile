@@ -25,6 +25,11 @@ test: install
 peers: install
 	$(BIN)/python tests/support/peer_venvs.py
 
+# Regenerates catalogs/segment-default.json and catalogs/selective-sync.example.json from discovery
+# against the emulator's default org (tests/e2e/test_catalogs.py fails when they drift).
+catalogs: install
+	$(BIN)/python catalogs/generate.py
+
 lint: install
 	$(BIN)/ruff check .
 
