@@ -44,6 +44,7 @@ class StreamSink:
         self._codec = codec
         self._reject = reject
         self._decode = plan.decoder.decode
+        self._decode_all = msgspec.json.Decoder(list[plan.record_type], float_hook=Decimal).decode
         self._chunk_rows = max(256, min(20_000, chunk_values // max(1, len(plan.columns))))
         self._json = any(column.source is Source.JSON for column in plan.columns)
         self._columns = [BatchColumn(c.name, c.kind, c.prop, c.source) for c in plan.columns]
@@ -68,12 +69,42 @@ class StreamSink:
 
     # The hot path -------------------------------------------------------------------------------
 
-    def add(
-        self, raw: msgspec.Raw, line_text: bytes, line: int, time_extracted: datetime.datetime | None
-    ) -> None:
-        if b"\\u0000" in line_text or (self._json and (b"\\ud" in line_text or b"\\uD" in line_text)):
-            # NULs are removed on the slow path (PostgreSQL text cannot hold them); JSON values are
-            # re-encoded there, so a lone surrogate is caught before the database refuses it.
+    def add_many(self, messages: t.Sequence[t.Any], first_line: int) -> int:
+        """Take consecutive RECORD messages (lines ``first_line``, ``first_line + 1``...).
+
+        One msgspec call decodes them all; only when that fails, or when a guarded escape appears,
+        are they taken one by one. Returns the bytes of JSON taken (for batch sizing).
+        """
+        raws = [message.record for message in messages]
+        joined = b",".join(raws)
+        if self._needs_slow_path(joined):
+            for offset, message in enumerate(messages):
+                self.add(message.record, first_line + offset, message.time_extracted)
+            return len(joined)
+        try:
+            rows = self._decode_all(b"[" + joined + b"]")
+        except msgspec.MsgspecError:
+            for offset, message in enumerate(messages):
+                self.add(message.record, first_line + offset, message.time_extracted)
+            return len(joined)
+        if not self._rows:
+            self._read_at = utc_now()
+        self._rows.extend(rows)
+        self._lines.extend(range(first_line, first_line + len(rows)))
+        self._extracted.extend([message.time_extracted for message in messages])
+        self.rows += len(rows)
+        if len(self._rows) >= self._chunk_rows:
+            self.convert_chunk()
+        return len(joined)
+
+    def _needs_slow_path(self, text: bytes) -> bool:
+        """NULs are removed on the slow path (PostgreSQL text cannot hold them); JSON values are
+        re-encoded there, so a lone surrogate is caught before the database refuses it."""
+        return b"\\u0000" in text or (self._json and (b"\\ud" in text or b"\\uD" in text))
+
+    def add(self, raw: msgspec.Raw, line: int, time_extracted: datetime.datetime | None) -> None:
+        """Take one record (the path of records that need a closer look)."""
+        if self._needs_slow_path(bytes(raw)):
             row = self._decode_slowly(raw, line, None)
         else:
             try:

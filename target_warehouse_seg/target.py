@@ -9,6 +9,7 @@ committed.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ from target_warehouse_seg.sink import StreamSink
 
 # A flush also happens when the records read since the last one exceed this many bytes of JSON: it
 # bounds memory whatever batch_size_rows says (payloads take about a third to a half of their JSON).
-MAX_UNIT_BYTES = 32 * 1024 * 1024
+MAX_UNIT_BYTES = int(os.environ.get("TWS_UNIT_MB", "16")) * 1024 * 1024  # TODO settle
 # Values decoded before a chunk is converted (rows = this / columns).
 CHUNK_VALUES = 400_000
 _NO_STATE = object()
@@ -208,6 +209,7 @@ class TargetWarehouseSeg(Target):
         reader = t.cast(MessageReader, self.message_reader)
         reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
         reader.on_error = self._abort
+        reader.on_records = self._process_record_messages
 
     # Settings -----------------------------------------------------------------------------------
 
@@ -309,37 +311,35 @@ class TargetWarehouseSeg(Target):
         return plan
 
     def _process_record_message(self, message: RecordMessage) -> None:  # type: ignore[override]
-        sink = self._sinks.get(message.stream)
         reader = t.cast(MessageReader, self.message_reader)
-        line = reader.line_number
+        self._process_record_messages(message.stream, [message], reader.line_number)
+
+    def _process_record_messages(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:
+        """Consecutive records of one stream (lines ``first_line`` on), as the reader hands them."""
+        sink = self._sinks.get(stream)
         if sink is None:
-            error = RecordBeforeSchema(
-                "RECORD arrived before the stream's SCHEMA", line=line, stream=message.stream
-            )
-            if not self.settings.quarantine:
-                raise error
-            self._reject(
-                Rejected(
-                    message.stream,
-                    line,
-                    None,
-                    None,
-                    error.problem,
-                    bytes(message.record).decode("utf-8", "replace"),
-                )
-            )
+            self._records_before_schema(stream, messages, first_line)
             return
         if self._unit_started is None:
             self._unit_started = time.monotonic()
-        sink.add(message.record, reader.current_line, line, message.time_extracted)
-        self._unit_rows += 1
-        self._unit_bytes += len(message.record)
-        if (
-            sink.rows >= self.settings.batch_size_rows
-            or self._unit_bytes >= MAX_UNIT_BYTES
-            or (not self._unit_rows & 1023 and self._too_old())
-        ):
-            self._flush()
+        limit = self.settings.batch_size_rows
+        offset = 0
+        while offset < len(messages):
+            part = messages[offset : offset + max(1, limit - sink.rows)]
+            self._unit_bytes += sink.add_many(part, first_line + offset)
+            self._unit_rows += len(part)
+            offset += len(part)
+            if sink.rows >= limit or self._unit_bytes >= MAX_UNIT_BYTES or self._too_old():
+                self._flush()
+
+    def _records_before_schema(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:
+        for offset, message in enumerate(messages):
+            line = first_line + offset
+            error = RecordBeforeSchema("RECORD arrived before the stream's SCHEMA", line=line, stream=stream)
+            if not self.settings.quarantine:
+                raise error
+            record = bytes(message.record).decode("utf-8", "replace")
+            self._reject(Rejected(stream, line, None, None, error.problem, record))
 
     def _too_old(self) -> bool:
         started = self._unit_started

@@ -11,7 +11,7 @@ never rounded. PostgreSQL's ``numeric`` has no such limit.
 from __future__ import annotations
 
 import logging
-import re
+import os
 import typing as t
 from decimal import Context, Decimal
 from pathlib import Path
@@ -62,28 +62,34 @@ _DATA_ERRORS = (
     duckdb.IntegrityError,
 )
 # How each source travels in the Arrow batch; the merge casts to the table's type. Numbers and JSON
-# travel as their exact text: DuckDB casts that text to DECIMAL, and a value that DECIMAL(38,18)
-# would round (DuckDB rounds extra decimals silently) is caught before, by ``_decimal_misfit``.
+# travel as their exact JSON text, dates and times as RFC 3339 text (written by one msgspec encode of
+# the column, far cheaper than Arrow's conversion of datetime objects), with ``null`` for NULL: DuckDB
+# parses them in the merge. A number that DECIMAL(38,18) would round (DuckDB rounds extra decimals
+# silently) is caught before, by ``_decimal_misfit``.
 _ARROW = {
     Source.TEXT: pa.string(),
     Source.LOOSE: pa.string(),
     Source.INTEGER: pa.int64(),
     Source.NUMBER: pa.string(),
     Source.BOOLEAN: pa.bool_(),
-    Source.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Source.TIMESTAMP: pa.string(),
     Source.TIMESTAMP_TEXT: pa.string(),
-    Source.DATE: pa.date32(),
-    Source.TIME: pa.time64("us"),
+    Source.DATE: pa.string(),
+    Source.TIME: pa.string(),
     Source.JSON: pa.string(),
 }
+NULL_AS_TEXT = frozenset({Source.NUMBER, Source.JSON, Source.TIMESTAMP, Source.DATE, Source.TIME})
+_NULL = b"null"
+_encode = convert.json_encoder.encode
 _astuple = msgspec.structs.astuple
 _DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 # quantize() needs room for all 38 digits (the default context keeps 28: InvalidOperation past it).
 _DECIMAL_CONTEXT = Context(prec=DECIMAL_PRECISION)
-_MAYBE_TOO_PRECISE = re.compile(
-    rb"(?:^|\x00)-?[0-9]{%d}|\.[0-9]{%d}|[eE]" % (DECIMAL_PRECISION - DECIMAL_SCALE, DECIMAL_SCALE + 1)
-)
+# Digits become "9": then a run of 19 nines means 19 digits in a row (too many after the point, or
+# close to too many before it) and only then is each value checked exactly.
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+_LONG_RUN = b"9" * (DECIMAL_SCALE + 1)
 
 
 def arrow_type(column: BatchColumn) -> pa.DataType:
@@ -92,14 +98,36 @@ def arrow_type(column: BatchColumn) -> pa.DataType:
     return _ARROW[column.source]
 
 
-def _raw_text(values: t.Sequence[t.Any]) -> list[str | None]:
-    return [None if value is None else bytes(value).decode("utf-8") for value in values]
+def _raw_texts(values: t.Sequence[t.Any]) -> list[bytes]:
+    """Raw JSON values as text, ``null`` for a missing one: two C-level passes over the column.
+
+    A raw JSON value never holds a NUL byte (JSON has none outside escapes), so NUL separates them.
+    """
+    return b"\x00".join([value or _NULL for value in values]).split(b"\x00")
+
+
+def _temporal_texts(values: t.Sequence[t.Any]) -> list[bytes]:
+    """Dates, times and datetimes as RFC 3339 text (``null`` for NULL), from one JSON encode."""
+    return _encode(values)[1:-1].replace(b'"', b"").split(b",")
+
+
+def _text_array(position: int, texts: list[bytes]) -> pa.Array:
+    try:
+        return pa.array(texts, pa.string())
+    except pa.ArrowInvalid:  # not UTF-8 (only raw JSON, which msgspec does not decode, can be)
+        for index, text in enumerate(texts):
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise convert.ValueProblem(index, "JSON value is not valid UTF-8", position) from None
+        raise
 
 
 def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
     """Whether a JSON number would not fit DECIMAL(38,18) exactly."""
     present = [value for value in values if value is not None]
-    if not present or not _MAYBE_TOO_PRECISE.search(b"\x00".join(present)):
+    joined = b"\x00".join(present).translate(_DIGITS_AS_NINES)
+    if not present or (_LONG_RUN not in joined and b"e" not in joined and b"E" not in joined):
         return False
     for value in filter(None, map(convert.raw_or_none, present)):
         number = convert.decimal_of(value)
@@ -114,7 +142,7 @@ class DuckDBCodec(Codec):
 
     def _schema(self, columns: list[BatchColumn]) -> pa.Schema:
         fields = [pa.field(column.name, arrow_type(column)) for column in columns]
-        fields += [pa.field(SEQ, pa.int64()), pa.field("received_at", _ARROW[Source.TIMESTAMP])]
+        fields += [pa.field(SEQ, pa.int64()), pa.field("received_at", pa.timestamp("us", tz="UTC"))]
         return pa.schema(fields)
 
     def encode(
@@ -123,7 +151,7 @@ class DuckDBCodec(Codec):
         values = list(zip(*map(_astuple, rows), strict=True))
         arrays = [self._array(position, column, values[position]) for position, column in enumerate(columns)]
         arrays.append(pa.array(lines, pa.int64()))
-        arrays.append(pa.array(received_at, _ARROW[Source.TIMESTAMP]))
+        arrays.append(pa.array(received_at, pa.timestamp("us", tz="UTC")))
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema(columns))
 
     @staticmethod
@@ -137,9 +165,11 @@ class DuckDBCodec(Codec):
                     f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold exactly; "
                     "the column keeps the exact decimal text",
                 )
-            return pa.array(_raw_text(values), pa.string())
+            return _text_array(position, _raw_texts(values))
         if source is Source.JSON:
-            return pa.array(_raw_text(values), pa.string())
+            return _text_array(position, _raw_texts(values))
+        if source in (Source.TIMESTAMP, Source.DATE, Source.TIME):
+            return pa.array(_temporal_texts(values), pa.string())
         if source is Source.LOOSE:
             return pa.array([convert.text_of(value) for value in values], pa.string())
         if source is Source.INTEGER:
@@ -220,6 +250,9 @@ class DuckDBEngine(Engine):
         try:
             self._connection = duckdb.connect(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
+            for setting in os.environ.get("TWS_DUCKDB_SETTINGS", "").split(";"):
+                if setting.strip():
+                    self._connection.execute(f"SET {setting}")
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
         logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
@@ -333,6 +366,8 @@ class DuckDBEngine(Engine):
 
     def commit(self) -> None:
         self._execute("COMMIT")
+        if os.environ.get("TWS_CHECKPOINT"):
+            self._execute("CHECKPOINT")
 
     def rollback(self) -> None:
         try:
@@ -351,7 +386,7 @@ class DuckDBEngine(Engine):
             for name, column in info.columns.items()
         }
 
-        raw = {column.name for column in batch.columns if column.source in (Source.NUMBER, Source.JSON)}
+        raw = {column.name for column in batch.columns if column.source in NULL_AS_TEXT}
 
         def value(column: str) -> str:
             if column in raw:  # exact JSON text; a JSON null is SQL NULL
@@ -363,7 +398,9 @@ class DuckDBEngine(Engine):
         staged = f"{_STAGED}_{self._staged}"
         connection.register(staged, batch.payload)
         try:
-            for statement in statements(batch, self.qualified(batch.table), quote(staged), value):
+            for statement in statements(
+                batch, self.qualified(batch.table), quote(staged), value, upsert="update_insert"
+            ):
                 connection.execute(statement)
         except _DATA_ERRORS as error:
             raise RowRejected(_first_line(error)) from None

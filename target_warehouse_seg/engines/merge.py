@@ -3,9 +3,10 @@
 * Duplicates inside the batch collapse to one row per key: the one with the newest replication key,
   and among equals the last one read (``DISTINCT ON ... ORDER BY``). This is only added when the batch
   really has duplicate keys.
-* Upsert: ``INSERT ... ON CONFLICT (key) DO UPDATE``; with a replication key the update only happens
-  when the stored row is not newer (``WHERE t.rk IS NULL OR s.rk >= t.rk``), so replays and
-  out-of-order batches never bring back old values. A NULL replication key counts as older than any
+* Upsert: ``INSERT ... ON CONFLICT (key) DO UPDATE`` (PostgreSQL), or ``UPDATE ... FROM`` then
+  ``INSERT ... WHERE NOT EXISTS`` (DuckDB); with a replication key the update only happens when the
+  stored row is not newer (``t.rk IS NULL OR s.rk >= t.rk``), so replays and out-of-order batches
+  never bring back old values. A NULL replication key counts as older than any
   date: such a row is stored when no dated version exists, and never replaces a dated one.
 * Hard deletes (``hard_delete: true``): rows whose ``is_deleted`` is true delete their key's row
   (under the same "not newer" rule) instead of being upserted.
@@ -27,10 +28,16 @@ def statements(
     table: str,
     staging: str,
     value: t.Callable[[str], str] = lambda column: f"s.{quote(column)}",
+    *,
+    upsert: str = "on_conflict",
 ) -> list[str]:
     """SQL statements applying ``staging`` to ``table`` (both already quoted and qualified).
 
     ``value(column)`` is the SELECT expression for a staged column (engines cast there if needed).
+    ``upsert`` is ``on_conflict`` (one ``INSERT ... ON CONFLICT DO UPDATE``, PostgreSQL's best) or
+    ``update_insert`` (an ``UPDATE ... FROM`` of the keys present, then an ``INSERT`` of the others:
+    DuckDB runs that pair about twice as fast as its ``ON CONFLICT``). Both are set-based and give the
+    same result inside the loader's transaction.
     """
     names = [column.name for column in batch.columns]
     insert_columns = ", ".join(quote(name) for name in [*names, "received_at", "uuid_ts"])
@@ -40,7 +47,6 @@ def statements(
             f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {staging} AS s "
             f"ORDER BY s.{quote(SEQ)}"
         ]
-    key = ", ".join(quote(name) for name in batch.key)
     source = f"{staging} AS s"
     if batch.has_duplicates:
         keys = ", ".join(value(k) for k in batch.key)
@@ -49,23 +55,40 @@ def statements(
             f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
             f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
         )
-    delete_guard = update_guard = ""
+    matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
+    not_newer = ""  # the stored row is not newer than the incoming one (a NULL counts as oldest)
     if batch.replication_key:
-        stored, incoming = f"t.{quote(batch.replication_key)}", value(batch.replication_key)
-        delete_guard = f" AND ({stored} IS NULL OR {incoming} >= {stored})"
-        update_guard = f" WHERE {stored} IS NULL OR EXCLUDED.{quote(batch.replication_key)} >= {stored}"
+        stored = f"t.{quote(batch.replication_key)}"
+        not_newer = f"({stored} IS NULL OR {value(batch.replication_key)} >= {stored})"
     result = []
     keep = ""
     if batch.delete_flag:
         flag = value(batch.delete_flag)
-        matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
-        result.append(f"DELETE FROM {table} AS t USING {source} WHERE {flag} AND {matches}{delete_guard}")
-        keep = f" WHERE {flag} IS NOT TRUE"
+        guard = f" AND {not_newer}" if not_newer else ""
+        result.append(f"DELETE FROM {table} AS t USING {source} WHERE {flag} AND {matches}{guard}")
+        keep = f"{flag} IS NOT TRUE"
+    if upsert == "update_insert":
+        sets = [f"{quote(name)} = {value(name)}" for name in names if name not in batch.key]
+        sets += [f"{quote(name)} = NULL" for name in batch.nulled]
+        sets += [f'"received_at" = {value("received_at")}', '"uuid_ts" = now()']
+        conditions = " AND ".join(item for item in (matches, not_newer, keep) if item)
+        result.append(f"UPDATE {table} AS t SET {', '.join(sets)} FROM {source} WHERE {conditions}")
+        absent = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+        result.append(
+            f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source} "
+            f"WHERE {absent}{' AND ' + keep if keep else ''}"
+        )
+        return result
     updates = [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in names if name not in batch.key]
     updates += [f"{quote(name)} = NULL" for name in batch.nulled]
     updates += [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in ("received_at", "uuid_ts")]
+    guard = ""
+    if batch.replication_key:
+        stored = f"t.{quote(batch.replication_key)}"
+        guard = f" WHERE {stored} IS NULL OR EXCLUDED.{quote(batch.replication_key)} >= {stored}"
+    key = ", ".join(quote(name) for name in batch.key)
     result.append(
-        f"INSERT INTO {table} AS t ({insert_columns}) SELECT {select} FROM {source}{keep} "
-        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{update_guard}"
+        f"INSERT INTO {table} AS t ({insert_columns}) SELECT {select} FROM {source}"
+        f"{' WHERE ' + keep if keep else ''} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
     )
     return result

@@ -15,6 +15,7 @@ import logging
 import operator
 import re
 import struct
+import time
 import typing as t
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit, urlunsplit
@@ -492,16 +493,21 @@ class PostgresEngine(Engine):
 
         connection = self.connection
         with self._data_errors(batch):
+            started = time.perf_counter()
             connection.execute(f"CREATE TEMPORARY TABLE {staging} ({', '.join(definitions)}) ON COMMIT DROP")
+            created = time.perf_counter()
             with connection.cursor() as cursor:
                 with cursor.copy(f"COPY {staging} ({names}) FROM STDIN (FORMAT binary)") as copy:
                     copy.write(_SIGNATURE)
                     for part in batch.payload:
                         copy.write(part)
                     copy.write(_TRAILER)
+                copied = time.perf_counter()
                 for statement in statements(batch, self.qualified(batch.table), staging, value):
                     cursor.execute(statement)
             connection.execute(f"DROP TABLE {staging}")
+            logger.debug("stream %s: staging %.3f s, COPY %.3f s, merge %.3f s", batch.stream,
+                         created - started, copied - created, time.perf_counter() - copied)
 
     def quarantine(self, rows: list[Rejected]) -> None:
         if not rows:
