@@ -3,11 +3,13 @@
 ```python
 plan = QueryPlan(sobject, fields, replication_field, window_start, window_end, include_deleted=True)
 extractor = choose_extractor(client, plan, api_type="auto", bulk_min_records=50_000, logger=log)
-for record in Extraction(client, plan, extractor, refresh=..., logger=log, stream=name).records():
-    ...   # dicts keyed by property name, values converted (values.py), in (replication field, Id) order
+for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log, stream=name).records():
+    ...   # record: converted values keyed by property name (an output Struct or a dict, values.py),
+          # stamp: its replication value; in (replication field, Id) order
 ```
 - `Extractor` (Protocol): `name`, `expected_records` (known after the first page or the Bulk job),
-  `records(plan)`. `RestExtractor` (extract/rest.py), `BulkExtractor` (extract/bulk.py).
+  `records(plan)` -> `(stamp, record)` pairs; `QueryPlan.hidden` properties are queried (the stamp
+  needs them) but not in the records. `RestExtractor` (extract/rest.py), `BulkExtractor` (extract/bulk.py).
 - `choose_extractor`: `rest` and `bulk` as configured (Bulk falls back to REST, with a log line, for
   objects and fields Bulk cannot serve); `auto` counts the matching records (`SELECT COUNT()` with the
   same window) and picks Bulk at or above `bulk_min_records`.
@@ -27,7 +29,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tap_salesforce_seg.errors import SalesforceApiError, TapError
 from tap_salesforce_seg.soql import ID_FIELD, QueryField, build_count_query, truncate_to_millisecond
@@ -55,9 +57,11 @@ class QueryPlan:
     window_start: datetime | None = None
     window_end: datetime | None = None
     include_deleted: bool = True
+    hidden: frozenset[str] = frozenset()  # properties queried but left out of the records
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(QueryField(*field) for field in self.fields))
+        object.__setattr__(self, "hidden", frozenset(self.hidden))
         names = self.field_names
         if ID_FIELD not in names:
             raise ValueError(f"a query plan on {self.sobject} must select Id")
@@ -87,13 +91,17 @@ class QueryPlan:
         return dataclasses.replace(self, fields=kept)
 
 
+Stamped = tuple["str | None", Any]  # (replication value in output spelling, record)
+
+
 class Extractor(Protocol):
-    """One way of reading a plan's records."""
+    """One way of reading a plan's records: `(stamp, record)` pairs in (replication field, Id) order,
+    records being output Structs or dicts (values.record_dict) without the plan's hidden properties."""
 
     name: str
     expected_records: int | None
 
-    def records(self, plan: QueryPlan) -> Iterator[dict]: ...
+    def records(self, plan: QueryPlan) -> Iterator[Stamped]: ...
 
 
 class BulkUnavailable(TapError):
@@ -189,7 +197,7 @@ class Extraction:
     def expected_records(self) -> int | None:
         return self.extractor.expected_records
 
-    def records(self) -> Iterator[dict]:
+    def records(self) -> Iterator[Stamped]:
         plan = self.plan
         final_end = plan.window_end
         cursor = plan.window_start  # everything before it has been read
@@ -197,15 +205,10 @@ class Extraction:
         while True:
             sub_end = final_end if span is None else min(_start(cursor) + span, final_end)
             last_seen: str | None = None
-            key = plan.replication_property
             try:
-                records = self.extractor.records(plan.with_window(cursor, sub_end))
-                if key is None:
-                    yield from records
-                else:
-                    for record in records:
-                        last_seen = record[key]
-                        yield record
+                for item in self.extractor.records(plan.with_window(cursor, sub_end)):
+                    last_seen = item[0]
+                    yield item
             except SalesforceApiError as error:
                 if last_seen is not None:
                     cursor = parse_datetime(last_seen)

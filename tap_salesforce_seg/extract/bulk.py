@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tap_salesforce_seg.errors import SalesforceApiError
-from tap_salesforce_seg.extract import BulkUnavailable, QueryPlan
+from tap_salesforce_seg.extract import BulkUnavailable, QueryPlan, Stamped
 from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import build_query
 from tap_salesforce_seg.values import CsvPageConverter
@@ -69,7 +69,7 @@ class BulkExtractor:
         self.job_id: str | None = None
         self._state: str | None = None
 
-    def records(self, plan: QueryPlan) -> Iterator[dict]:
+    def records(self, plan: QueryPlan) -> Iterator[Stamped]:
         soql = build_query(
             plan.sobject,
             plan.field_names,
@@ -83,7 +83,9 @@ class BulkExtractor:
             processed = job.get("numberRecordsProcessed")
             if processed is not None:
                 self.expected_records = int(processed)
-            converter = CsvPageConverter(plan.fields)
+            converter = CsvPageConverter(
+                plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden
+            )
             for page in prefetched(self._pages(job_id, self._page_size(plan))):
                 yield from converter.records(page)
         finally:

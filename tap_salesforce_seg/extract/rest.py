@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tap_salesforce_seg.errors import TapError
-from tap_salesforce_seg.extract import QueryPlan
+from tap_salesforce_seg.extract import QueryPlan, Stamped
 from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import QueryField, build_query, chunk_field_names
-from tap_salesforce_seg.values import RestRecordConverter
+from tap_salesforce_seg.values import RestRecordConverter, record_dict
 
 if TYPE_CHECKING:
     from tap_salesforce_seg.client import SalesforceClient
@@ -65,7 +65,7 @@ class RestExtractor:
         self.chunks_used = 1
         self.records_left_out = 0
 
-    def records(self, plan: QueryPlan) -> Iterator[dict]:
+    def records(self, plan: QueryPlan) -> Iterator[Stamped]:
         chunks = chunk_field_names(
             plan.sobject,
             plan.field_names,
@@ -74,7 +74,7 @@ class RestExtractor:
         )
         self.chunks_used = len(chunks)
         if len(chunks) == 1:
-            yield from self._chunk_records(plan, plan.fields, count_total=True)
+            yield from self._chunk_records(plan, plan.fields, count_total=True, hidden=plan.hidden)
             return
         by_name = {field.salesforce_name: field for field in plan.fields}
         yield from self._joined(plan, [[by_name[name] for name in chunk] for chunk in chunks])
@@ -82,10 +82,15 @@ class RestExtractor:
     # --- one query ---------------------------------------------------------------------------------
 
     def _chunk_records(
-        self, plan: QueryPlan, fields: Sequence[QueryField], *, count_total: bool
-    ) -> Iterator[dict]:
-        """Records of one query over the plan's window, page after page (one page in memory)."""
-        converter = RestRecordConverter(fields)
+        self,
+        plan: QueryPlan,
+        fields: Sequence[QueryField],
+        *,
+        count_total: bool,
+        hidden: frozenset[str] = frozenset(),
+    ) -> Iterator[Stamped]:
+        """Records of one query over the plan's window, page after page."""
+        converter = RestRecordConverter(fields, stamp_property=plan.replication_property, hidden=hidden)
         soql = build_query(
             plan.sobject,
             [field.salesforce_name for field in fields],
@@ -114,11 +119,11 @@ class RestExtractor:
 
     # --- wide objects: chunks joined by Id ---------------------------------------------------------
 
-    def _joined(self, plan: QueryPlan, chunks: list[list[QueryField]]) -> Iterator[dict]:
+    def _joined(self, plan: QueryPlan, chunks: list[list[QueryField]]) -> Iterator[Stamped]:
         id_property = plan.id_property
-        key_property = plan.replication_property or id_property
+        by_stamp = plan.replication_property is not None
         streams = [
-            _groups(self._chunk_records(plan, chunk, count_total=i == 0), key_property, id_property)
+            _groups(self._chunk_records(plan, chunk, count_total=i == 0), id_property, by_stamp=by_stamp)
             for i, chunk in enumerate(chunks)
         ]
         heads = [next(stream, None) for stream in streams]
@@ -126,7 +131,10 @@ class RestExtractor:
             key = min(head[0] for head in heads)  # type: ignore[index]
             if all(head[0] == key for head in heads):  # type: ignore[index]
                 groups = [head[1] for head in heads]  # type: ignore[index]
-                yield from self._join_group(groups)
+                for record in self._join_group(groups):
+                    for name in plan.hidden:
+                        record.pop(name, None)
+                    yield (key if by_stamp else None), record
                 heads = [next(stream, None) for stream in streams]
                 continue
             # Some chunks have no row at this key: those rows changed between the chunk queries.
@@ -161,19 +169,21 @@ class RestExtractor:
             self.records_left_out += sum(1 for record_id in group if record_id not in first)
 
 
-def _groups(records: Iterator[dict], key_property: str, id_property: str) -> Iterator[tuple[Any, dict]]:
-    """Consecutive records sharing one key, as (key, {id: record}); keys must ascend."""
+def _groups(records: Iterator[Stamped], id_property: str, *, by_stamp: bool) -> Iterator[tuple[Any, dict]]:
+    """Consecutive records sharing one key (the stamp, or the Id for objects without one), as
+    (key, {id: record dict}); keys must ascend."""
     current_key: Any = None
     group: dict[str, dict] = {}
-    for record in records:
-        key = record[key_property]
+    for stamp, struct in records:
+        record = dict(record_dict(struct))
+        key = stamp if by_stamp else record[id_property]
         if key != current_key:
             if group:
                 yield current_key, group
                 if key is None or key < current_key:
                     raise TapError(
-                        f"Salesforce returned rows out of order ({key_property} {key!r} after "
-                        f"{current_key!r}); cannot join the field chunks of a wide object safely"
+                        f"Salesforce returned rows out of order ({key!r} after {current_key!r}); "
+                        "cannot join the field chunks of a wide object safely"
                     )
             current_key, group = key, {}
         group[record[id_property]] = record

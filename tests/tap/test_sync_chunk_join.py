@@ -18,7 +18,7 @@ import pytest
 from tap_salesforce_seg.extract import QueryPlan
 from tap_salesforce_seg.extract.rest import RestExtractor
 from tap_salesforce_seg.soql import QueryField
-from tap_salesforce_seg.values import parse_datetime
+from tap_salesforce_seg.values import parse_datetime, record_dict
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -120,7 +120,9 @@ def expected(record: dict) -> dict:
 def run(api: FakeQueryApi) -> tuple[list[dict], RestExtractor]:
     plan = QueryPlan("Wide__c", tuple(wide_fields()), "SystemModstamp", T0, WINDOW_END)
     extractor = RestExtractor(api)  # type: ignore[arg-type]
-    return list(extractor.records(plan)), extractor
+    pairs = list(extractor.records(plan))
+    assert all(stamp == record_dict(record)["system_modstamp"] for stamp, record in pairs)
+    return [record_dict(record) for _, record in pairs], extractor
 
 
 def test_chunks_are_joined_into_whole_records():

@@ -81,8 +81,14 @@ EXPECTED = [
 ]
 
 
-def rest_records(page: bytes, fields=FIELDS) -> list[dict]:
-    return list(values.RestRecordConverter(fields).decode_page(page).records)
+def rest_records(page: bytes, fields=FIELDS, **options) -> list[dict]:
+    converter = values.RestRecordConverter(fields, **options)
+    return [values.record_dict(record) for _, record in converter.decode_page(page).records]
+
+
+def csv_records(page: bytes, fields=FIELDS, **options) -> list[dict]:
+    converter = values.CsvPageConverter(fields, **options)
+    return [values.record_dict(record) for _, record in converter.records(page)]
 
 
 def test_rest_page_converts_every_type():
@@ -90,13 +96,14 @@ def test_rest_page_converts_every_type():
 
 
 def test_csv_page_converts_every_type():
-    assert list(values.CsvPageConverter(FIELDS).records(CSV_PAGE)) == EXPECTED
+    assert csv_records(CSV_PAGE) == EXPECTED
 
 
 def test_rest_and_csv_are_byte_identical_once_encoded():
     encoder = msgspec.json.Encoder(decimal_format="number")
-    from_rest = [encoder.encode(record) for record in rest_records(REST_PAGE)]
-    from_csv = [encoder.encode(record) for record in values.CsvPageConverter(FIELDS).records(CSV_PAGE)]
+    rest_pairs = values.RestRecordConverter(FIELDS).decode_page(REST_PAGE).records
+    from_rest = [encoder.encode(record) for _, record in rest_pairs]
+    from_csv = [encoder.encode(record) for _, record in values.CsvPageConverter(FIELDS).records(CSV_PAGE)]
     assert from_rest == from_csv
     assert b'"annual_revenue":950000000.1,' in from_rest[0]
 
@@ -104,17 +111,17 @@ def test_rest_and_csv_are_byte_identical_once_encoded():
 def test_csv_columns_in_another_order_are_matched_by_name():
     fields = [QueryField("Id", "id", "id"), QueryField("IsDeleted", "is_deleted", "boolean")]
     page = b'"IsDeleted","Id"\n"true","001A"\n'
-    assert list(values.CsvPageConverter(fields).records(page)) == [{"id": "001A", "is_deleted": True}]
+    assert csv_records(page, fields) == [{"id": "001A", "is_deleted": True}]
 
 
 def test_csv_missing_column_is_an_error():
     fields = [QueryField("Id", "id", "id"), QueryField("Gone__c", "gone_c", "string")]
     with pytest.raises(ValueError, match="Gone__c"):
-        list(values.CsvPageConverter(fields).records(b'"Id"\n"001A"\n'))
+        csv_records(b'"Id"\n"001A"\n', fields)
 
 
 def test_empty_csv_page_gives_no_records():
-    assert list(values.CsvPageConverter(FIELDS).records(b"")) == []
+    assert csv_records(b"") == []
 
 
 def test_clean_rest_page_takes_the_fast_path_with_the_same_result():
@@ -134,7 +141,7 @@ def test_rest_page_metadata_and_missing_fields():
         False,
         "/services/data/v58.0/query/01g-2000",
     )
-    assert list(page.records) == [{"id": "001A", "name": None}]
+    assert [values.record_dict(record) for _, record in page.records] == [{"id": "001A", "name": None}]
 
 
 def test_empty_rest_text_is_null():
@@ -233,3 +240,20 @@ def test_format_datetime_treats_naive_as_utc():
     assert values.format_datetime(datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02T03:04:05.000000Z"
     eastern = values.parse_datetime("2024-01-02T03:04:05.000-0500")
     assert eastern == datetime(2024, 1, 2, 8, 4, 5, tzinfo=timezone.utc)
+
+
+def test_stamps_come_with_the_records_and_hidden_properties_stay_out():
+    options = {"stamp_property": "system_modstamp", "hidden": {"system_modstamp"}}
+    rest = values.RestRecordConverter(FIELDS, **options).decode_page(REST_PAGE).records
+    bulk = values.CsvPageConverter(FIELDS, **options).records(CSV_PAGE)
+    for pairs in (list(rest), list(bulk)):
+        assert [stamp for stamp, _ in pairs] == [r["system_modstamp"] for r in EXPECTED]
+        expected = [{k: v for k, v in r.items() if k != "system_modstamp"} for r in EXPECTED]
+        assert [values.record_dict(record) for _, record in pairs] == expected
+
+
+def test_records_encode_like_dicts():
+    encoder = msgspec.json.Encoder(decimal_format="number")
+    pairs = values.CsvPageConverter(FIELDS).records(CSV_PAGE)
+    for (_, record), expected in zip(pairs, EXPECTED, strict=True):
+        assert encoder.encode(record) == encoder.encode(expected)
