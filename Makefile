@@ -25,6 +25,11 @@ test: install
 peers: install
 	$(BIN)/python tests/support/peer_venvs.py
 
+# The README's first command: emulator -> tap -> target -> DuckDB (demo/warehouse.duckdb), a full sync then
+# an incremental one, and a summary (demo/README.md).
+demo: install
+	$(BIN)/python demo/run.py
+
 # Regenerates catalogs/segment-default.json and catalogs/selective-sync.example.json from discovery
 # against the emulator's default org (tests/e2e/test_catalogs.py fails when they drift).
 catalogs: install
