@@ -275,14 +275,14 @@ def benchmark(counts: list[int], apis: list[str], repeat: int) -> int:
         for accounts in counts:
             started = time.perf_counter()
             emulator, url, credentials = start_emulator(accounts)
-            print(f"emulator with {accounts:,} Accounts ready in {time.perf_counter() - started:.1f} s")
+            progress(f"emulator with {accounts:,} Accounts ready in {time.perf_counter() - started:.1f} s")
             try:
                 base_config = Path(folder, f"discover-{accounts}.json")
                 base_config.write_text(json.dumps(settings(url, credentials, "rest")))
                 catalog_path = Path(folder, f"catalog-{accounts}.json")
                 catalog = accounts_catalog(base_config)
                 catalog_path.write_text(json.dumps(catalog))
-                print(f"accounts: {len(account_fields(catalog))} standard fields selected")
+                progress(f"accounts: {len(account_fields(catalog))} standard fields selected")
                 for api in apis:
                     config_path = Path(folder, f"config-{accounts}-{api}.json")
                     config_path.write_text(json.dumps(settings(url, credentials, api)))
@@ -303,8 +303,12 @@ def benchmark(counts: list[int], apis: list[str], repeat: int) -> int:
     return report(results, counts, apis)
 
 
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def show(api: str, who: str, attempt: int, m: Measurement) -> None:
-    print(
+    progress(
         f"  {api:4} {who:4} run {attempt}: {m.records:,} records in {m.seconds:.2f} s = "
         f"{m.records / m.seconds:,.0f} records/s, CPU {m.cpu:.2f} s, peak RSS {m.rss / 2**20:.0f} MiB"
     )
@@ -348,7 +352,23 @@ def report(results: dict, counts: list[int], apis: list[str]) -> int:
     for failure in failures:
         print(f"BAR MISSED: {failure}")
     print("all bars met" if not failures else f"{len(failures)} bar(s) missed")
+    save(results, failures)
     return 1 if failures else 0
+
+
+def save(results: dict, failures: list[str]) -> None:
+    """The runs as JSON in bench/results/ (git-ignored), next to the other benchmarks' results."""
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"tap_throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    runs = [
+        {"records": accounts, "api": api, "attempt": n, "side": side, **measurement._asdict()}
+        for (accounts, api), pairs in results.items()
+        for n, pair in enumerate(pairs, 1)
+        for side, measurement in zip(("bare", "tap"), pair, strict=True)
+    ]
+    path.write_text(json.dumps({"command": sys.argv, "runs": runs, "failures": failures}, indent=1))
+    progress(f"results: {path}")
 
 
 def main() -> int:
@@ -366,6 +386,7 @@ def main() -> int:
     counts = [int(text) for text in args.counts.split(",")]
     apis = [text.strip() for text in args.apis.split(",")]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; command: {' '.join(sys.argv)}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return benchmark(counts, apis, args.repeat)
 
 
