@@ -7,6 +7,8 @@
 - A run killed half-way (SIGKILL to the whole pipeline once STATE lines have come out) and the next
   scheduled run: it resumes from the last committed state, and the warehouse equals the org with unique
   ids (nothing lost, nothing duplicated).
+- A run the tap stops for the API quota (exit status 2 through `pipefail`) keeps its state, and the next
+  run continues from it.
 - `--discover > catalog.json`, edited selections (a stream deselected, properties deselected, a custom
   object selected), then a run: exactly the selected tables and columns, plus the target's system columns.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline import SYSTEM_COLUMNS, Pipeline, Warehouse, assert_warehouse_equals_org, selected_streams
+from pipeline import SYSTEM_COLUMNS, Pipeline, Warehouse, assert_warehouse_equals_org, selected_streams, tail
 from tap_harness import select, tap_settings
 
 pytestmark = pytest.mark.slow
@@ -199,3 +201,25 @@ def root_metadata(entry: dict[str, Any]) -> dict[str, Any]:
 
 def property_metadata(entry: dict[str, Any], name: str) -> dict[str, Any]:
     return next(item["metadata"] for item in entry["metadata"] if item["breadcrumb"] == ["properties", name])
+
+
+def test_run_stopped_by_the_api_quota_continues_next_time(emulator_factory: Any, tmp_path: Path) -> None:
+    emu = emulator_factory(api_limit=1000)
+    target_settings = {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emu), target_settings)
+    catalog = pipeline.discover()
+    emu.api_usage = 785  # other integrations used most of today's allowance: 15 calls before 80%
+
+    stopped = pipeline.sync(expect_success=False)
+    assert stopped.returncode == 2, tail(stopped.stderr)  # the tap's quota stop, through `pipefail`
+    assert "quota_percent" in stopped.stderr
+    state = pipeline.state()
+    assert state is not None
+    done_before = {stream for stream, mark in state["bookmarks"].items() if mark.get("replication_key_value")}
+    assert 0 < len(done_before) < len(selected_streams(catalog))
+
+    emu.api_usage = 0  # a new day
+    pipeline.sync()
+    assert_warehouse_equals_org(Warehouse(target_settings), emu, catalog)
+    windows = sync_windows(pipeline.last_stderr)
+    assert all(not windows[stream].startswith("the beginning") for stream in done_before), windows
