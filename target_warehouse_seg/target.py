@@ -9,7 +9,6 @@ committed.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -44,9 +43,6 @@ from target_warehouse_seg.reader import (
 )
 from target_warehouse_seg.sink import StreamSink
 
-# A flush also happens when the records read since the last one exceed this many bytes of JSON: it
-# bounds memory whatever batch_size_rows says (payloads take about a third to a half of their JSON).
-MAX_UNIT_BYTES = int(os.environ.get("TWS_UNIT_MB", "16")) * 1024 * 1024  # TODO settle
 # Values decoded before a chunk is converted (rows = this / columns).
 CHUNK_VALUES = 400_000
 _NO_STATE = object()
@@ -205,6 +201,7 @@ class TargetWarehouseSeg(Target):
         self._unit_rows = 0
         self._unit_bytes = 0
         self._unit_started: float | None = None
+        self._unit_limit = 16 * 1024 * 1024
         self._stdout_lock = threading.Lock()
         reader = t.cast(MessageReader, self.message_reader)
         reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
@@ -241,6 +238,7 @@ class TargetWarehouseSeg(Target):
             try:
                 loader.call(engine.connect)
                 loader.call(engine.ensure_schema)
+                self._unit_limit = engine.unit_bytes
             except BaseException:
                 loader.close()
                 raise
@@ -329,7 +327,9 @@ class TargetWarehouseSeg(Target):
             self._unit_bytes += sink.add_many(part, first_line + offset)
             self._unit_rows += len(part)
             offset += len(part)
-            if sink.rows >= limit or self._unit_bytes >= MAX_UNIT_BYTES or self._too_old():
+            # A flush also happens when the JSON read since the last one exceeds the engine's unit
+            # size: it bounds memory whatever batch_size_rows says.
+            if sink.rows >= limit or self._unit_bytes >= self._unit_limit or self._too_old():
                 self._flush()
 
     def _records_before_schema(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:

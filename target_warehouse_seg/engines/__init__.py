@@ -156,6 +156,7 @@ class Engine(abc.ABC):
     name: str
     max_columns: int | None = None
     codec: Codec
+    unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
 
     @abc.abstractmethod
     def connect(self) -> None: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import typing as t
 from decimal import Context, Decimal
 from pathlib import Path
@@ -222,6 +223,9 @@ SELECT view_name, comment FROM duckdb_views()
 class DuckDBEngine(Engine):
     name = "duckdb"
     max_columns = None
+    # Bigger units than PostgreSQL's: each DuckDB commit scans the table (UPDATE ... FROM, NOT EXISTS)
+    # and may checkpoint, so fewer commits win; Arrow keeps a unit compact in memory.
+    unit_bytes = 64 * 1024 * 1024
 
     def __init__(self, path: str, schema: str) -> None:
         self.path = path
@@ -250,9 +254,10 @@ class DuckDBEngine(Engine):
         try:
             self._connection = duckdb.connect(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
-            for setting in os.environ.get("TWS_DUCKDB_SETTINGS", "").split(";"):
-                if setting.strip():
-                    self._connection.execute(f"SET {setting}")
+            # Leave a core to the main thread, which decodes the next batch while DuckDB merges this
+            # one; checkpoint less often than every 16 MB of WAL (each checkpoint rewrites row groups).
+            self._connection.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+            self._connection.execute("SET checkpoint_threshold = '64MB'")
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
         logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
@@ -365,9 +370,9 @@ class DuckDBEngine(Engine):
         self._execute("BEGIN TRANSACTION")
 
     def commit(self) -> None:
+        started = time.perf_counter()
         self._execute("COMMIT")
-        if os.environ.get("TWS_CHECKPOINT"):
-            self._execute("CHECKPOINT")
+        logger.debug("commit %.3f s", time.perf_counter() - started)
 
     def rollback(self) -> None:
         try:
@@ -399,9 +404,17 @@ class DuckDBEngine(Engine):
         connection.register(staged, batch.payload)
         try:
             for statement in statements(
-                batch, self.qualified(batch.table), quote(staged), value, upsert="update_insert"
+                batch,
+                self.qualified(batch.table),
+                quote(staged),
+                value,
+                upsert="update_insert",
             ):
+                started = time.perf_counter()
                 connection.execute(statement)
+                logger.debug(
+                    "stream %s: %s... %.3f s", batch.stream, statement[:12], time.perf_counter() - started
+                )
         except _DATA_ERRORS as error:
             raise RowRejected(_first_line(error)) from None
         except duckdb.Error as error:

@@ -305,6 +305,8 @@ _DATA_ERROR_CLASSES = ("22", "23", "42", "54")
 class PostgresEngine(Engine):
     name = "postgres"
     max_columns = MAX_COLUMNS
+    # Small units keep the pipeline full: the server merges one while the next is decoded.
+    unit_bytes = 16 * 1024 * 1024
 
     def __init__(self, conninfo: str, display: str, schema: str) -> None:
         self._conninfo = conninfo
@@ -506,8 +508,13 @@ class PostgresEngine(Engine):
                 for statement in statements(batch, self.qualified(batch.table), staging, value):
                     cursor.execute(statement)
             connection.execute(f"DROP TABLE {staging}")
-            logger.debug("stream %s: staging %.3f s, COPY %.3f s, merge %.3f s", batch.stream,
-                         created - started, copied - created, time.perf_counter() - copied)
+            logger.debug(
+                "stream %s: staging %.3f s, COPY %.3f s, merge %.3f s",
+                batch.stream,
+                created - started,
+                copied - created,
+                time.perf_counter() - copied,
+            )
 
     def quarantine(self, rows: list[Rejected]) -> None:
         if not rows:
