@@ -225,7 +225,7 @@ class DuckDBEngine(Engine):
     max_columns = None
     # Bigger units than PostgreSQL's: each DuckDB commit scans the table (UPDATE ... FROM, NOT EXISTS)
     # and may checkpoint, so fewer commits win; Arrow keeps a unit compact in memory.
-    unit_bytes = 64 * 1024 * 1024
+    unit_bytes = 32 * 1024 * 1024
 
     def __init__(self, path: str, schema: str) -> None:
         self.path = path
