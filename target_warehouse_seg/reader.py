@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import io
 import logging
+import os
+import select
 import sys
 import typing as t
 from collections import Counter
@@ -96,6 +98,9 @@ class MessageReader(GenericSingerReader[t.Any]):
         self.on_error: t.Callable[[], None] | None = None  # cleanup when reading stops on an error
         # Runs of records: (stream, messages, line number of the first); else RECORD one by one.
         self.on_records: t.Callable[[str, list[RecordMessage], int], None] | None = None
+        # While the input is silent: how long to wait (None: forever), and what to do then.
+        self.idle_timeout: t.Callable[[], float | None] | None = None
+        self.on_idle: t.Callable[[], None] | None = None
 
     @property
     def default_input(self) -> t.IO[t.Any]:
@@ -112,7 +117,11 @@ class MessageReader(GenericSingerReader[t.Any]):
         self._by_class = {cls: callbacks[name] for cls, name in MESSAGE_TYPES.items()}
         self._counts: Counter[str] = Counter()
         try:
-            for block in _blocks(file_input or self.default_input, self.BLOCK_BYTES):
+            for block in _blocks(file_input or self.default_input, self.BLOCK_BYTES, self.idle_timeout):
+                if not block:
+                    if self.on_idle is not None:
+                        self.on_idle()
+                    continue
                 try:
                     messages = _envelopes.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
                 except msgspec.MsgspecError:
@@ -196,14 +205,17 @@ class MessageReader(GenericSingerReader[t.Any]):
         self.on_invalid_line(invalid)
 
 
-def _blocks(source: t.IO[t.Any], size: int) -> t.Iterator[bytes]:
+def _blocks(
+    source: t.IO[t.Any], size: int, timeout: t.Callable[[], float | None] | None = None
+) -> t.Iterator[bytes]:
     """Whole lines, as bytes ending with a newline, in blocks of about ``size`` bytes.
 
-    From a binary pipe, a block is what is available (``read1``), so a slow tap's lines are handled as
-    they come; text input (tests) is encoded.
+    From a pipe or file, a block is what is available, so a slow tap's lines are handled as they come;
+    when ``timeout()`` gives a number of seconds and nothing arrives within it, an empty block is
+    yielded (so that an old batch can commit while the tap is silent). Text input (tests) is encoded.
     """
-    read1 = getattr(source, "read1", None)
-    if read1 is None or isinstance(source, io.TextIOBase):
+    fd = _binary_fd(source)
+    if fd is None:
         while lines := source.readlines(size):
             block = "".join(lines) if isinstance(lines[0], str) else b"".join(lines)
             data = block.encode("utf-8", "surrogatepass") if isinstance(block, str) else block
@@ -211,7 +223,11 @@ def _blocks(source: t.IO[t.Any], size: int) -> t.Iterator[bytes]:
         return
     rest = b""
     while True:
-        data = read1(size)
+        wait = timeout() if timeout is not None else None
+        if wait is not None and not select.select([fd], [], [], max(0.0, wait))[0]:
+            yield b""
+            continue
+        data = os.read(fd, size)
         if not data:
             if rest:
                 yield rest + b"\n"
@@ -223,3 +239,13 @@ def _blocks(source: t.IO[t.Any], size: int) -> t.Iterator[bytes]:
             continue
         rest = data[cut:]
         yield data[:cut] if cut < len(data) else data
+
+
+def _binary_fd(source: t.IO[t.Any]) -> int | None:
+    """The descriptor under a binary stream nobody has read from (stdin), else None."""
+    if isinstance(source, io.TextIOBase) or not isinstance(source, (io.BufferedReader, io.FileIO)):
+        return None
+    try:
+        return source.fileno()
+    except (OSError, ValueError):
+        return None

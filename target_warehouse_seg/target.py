@@ -196,7 +196,7 @@ class TargetWarehouseSeg(Target):
         self._signatures: dict[str, t.Any] = {}
         self._loader: Loader | None = None
         self._rejected: list[Rejected] = []
-        self._latest_state: t.Any = _NO_STATE
+        self._state_received: t.Any = _NO_STATE
         self._state_submitted: t.Any = _NO_STATE
         self._unit_rows = 0
         self._unit_bytes = 0
@@ -207,6 +207,8 @@ class TargetWarehouseSeg(Target):
         reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
         reader.on_error = self._abort
         reader.on_records = self._process_record_messages
+        reader.idle_timeout = self._time_left
+        reader.on_idle = self._on_idle
 
     # Settings -----------------------------------------------------------------------------------
 
@@ -227,6 +229,13 @@ class TargetWarehouseSeg(Target):
         except TargetError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
+
+    def _handle_termination(self, signum: int, frame: t.Any) -> None:
+        """SIGTERM/SIGINT: stop reading. Batches already handed over still commit (and their STATE is
+        written); records read since the last hand-over are not written, and no later STATE is. (The
+        SDK's own handler would drain and write the latest STATE, which could run ahead of the data.)"""
+        self.logger.warning("received signal %d: stopping; records not yet committed are not written", signum)
+        raise SystemExit(128 + signum)
 
     # Engine and loader --------------------------------------------------------------------------
 
@@ -341,12 +350,23 @@ class TargetWarehouseSeg(Target):
             record = bytes(message.record).decode("utf-8", "replace")
             self._reject(Rejected(stream, line, None, None, error.problem, record))
 
+    def _time_left(self) -> float | None:
+        """Seconds until the pending batch is too old (None when nothing is pending)."""
+        if self._unit_started is None:
+            return None
+        return self.settings.batch_max_seconds - (time.monotonic() - self._unit_started)
+
+    def _on_idle(self) -> None:
+        if self._too_old():
+            self.logger.info("committing after %s s without a full batch", self.settings.batch_max_seconds)
+            self._flush()
+
     def _too_old(self) -> bool:
         started = self._unit_started
         return started is not None and time.monotonic() - started >= self.settings.batch_max_seconds
 
     def _process_state_message(self, message: StateMessage) -> None:  # type: ignore[override]
-        self._latest_state = message.value
+        self._state_received = message.value
         if not any(sink.pending for sink in self._sinks.values()) and not self._rejected:
             # Everything read so far is committed or on its way: this state follows that commit.
             if message.value != self._state_submitted:
@@ -390,8 +410,8 @@ class TargetWarehouseSeg(Target):
         """Hand every pending batch, the rejected records and the latest state to the loader."""
         batches = [batch for sink in self._sinks.values() for batch in sink.take_batches()]
         unit = Unit(batches=batches, rejected=self._rejected)
-        if self._latest_state is not _NO_STATE and self._latest_state != self._state_submitted:
-            unit.state = self._latest_state
+        if self._state_received is not _NO_STATE and self._state_received != self._state_submitted:
+            unit.state = self._state_received
         self._rejected = []
         self._unit_rows = self._unit_bytes = 0
         self._unit_started = None

@@ -412,9 +412,8 @@ class DuckDBEngine(Engine):
             ):
                 started = time.perf_counter()
                 connection.execute(statement)
-                logger.debug(
-                    "stream %s: %s... %.3f s", batch.stream, statement[:12], time.perf_counter() - started
-                )
+                elapsed = time.perf_counter() - started
+                logger.debug("stream %s: %s in %.3f s", batch.stream, statement.split(" ", 1)[0], elapsed)
         except _DATA_ERRORS as error:
             raise RowRejected(_first_line(error)) from None
         except duckdb.Error as error:

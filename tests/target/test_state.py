@@ -95,3 +95,71 @@ def test_kill_between_batches_then_resume_from_the_last_state(warehouse: Warehou
     assert clean.returncode == 0, clean.stderr
     assert comparable(warehouse, "killed") == comparable(warehouse, "clean")
     assert len(comparable(warehouse, "clean")) == RECORDS
+
+
+def _start(
+    warehouse: Warehouse, **settings: object
+) -> tuple[subprocess.Popen, queue.Queue[str], queue.Queue[str]]:
+    config_path = warehouse.tmp_path / f"live-{time.monotonic_ns()}.json"
+    config_path.write_text(json.dumps(warehouse.config(**settings)))
+    process = subprocess.Popen(
+        [TARGET_EXECUTABLE, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    logs: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    threading.Thread(target=lambda: [logs.put(line) for line in process.stderr], daemon=True).start()
+    return process, lines, logs
+
+
+def _wait_for_log(logs: queue.Queue[str], text: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if text in logs.get(timeout=1):
+                return
+        except queue.Empty:
+            continue
+    raise AssertionError(f"the target never logged {text!r}")
+
+
+def _feed(process: subprocess.Popen, messages: list) -> None:
+    process.stdin.write(to_lines(messages))
+    process.stdin.flush()
+
+
+def test_batch_max_seconds_commits_a_batch_that_is_not_full(warehouse: Warehouse) -> None:
+    process, states, logs = _start(warehouse, batch_max_seconds=1)
+    try:
+        _feed(process, tap()[:4])  # the schema and three records: far from a full batch; then silence
+        _wait_for_log(logs, "committed 3 row(s)")  # while the tap is silent and the target runs
+        _feed(process, [state({"after": "commit"})])  # nothing pending: this state follows at once
+        assert json.loads(states.get(timeout=30)) == {"after": "commit"}
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert warehouse.count("accounts") == 3
+
+
+def test_sigterm_stops_without_writing_pending_records_or_state(warehouse: Warehouse) -> None:
+    process, states, logs = _start(warehouse, batch_size_rows=5)
+    messages = tap()
+    first = messages[:7]  # schema, five records (a full batch, committed), state 5
+    _feed(process, first)
+    assert json.loads(states.get(timeout=30))["bookmarks"]["accounts"]["replication_key_value"] == stamp(5)
+    _feed(process, [*messages[7:10], state({"never": "written"})])  # three pending records and a state
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    remaining = []
+    while not states.empty():
+        remaining.append(json.loads(states.get()))
+    assert remaining == []
+    assert warehouse.count("accounts") == 5
+    _wait_for_log(logs, "received signal")
