@@ -115,6 +115,22 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     drop_after: int | None = None  # fault: close the connection after this many body bytes
     route: str = ""
+    # A large body in pieces instead of `body` (a query page: envelope, records, end), sent one after
+    # another without joining them, so the records' buffer goes to the socket as rendered.
+    parts: tuple[bytes | memoryview, ...] = ()
+
+    def content(self) -> bytes:
+        """The whole body as bytes (joins `parts` when there are any)."""
+        if self.parts:
+            self.body, self.parts = b"".join(self.parts), ()
+        return self.body
+
+    def pieces(self) -> tuple[bytes | memoryview, ...]:
+        return self.parts or (self.body,)
+
+    @property
+    def content_length(self) -> int:
+        return sum(memoryview(piece).nbytes for piece in self.pieces())
 
     @classmethod
     def json(cls, status: int, payload: Any) -> Response:
@@ -278,10 +294,10 @@ class App:
             self.log.record(request.method, request.target, response.status, response.route)
         if (
             self.options.gzip
-            and len(response.body) > 1024
+            and response.content_length > 1024
             and "gzip" in (request.header("Accept-Encoding") or "")
         ):
-            response.body = gzip.compress(response.body, compresslevel=1)
+            response.body = gzip.compress(response.content(), compresslevel=1)
             response.headers.append(("Content-Encoding", "gzip"))
         return response
 
@@ -623,9 +639,10 @@ class App:
             response = route.handler(self, inner, versioned.group("version"), match)
         except ApiError as error:
             return error.http_status, error.body()
+        body = response.content()
         if response.content_type != JSON:
-            return response.status, response.body.decode()
-        return response.status, json.loads(response.body) if response.body else None
+            return response.status, body.decode()
+        return response.status, json.loads(body) if body else None
 
     # ---- queries ----
     def query(self, request: Request, version: str, match: re.Match[str]) -> Response:
@@ -658,7 +675,7 @@ class App:
         if result.is_count:
             return Response(200, b'{"totalSize":%d,"done":true,"records":[]}' % total)
         stop = min(total, start + batch_size)
-        records = result.rest_records(start, stop, version)
+        records = result.rest_records_view(start, stop, version)
         if stop >= total:
             # The cursor stays open (until idle or evicted): a client may re-read its last page.
             head = b'{"totalSize":%d,"done":true,"records":' % total
@@ -674,7 +691,7 @@ class App:
                     stop,
                 )
             )
-        return Response(200, head + records + b"}")
+        return Response(200, parts=(head, records, b"}"))
 
     # ---- Bulk API 2.0 ----
     def bulk_create(self, request: Request, version: str, match: re.Match[str]) -> Response:

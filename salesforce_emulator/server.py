@@ -105,23 +105,27 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _write(self, response: Response, head: bool) -> None:
-        body = response.body
         self.send_response_only(response.status)
         self.send_header("Date", self.server.http_date())
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(response.content_length))
         if response.drop_after is not None:
             self.send_header("Connection", "close")
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
+        header = b"".join(self._headers_buffer)
+        self._headers_buffer = []
         if head:
+            self.wfile.write(header)
             return
         if response.drop_after is None:
-            self.wfile.write(body)
+            send_buffers(self.connection, (header, *response.pieces()))
             return
         # The scripted fault: a connection that dies in the middle of the body.
+        self.wfile.write(header)
+        body = response.content()
         cut = len(body) // 2 if response.drop_after == HALF_BODY else min(response.drop_after, len(body))
         self.wfile.write(body[:cut])
         self.wfile.flush()
@@ -132,6 +136,25 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: clients' stdout/stderr stay clean
         if self.server.verbose:
             sys.stderr.write(f"salesforce-emulator: {self.address_string()} {format % args}\n")
+
+
+def send_buffers(connection: socket.socket, buffers: tuple[Any, ...]) -> None:
+    """Send the buffers in order without joining them: one gathering `sendmsg` call at a time on plain
+    sockets (the headers and a page's pieces leave in one call, the records straight from their buffer),
+    one `sendall` per buffer on TLS sockets."""
+    if isinstance(connection, ssl.SSLSocket):
+        for buffer in buffers:
+            connection.sendall(buffer)
+        return
+    views = [view for view in (memoryview(buffer).cast("B") for buffer in buffers) if view.nbytes]
+    while views:
+        sent = connection.sendmsg(views)
+        while sent and views:
+            if sent >= views[0].nbytes:
+                sent -= views.pop(0).nbytes
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
 
 
 class _Server(ThreadingHTTPServer):

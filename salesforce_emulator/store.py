@@ -10,18 +10,23 @@ nothing: dormant feature fields, fields added at run time).
 Queries. The bound SOQL AST (soql.py) becomes parameterised DuckDB SQL over an Arrow view of the columns
 the WHERE/ORDER BY need (identifiers quoted, values always bound as parameters). DuckDB returns the row
 positions in result order (one in-memory DuckDB per process, a cursor per query); `QueryResult` keeps
-them with the snapshot and renders pages on demand, the next page ahead in a background thread.
+them with the snapshot and renders pages on demand, the next pages ahead in background threads.
 SOQL semantics: text comparisons (=, !=, IN, LIKE, ORDER BY) are case-insensitive, Ids compare as
 given; `!=`/`NOT IN` match nulls; ORDER BY puts nulls first ascending and last descending unless told,
 sorts picklists in their defined order, and breaks ties by physical position (stable paging).
 
-Wire formats (built column-wise with Arrow kernels, no per-value Python):
+Wire formats, built column-wise with Arrow kernels and no per-value Python: each column becomes text
+(casts, escapes; dictionaries rendered once per result), then `_RowAssembly` writes every row of a page
+(or of several pages at once) in one Arrow `take` into one buffer that is sent as it is.
 - `QueryResult.rest_records(start, stop, api_version)`: a JSON array exactly as Salesforce REST writes
   records: `{"attributes":{"type":"Account","url":"/services/data/v58.0/sobjects/Account/<Id>"},...}`,
   fields in SELECT order with canonical names, datetimes `2024-01-02T03:04:05.000+0000`, dates
   `2024-01-02`, times `03:04:05.000Z`, numbers as JSON numbers written from the stored decimal text (no
   float rounding), booleans, null, address/location compounds as objects with alphabetical keys (null
-  when every component is null), base64 fields as their blob URL (as Salesforce does).
+  when every component is null), base64 fields as their blob URL (as Salesforce does). Strings escaped
+  as JSON does: quote, backslash, newline, return, tab, backspace and form feed by two characters, other
+  control characters as six (u00XX).
+  `rest_records_view` gives the same bytes as a buffer view (no copy), for the HTTP layer.
 - `QueryResult.csv_page(start, stop)`: Bulk API 2.0 CSV: a header row of the SELECT names, every value in
   double quotes (RFC 4180, `""` for a quote, newlines kept inside quotes), LF line ends, datetimes
   `2024-01-02T03:04:05.000Z`, booleans `true`/`false`. Null is an EMPTY UNQUOTED field: Salesforce's exact
@@ -80,6 +85,9 @@ def to_arrow_value(f: FieldDef, value: Any) -> Any:
     return value
 
 
+_ESCAPE_LOCK = threading.Lock()
+
+
 class Chunk:
     """Rows [0, length) of a slice of a table: one Arrow array per stored field (immutable)."""
 
@@ -100,6 +108,13 @@ class Chunk:
 
     def escape_chars(self, name: str) -> frozenset[str]:
         """The characters of column `name` that JSON must escape (computed once per chunk)."""
+        chars = self._escape.get(name)
+        if chars is not None:
+            return chars
+        with _ESCAPE_LOCK:  # render threads of one chunk share the work instead of repeating it
+            return self._escape_chars(name)
+
+    def _escape_chars(self, name: str) -> frozenset[str]:
         chars = self._escape.get(name)
         if chars is None:
             array = self.columns.get(name)
@@ -456,7 +471,6 @@ _JSON_ESCAPES = (
     ("\b", "\\b"),
     ("\f", "\\f"),
 )
-_NEEDS_JSON_ESCAPE = pc.MatchSubstringOptions(r'["\\\x00-\x1f]')
 _HAS_QUOTE = pc.MatchSubstringOptions('"')
 _CSV_ESCAPE = pc.ReplaceSubstringOptions('"', '""')
 _COMMA_LIST = pc.ReplaceSubstringOptions(",", '","')
@@ -489,18 +503,26 @@ _ESCAPE_ORDER = ["\\", *(char for char, _ in _JSON_ESCAPES if char != "\\"), "\x
 
 
 def json_escape_chars(values: pa.Array) -> frozenset[str]:
-    """Which characters of `values` JSON must escape (empty when none: the common case)."""
-    if not _any(_call("match_substring_regex", [values], _NEEDS_JSON_ESCAPE)):
+    """Which characters of `values` (a string array) JSON must escape (empty when none: the common
+    case): the simple escapes found, and NUL standing for any other control character. One pass
+    over the values' bytes (these characters are ASCII, so never part of a multi-byte character)."""
+    data = _string_bytes(values)
+    special = data[(data < 0x20) | (data == 0x22) | (data == 0x5C)]
+    if not len(special):
         return frozenset()
-    found = set()
-    for char in ("\\", '"', "\n", "\r", "\t"):
-        if _any(_call("match_substring", [values], pc.MatchSubstringOptions(char))):
-            found.add(char)
-    if _any(
-        _call("match_substring_regex", [values], pc.MatchSubstringOptions(r"[\x00-\x08\x0b\x0c\x0e-\x1f]"))
-    ):
-        found.add("\x00")  # stands for "other control characters"
-    return frozenset(found)
+    found = {chr(code) for code in np.unique(special).tolist()}
+    others = {char for char in found if char not in _SIMPLE_ESCAPES}
+    return frozenset((found - others) | ({"\x00"} if others else set()))
+
+
+def _string_bytes(values: pa.Array) -> np.ndarray:
+    """The bytes of a string array's values, all concatenated (a view, no copy)."""
+    buffers = values.buffers()
+    if len(values) == 0 or buffers[2] is None:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=values.offset + len(values) + 1)
+    begin, end = int(offsets[values.offset]), int(offsets[-1])
+    return np.frombuffer(buffers[2], dtype=np.uint8, count=end)[begin:]
 
 
 def _json_escape(values: pa.Array, chars: frozenset[str] | None = None) -> pa.Array:
@@ -543,53 +565,286 @@ def _join(pieces: list[Any], options: pc.JoinOptions = _EMIT, separator: pa.Scal
     return _call("binary_join_element_wise", [*pieces, separator], options)
 
 
-class _Builder:
-    """Assembles one text per row from constant text and per-row value arrays in a single join.
+class _Cond:
+    """Text that depends on the row: `yes` where `mask` is true, else `no`."""
 
-    Constant text accumulates until the next value array; a value without nulls on this page gets its
-    surrounding text (quotes, suffix) folded into the constants, so it costs no kernel call of its own.
-    Null values become `null_text` (JSON `null`, CSV empty)."""
+    __slots__ = ("mask", "no", "yes")
 
-    def __init__(self, null_text: str):
+    def __init__(self, mask: np.ndarray, yes: str, no: str):
+        self.mask, self.yes, self.no = mask, yes, no
+
+
+class _RowAssembly:
+    """Renders one text per row, every row of a page in ONE Arrow `take`.
+
+    A row is a sequence of elements; each element picks, per row, one text from a pool: the page's value
+    arrays (numbers, dates, strings as text), small arrays of alternatives (a rendered dictionary, `true`
+    and `false`) and constant texts (field names, quotes, punctuation). The pool is concatenated once and
+    `take` with a row-major index matrix writes every row's text into one contiguous buffer, which is the
+    body: no per-value Python, one pass over the output, no copy afterwards.
+
+    Constant text accumulates until the next element; text that depends on a value's nullness (quotes
+    around a value, or `null` instead of them) becomes a few alternative constants chosen per row.
+    Choices (dictionary values, booleans) absorb the text before them into their alternatives, so a
+    picklist costs one element per row."""
+
+    _EMPTY = 0  # pool position of the empty text (value elements)
+
+    def __init__(self, length: int, null_text: str, cache: _PieceCache, rows: np.ndarray | None = None):
+        self.n = length
         self.null_text = null_text
-        self.pieces: list[Any] = []
-        self.literal: list[str] = []
+        self._cache = cache
+        self._rows = rows  # which rows of the given arrays are the page's (None: all, in order)
+        self._const_ids: dict[str, int] = {}
+        self._const_texts: list[str] = []
+        self._pool: list[pa.Array] = [_POOL_START]
+        self._pool_size = len(_POOL_START)
+        self._elements: list[tuple[bool, np.ndarray | int]] = []  # (constant?, pool index per row)
+        self._pending: list[str | _Cond] = []
+        self._absent: np.ndarray | None = None  # rows of an open group that render nothing at all
 
+    # ---- building a row ----
     def text(self, text: str) -> None:
-        self.literal.append(text)
+        self._pending.append(text)
 
-    def value(self, values: pa.Array, before: str, after: str) -> None:
-        if _is_all_null(values):
-            self.literal.append(self.null_text)
+    def value(
+        self,
+        values: pa.Array,
+        before: str = "",
+        after: str = "",
+        valid: np.ndarray | None = None,
+        selected: bool = False,
+    ) -> None:
+        """Per-row text from `values` (a string array). Null rows (or rows where `valid` is false)
+        render `null_text` instead of `before` + value + `after`. The arrays are the page's rows as
+        the page gives them (`rows` picks from them), or exactly the page's rows when `selected`."""
+        if valid is None:
+            valid = _validity(values)
+        if valid is not None:
+            valid = valid if selected else self._select(valid)
+            if valid.all():
+                valid = None
+            elif not valid.any():
+                self._pending.append(self.null_text)
+                return
+        self._pending.append(before if valid is None else _Cond(valid, before, self.null_text))
+        self._flush()
+        indices = (_ROWS[: self.n] if selected or self._rows is None else self._rows) + self._pool_size
+        if valid is not None:
+            indices = np.where(valid, indices, self._EMPTY)
+        self._pool.append(values)
+        self._pool_size += len(values)
+        self._add(False, indices)
+        self._pending.append(after if valid is None else _Cond(valid, after, ""))
+
+    def choice(self, alternatives: pa.Array, picked: np.ndarray, valid: np.ndarray | None) -> None:
+        """Per-row text `alternatives[picked[row]]` (`null_text` where not `valid`), with the text
+        before it folded into the alternatives (cached, so a page pays only for its indices)."""
+        count = len(alternatives) + 1  # the alternatives and null_text
+        picked = self._select(picked)
+        if valid is not None:
+            valid = self._select(valid)
+            if valid.all():
+                valid = None
+        prefixes, code = self._variants()
+        if count * len(prefixes) > max(64, self.n):  # large: taking the values is cheaper than the pool
+            mask = None if valid is None else ~valid
+            self.value(alternatives.take(pa.array(picked, mask=mask)), selected=True)
             return
-        if values.null_count == 0:
-            self.literal.append(before)
-            self._array(values)
-            self.literal.append(after)
+        self._pending.clear()
+        key = (id(alternatives), prefixes)
+        piece = self._cache.get(key)
+        if piece is None:
+            options = _plus_text(alternatives, self.null_text)
+            piece = pa.concat_arrays([_prefixed(prefix, options) for prefix in prefixes])
+            piece = self._cache.put(key, piece, alternatives)
+        indices = picked.astype(np.int32, copy=False)
+        if valid is not None:
+            indices = np.where(valid, indices, count - 1)
+        if not isinstance(code, int) or code:
+            indices = indices + code * count
+        self._add(False, indices + self._pool_size)
+        self._pool.append(piece)
+        self._pool_size += len(piece)
+
+    def open_group(self, present: np.ndarray, opening: str, instead: str) -> None:
+        """Start a group (a compound value) that renders as `instead` on rows where `present` is false
+        (from `opening` up to the matching close_group, nothing else of it renders on those rows)."""
+        present = self._select(present)
+        self._pending.append(_Cond(present, opening, instead))
+        self._flush()
+        self._absent = ~present
+
+    def close_group(self, closing: str) -> None:
+        self._pending.append(closing)
+        self._flush()
+        self._absent = None
+
+    # ---- the result ----
+    def finish(self, opening: str, separator: str, closing: str, page_rows: int = 0) -> list[memoryview]:
+        """The rows' texts as pages of `page_rows` rows (one page: all rows), each page's rows joined by
+        `separator` between `opening` and `closing`; every page a view of one rendered buffer."""
+        n = self.n
+        page_rows = page_rows or n
+        first = np.zeros(n, dtype=bool)
+        first[::page_rows] = True
+        last = np.zeros(n, dtype=bool)
+        last[page_rows - 1 :: page_rows] = True
+        last[-1] = True
+        self._pending.append(closing if last.all() else _Cond(last, closing, separator))
+        self._flush()
+        if opening:
+            self._open(opening, first)
+        consts = pa.array(self._const_texts, pa.string())
+        const_base = self._pool_size
+        pool = pa.concat_arrays([*self._pool, consts])
+        width = len(self._elements)
+        matrix = np.empty((n, width), dtype=np.int32)
+        for column, (constant, indices) in enumerate(self._elements):
+            matrix[:, column] = indices + const_base if constant else indices
+        rows = pool.take(pa.array(matrix.reshape(-1)))
+        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=len(rows) + 1)
+        data = memoryview(rows.buffers()[2] or b"")
+        bounds = [int(offsets[row * width]) for row in range(0, n, page_rows)] + [int(offsets[-1])]
+        return [data[begin:end] for begin, end in itertools.pairwise(bounds)]
+
+    # ---- internals ----
+    def _select(self, array: np.ndarray) -> np.ndarray:
+        return array if self._rows is None else array[self._rows]
+
+    def _const(self, text: str) -> int:
+        index = self._const_ids.get(text)
+        if index is None:
+            index = self._const_ids[text] = len(self._const_texts)
+            self._const_texts.append(text)
+        return index
+
+    def _variants(self) -> tuple[tuple[str, ...], np.ndarray | int]:
+        """The pending text's alternatives and, per row, which one applies (an int when all rows agree)."""
+        conditions = [part for part in self._pending if isinstance(part, _Cond)]
+        code: np.ndarray | int = 0
+        for bit, condition in enumerate(conditions):
+            code = code + (condition.mask.astype(np.int32) << bit)
+        texts = []
+        for variant in range(1 << len(conditions)):
+            pieces, bit = [], 0
+            for part in self._pending:
+                if isinstance(part, _Cond):
+                    pieces.append(part.yes if variant >> bit & 1 else part.no)
+                    bit += 1
+                else:
+                    pieces.append(part)
+            texts.append("".join(pieces))
+        return tuple(texts), code
+
+    def _flush(self) -> None:
+        """The pending text as one constant element (skipped when it is empty on every row)."""
+        if not self._pending:
             return
-        self._array(_join([_lit(before), values, _lit(after)]) if before or after else values)
+        texts, code = self._variants()
+        self._pending.clear()
+        if len(texts) == 1:
+            if texts[0]:
+                self._add(True, self._const(texts[0]))
+            return
+        ids = np.array([self._const(text) for text in texts], dtype=np.int32)
+        self._add(True, ids[code])
 
-    def _array(self, values: pa.Array) -> None:
-        self.pieces.append(_lit("".join(self.literal)))
-        self.literal.clear()
-        self.pieces.append(values)
+    def _add(self, constant: bool, indices: np.ndarray | int) -> None:
+        if self._absent is not None:
+            empty = self._const("") if constant else self._EMPTY
+            indices = np.where(self._absent, empty, indices)
+        self._elements.append((constant, indices))
 
-    def finish(self) -> pa.Array:
-        self.pieces.append(_lit("".join(self.literal)))
-        options = _NULL_AS_NULL if self.null_text == "null" else _NULL_AS_EMPTY
-        result = _join(self.pieces, options)
-        if isinstance(result, pa.ChunkedArray):
-            result = result.combine_chunks()
-        return result
+    def _open(self, opening: str, rows: np.ndarray) -> None:
+        """Put `opening` before the given rows: into their first constant element when there is one."""
+        constant, indices = self._elements[0] if self._elements else (False, 0)
+        if constant:
+            ids = np.array(indices, dtype=np.int32, copy=True).reshape(-1)
+            if len(ids) == 1:
+                ids = np.full(self.n, ids[0], dtype=np.int32)
+            original = ids.copy()
+            for text_id in np.unique(original[rows]):
+                ids[rows & (original == text_id)] = self._const(opening + self._const_texts[text_id])
+            self._elements[0] = (True, ids)
+        else:
+            ids = np.full(self.n, self._const(""), dtype=np.int32)
+            ids[rows] = self._const(opening)
+            self._elements.insert(0, (True, ids))
+
+
+class _PieceCache:
+    """Rendered alternatives with the text before them, per query result (bounded; thread-safe)."""
+
+    LIMIT = 1_024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pieces: dict[tuple[Any, ...], tuple[pa.Array, Any]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> pa.Array | None:
+        with self._lock:
+            found = self._pieces.get(key)
+        return None if found is None else found[0]
+
+    def put(self, key: tuple[Any, ...], piece: pa.Array, owner: Any) -> pa.Array:
+        with self._lock:
+            if len(self._pieces) >= self.LIMIT:
+                self._pieces.clear()
+            self._pieces[key] = (piece, owner)  # holding the owner keeps id(owner) in the key unique
+        return piece
+
+
+_POOL_START = pa.array([""], pa.string())  # _RowAssembly._EMPTY
+_ROWS = np.arange(1 << 20, dtype=np.int32)  # row numbers, sliced per page (pages are smaller)
+_BOOLEAN_JSON = pa.array(["true", "false"])
+_BOOLEAN_CSV = pa.array(['"true"', '"false"'])
+
+
+def _plus_text(values: pa.Array, text: str) -> pa.Array:
+    return pa.concat_arrays([values.cast(pa.string()), pa.array([text], pa.string())])
+
+
+def _prefixed(prefix: str, values: pa.Array) -> pa.Array:
+    return _join([_lit(prefix), values]) if prefix else values
+
+
+def _bits(buffer: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    """A bitmap's bits [offset, offset + length) as booleans."""
+    raw = np.frombuffer(buffer, dtype=np.uint8, count=(offset + length + 7) // 8)
+    return np.unpackbits(raw, bitorder="little", count=offset + length)[offset:].view(bool)
+
+
+def _validity(values: pa.Array) -> np.ndarray | None:
+    """Which rows are not null (None when all are)."""
+    if values.null_count == 0:
+        return None
+    if pa.types.is_null(values.type):
+        return np.zeros(len(values), dtype=bool)
+    return _bits(values.buffers()[0], values.offset, len(values))
+
+
+def _dictionary_indices(values: pa.Array) -> np.ndarray:
+    """A dictionary array's indices (any value on null rows)."""
+    indices = values.indices
+    dtype = np.dtype(indices.type.to_pandas_dtype())
+    return np.frombuffer(indices.buffers()[1], dtype=dtype, count=indices.offset + len(indices))[
+        indices.offset :
+    ]
+
+
+def _booleans(values: pa.Array) -> np.ndarray:
+    return _bits(values.buffers()[1], values.offset, len(values))
 
 
 class _Part:
     """Rows of one chunk that belong to a page: a slice, or taken by index."""
 
-    __slots__ = ("chunk", "indices", "length", "start")
+    __slots__ = ("chunk", "indices", "length", "local", "start")
 
-    def __init__(self, chunk: Chunk, start: int, length: int, indices: pa.Array | None):
-        self.chunk, self.start, self.length, self.indices = chunk, start, length, indices
+    def __init__(self, chunk: Chunk, start: int, length: int, local: np.ndarray | None):
+        self.chunk, self.start, self.length, self.local = chunk, start, length, local
+        self.indices = None if local is None else pa.array(local)
 
     def column(self, name: str) -> pa.Array:
         array = self.chunk.columns.get(name)
@@ -599,14 +854,36 @@ class _Part:
             return array.slice(self.start, self.length)
         return array.take(self.indices)
 
+    def span(self) -> tuple[int, int, np.ndarray] | None:
+        """(first row, row count, the page's rows relative to the first) when the rows ascend within a
+        span not much longer than the page (a scan that skips a few rows, such as deleted ones)."""
+        local = self.local
+        if local is None:
+            return None
+        first, count = int(local[0]), int(local[-1]) - int(local[0]) + 1
+        if count > 2 * len(local) + 64 or np.any(np.diff(local) <= 0):
+            return None
+        return first, count, (local - first).astype(np.int32)
+
 
 class _Page:
-    """The columns of a page's rows, in result order, and which text columns need JSON escaping."""
+    """The columns of a page's rows, and which text columns need JSON escaping.
 
-    def __init__(self, length: int, columns: dict[str, pa.Array], escape: dict[str, frozenset[str]]):
+    The columns hold the page's rows in result order (`rows` is None), or a span of a chunk's rows of
+    which `rows` picks the page's, in order (renderers pick them while assembling the text, which saves
+    taking every column first)."""
+
+    def __init__(
+        self,
+        length: int,
+        columns: dict[str, pa.Array],
+        escape: dict[str, frozenset[str]],
+        rows: np.ndarray | None = None,
+    ):
         self.length = length
         self.columns = columns
         self.escape = escape
+        self.rows = rows
 
 
 def _concat_page(arrays: list[pa.Array]) -> pa.Array:
@@ -618,9 +895,14 @@ def _concat_page(arrays: list[pa.Array]) -> pa.Array:
     return _concat_arrays(arrays)
 
 
-# Pages are rendered one ahead in a background thread (Arrow kernels release the GIL), so the next
-# page is ready when the client asks for it; bounded so that read-ahead memory stays small.
-_READ_AHEAD_ROWS = {"json": 2_000, "csv": 10_000}
+# Pages are rendered ahead in background threads (Arrow kernels release the GIL), so the next pages are
+# ready when the client asks for them. REST pages render several at a time (a page's fixed cost, ~130
+# columns of Python and kernel calls, is then shared), in up to two batches ahead; Bulk pages one ahead.
+# Bounded: ~64 MB of bodies ahead for full-width REST pages (~4 KB a record), one Bulk page (~40 MB).
+# kind -> (largest page read ahead, rows rendered per batch, batches ahead)
+_READ_AHEAD = {"json": (2_000, 8_000, 2), "csv": (50_000, 0, 1)}
+_READ_AHEAD_WORKERS = 2
+_CSV_BLOCK_ROWS = 8_192  # Bulk pages render in blocks of rows (bounds the working memory of one page)
 _read_ahead_lock = threading.Lock()
 _read_ahead_executor: ThreadPoolExecutor | None = None
 
@@ -629,7 +911,9 @@ def _read_ahead_pool() -> ThreadPoolExecutor:
     global _read_ahead_executor
     with _read_ahead_lock:
         if _read_ahead_executor is None:
-            _read_ahead_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-read-ahead")
+            _read_ahead_executor = ThreadPoolExecutor(
+                max_workers=_READ_AHEAD_WORKERS, thread_name_prefix="emulator-read-ahead"
+            )
         return _read_ahead_executor
 
 
@@ -651,7 +935,8 @@ class QueryResult:
         self._positions = positions
         self._dictionaries: dict[tuple[Any, ...], tuple[pa.Array, pa.Array]] = {}
         self._lock = threading.Lock()
-        self._ahead: tuple[tuple[Any, ...], Future[bytes]] | None = None
+        self._ahead: dict[tuple[Any, ...], tuple[Future[Any], int]] = {}  # page -> (its batch, index)
+        self._pieces = _PieceCache()
         stored: list[str] = ["Id"]
         for name in self.columns:
             f = obj.fields[name]
@@ -685,18 +970,22 @@ class QueryResult:
             if local[-1] - local[0] == len(local) - 1 and (len(local) < 2 or np.all(np.diff(local) == 1)):
                 parts.append(_Part(chunk, int(local[0]), len(local), None))
             else:
-                parts.append(_Part(chunk, 0, len(local), pa.array(local)))
+                parts.append(_Part(chunk, 0, len(local), local))
         inverse = None
         if order is not None:
             inverse = np.empty_like(order)
             inverse[order] = np.arange(len(order))
         return parts, inverse
 
-    def _page(self, start: int, stop: int, escapes: bool) -> _Page | None:
+    def _page(self, start: int, stop: int, escapes: bool, exact: bool = True) -> _Page | None:
+        """The page's columns; `exact=False` allows a span with a row selection (see `_Page`)."""
         parts, inverse = self._parts(start, stop)
         if not parts:
             return None
         length = sum(part.length for part in parts)
+        span = parts[0].span() if not exact and len(parts) == 1 else None
+        if span is not None:
+            return self._span_page(parts[0], span, escapes)
         reorder = pa.array(inverse) if inverse is not None else None
         columns: dict[str, pa.Array] = {}
         escape: dict[str, frozenset[str]] = {}
@@ -713,97 +1002,115 @@ class QueryResult:
                 escape[name] = frozenset().union(*(part.chunk.escape_chars(name) for part in parts))
         return _Page(length, columns, escape)
 
-    @staticmethod
-    def _text_of(records: pa.Array, drop_last: int = 0) -> memoryview:
-        """The concatenated text of a string array, without copying it."""
-        offsets = np.frombuffer(
-            records.buffers()[1], dtype=np.int32, count=len(records) + 1, offset=records.offset * 4
-        )
-        data = memoryview(records.buffers()[2])
-        return data[int(offsets[0]) : int(offsets[-1]) - drop_last]
+    def _span_page(self, part: _Part, span: tuple[int, int, np.ndarray], escapes: bool) -> _Page:
+        first, count, rows = span
+        chunk = part.chunk
+        columns: dict[str, pa.Array] = {}
+        escape: dict[str, frozenset[str]] = {}
+        for name in self._stored:
+            array = chunk.columns.get(name)
+            if array is None or pa.types.is_null(array.type):
+                columns[name] = pa.nulls(count)
+                continue
+            array = array.slice(first, count)
+            columns[name] = array
+            if escapes and pa.types.is_string(array.type):
+                escape[name] = chunk.escape_chars(name)
+        return _Page(part.length, columns, escape, rows)
 
     # ---- read-ahead ----
-    def _ahead_or_render(self, key: tuple[Any, ...], render: Any, *args: Any) -> bytes:
-        """The page from the read-ahead if it was rendered already, else rendered now; then the next
-        page of the same size is rendered in the background while the client reads this one."""
-        with self._lock:
-            ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == key:
-            body = ahead[1].result()
-        else:
-            if ahead is not None:
-                ahead[1].cancel()  # the client went elsewhere: drop the guess if it has not started
-            body = render(*args)
-        kind, start, stop = key[0], key[1], key[2]
+    def _ahead_or_render(self, key: tuple[Any, ...], render: Any) -> Any:
+        """Page `key` = (kind, start, stop, *extra) from the read-ahead if it is there, else rendered
+        now; then the following pages of the same size are rendered in the background while the client
+        reads this one. `render(start, size, count, *extra)` returns `count` consecutive pages."""
+        kind, start, stop, extra = key[0], key[1], key[2], key[3:]
         size = stop - start
-        if 0 < size <= _READ_AHEAD_ROWS.get(kind, 0) and stop < self.total_size:
-            next_key = (kind, stop, stop + size, *key[3:])
-            next_args = (stop, stop + size, *args[2:])
-            future = _read_ahead_pool().submit(render, *next_args)
-            with self._lock:
-                self._ahead = (next_key, future)
-        return body
+        largest, batch_rows, batches = _READ_AHEAD.get(kind, (0, 0, 0))
+        per_batch = max(1, batch_rows // size) if size > 0 else 1
+        with self._lock:
+            found = self._ahead.pop(key, None)
+            following = []
+            begin = stop
+            while (kind, begin, begin + size, *extra) in self._ahead:
+                following.append((kind, begin, begin + size, *extra))
+                begin += size
+            kept = {page: self._ahead[page] for page in following}
+            needed = {id(entry[0]) for entry in (*kept.values(), found) if entry is not None}
+            for future, _ in self._ahead.values():
+                if id(future) not in needed:
+                    future.cancel()  # the client went elsewhere: drop the guess if it has not started
+            self._ahead = kept
+            if 0 < size <= largest:
+                while len(self._ahead) <= per_batch * (batches - 1) and begin < self.total_size:
+                    count = min(per_batch, -(-(self.total_size - begin) // size))
+                    future = _read_ahead_pool().submit(render, begin, size, count, *extra)
+                    for index in range(count):
+                        self._ahead[(kind, begin, begin + size, *extra)] = (future, index)
+                        begin += size
+        if found is not None:
+            future, index = found
+            return future.result()[index]
+        return render(start, size, 1, *extra)[0]
 
     # ---- REST JSON ----
     def rest_records(self, start: int, stop: int, api_version: str) -> bytes:
         """Records [start, stop) as the `records` JSON array of a REST query response."""
-        return self._ahead_or_render(
-            ("json", start, stop, api_version), self._render_json, start, stop, api_version
-        )
+        return bytes(self.rest_records_view(start, stop, api_version))
 
-    def _render_json(self, start: int, stop: int, api_version: str) -> bytes:
-        page = self._page(start, stop, escapes=True)
+    def rest_records_view(self, start: int, stop: int, api_version: str) -> memoryview:
+        """`rest_records` without copying the rendered bytes (the HTTP layer sends this buffer as is)."""
+        return self._ahead_or_render(("json", start, stop, api_version), self._render_json)
+
+    def _render_json(self, start: int, size: int, count: int, api_version: str) -> list[memoryview]:
+        """`count` consecutive pages of `size` records from `start`, rendered together."""
+        page = self._page(start, start + size * count, escapes=True, exact=False)
         if page is None:
-            return b"[]"
-        out = _Builder("null")
+            return [memoryview(b"[]")] * count
+        out = _RowAssembly(page.length, "null", self._pieces, page.rows)
         url = f"/services/data/v{api_version}/sobjects/{self.sobject}/"
         out.text('{"attributes":{"type":"' + self.sobject + '","url":"' + url)
-        out.value(page.columns["Id"], "", '"}')
+        out.value(page.columns["Id"])
+        out.text('"}')
         for name in self.columns:
             f = self._obj.fields[name]
             out.text(f',"{name}":')
             if f.compound:
-                out.value(self._json_compound(page, f), "", "")
+                self._json_compound(out, page, f)
                 continue
             values = page.columns[f.name]
             if f.type == "base64" and not _is_all_null(values):
-                url = _lit(f'"/services/data/v{api_version}/sobjects/{self.sobject}/')
-                joined = _join([url, page.columns["Id"], _lit(f'/{f.name}"')])
-                out.value(
-                    _call("if_else", [_call("is_valid", [values]), joined, pa.scalar(None, pa.string())]),
-                    "",
-                    "",
-                )
+                # REST gives a base64 field's blob URL, not its content.
+                url = f'"/services/data/v{api_version}/sobjects/{self.sobject}/'
+                out.value(page.columns["Id"], url, f'/{f.name}"', _validity(values))
                 continue
-            out.value(*self._json_value(f, values, page.escape.get(f.name, frozenset())))
-        out.text("},")
-        records = out.finish()
-        return b"".join((b"[", self._text_of(records, drop_last=1), b"]"))
+            self._json_value(out, f, values, page.escape.get(f.name, frozenset()))
+        out.text("}")
+        pages = out.finish("[", ",", "]", size)
+        return pages + [memoryview(b"[]")] * (count - len(pages))
 
-    def _json_value(self, f: FieldDef, values: pa.Array, escape: frozenset[str]) -> tuple[pa.Array, str, str]:
-        """JSON text of the values (nulls stay null) and the text that goes around each of them."""
+    def _json_value(self, out: _RowAssembly, f: FieldDef, values: pa.Array, escape: frozenset[str]) -> None:
+        """Add the values' JSON text (null for nulls) to every row."""
         t = f.type
         if _is_all_null(values):
-            return values, "", ""
-        if pa.types.is_dictionary(values.type):
-            return self._dictionary("json", values.dictionary).take(values.indices), "", ""
-        if t in _CASE_INSENSITIVE or t in ("id", "reference", "base64"):
-            return (_json_escape(values, escape) if escape else values), '"', '"'
-        if t == "boolean":
-            return _call("if_else", [values, _lit("true"), _lit("false")]), "", ""
-        if t == "datetime":
-            return _datetime_text(values), '"', '+0000"'
-        if t == "date":
-            return _text(values), '"', '"'
-        if t == "time":
-            return _text(values), '"', 'Z"'
-        if t == "junctionidlist":
-            return (
-                _call("replace_substring", [_json_escape(values, escape) if escape else values], _COMMA_LIST),
-                '["',
-                '"]',
-            )
-        return _text(values), "", ""  # int, long, double, currency, percent: the exact stored text
+            out.text("null")
+        elif pa.types.is_dictionary(values.type):
+            rendered = self._dictionary("json", values.dictionary)
+            out.choice(rendered, _dictionary_indices(values), _validity(values))
+        elif t in _CASE_INSENSITIVE or t in ("id", "reference", "base64"):
+            out.value(_json_escape(values, escape) if escape else values, '"', '"')
+        elif t == "boolean":
+            out.choice(_BOOLEAN_JSON, (~_booleans(values)).view(np.int8), _validity(values))
+        elif t == "datetime":
+            out.value(_datetime_text(values), '"', '+0000"')
+        elif t == "date":
+            out.value(_text(values), '"', '"')
+        elif t == "time":
+            out.value(_text(values), '"', 'Z"')
+        elif t == "junctionidlist":
+            escaped = _json_escape(values, escape) if escape else values
+            out.value(_call("replace_substring", [escaped], _COMMA_LIST), '["', '"]')
+        else:
+            out.value(_text(values))  # int, long, double, currency, percent: the exact stored text
 
     def _dictionary(self, kind: str, dictionary: pa.Array) -> pa.Array:
         """A dictionary's values rendered once for the whole result (JSON or CSV text)."""
@@ -822,31 +1129,37 @@ class QueryResult:
         escaped = _json_escape(dictionary) if kind == "json" else _csv_escape(dictionary)
         rendered = _join([_lit('"'), escaped, _lit('"')])
         with self._lock:
-            self._dictionaries[key] = (
-                dictionary,
-                rendered,
-            )  # holding `dictionary` keeps the key's buffers alive
+            if len(self._dictionaries) >= _PieceCache.LIMIT:
+                self._dictionaries.clear()
+            # holding `dictionary` keeps the key's buffers alive (their addresses stay unique)
+            self._dictionaries[key] = (dictionary, rendered)
         return rendered
 
-    def _json_compound(self, page: _Page, f: FieldDef) -> pa.Array:
+    def _json_compound(self, out: _RowAssembly, page: _Page, f: FieldDef) -> None:
         """The compound value as a JSON object per row (alphabetical keys), null when all parts are."""
         components = self._obj.compound_parts(f)
         columns = [(key, component, page.columns[component.name]) for key, component in components]
-        if not columns or all(_is_all_null(values) for _, _, values in columns):
-            return pa.nulls(page.length, pa.string())
-        out = _Builder("null")
-        out.text("{")
+        present: np.ndarray | None = np.zeros(len(page.columns["Id"]), dtype=bool)
+        for _, _, values in columns:
+            valid = _validity(values)
+            if valid is None:
+                present = None
+                break
+            present |= valid
+        if present is not None and not present.any():
+            out.text("null")
+            return
+        if present is None or present.all():
+            out.text("{")
+        else:
+            out.open_group(present, "{", "null")
         for index, (key, component, values) in enumerate(columns):
             out.text(f'{"," if index else ""}"{key}":')
-            out.value(*self._json_value(component, values, page.escape.get(component.name, frozenset())))
-        out.text("}")
-        rendered = out.finish()
-        # A row whose every component is null renders as this text; Salesforce writes null instead.
-        nothing = "{" + ",".join(f'"{key}":null' for key, _, _ in columns) + "}"
-        empty = _call("equal", [rendered, _lit(nothing)])
-        if _any(empty):
-            rendered = _call("if_else", [empty, pa.scalar(None, pa.string()), rendered])
-        return rendered
+            self._json_value(out, component, values, page.escape.get(component.name, frozenset()))
+        if present is None or present.all():
+            out.text("}")
+        else:
+            out.close_group("}")
 
     # ---- Bulk CSV ----
     def csv_header(self) -> bytes:
@@ -854,41 +1167,51 @@ class QueryResult:
 
     def csv_page(self, start: int, stop: int) -> bytes:
         """Header row + records [start, stop) as Bulk API 2.0 CSV (see the module docstring)."""
-        return self._ahead_or_render(("csv", start, stop), self._render_csv, start, stop)
+        return self._ahead_or_render(("csv", start, stop), self._render_csv)
 
-    def _render_csv(self, start: int, stop: int) -> bytes:
-        page = self._page(start, stop, escapes=False)
-        header = self.csv_header()
-        if page is None:
-            return header
-        out = _Builder("")
-        for index, name in enumerate(self.columns):
-            f = self._obj.fields[name]
-            if f.compound:
-                raise ValueError(f"compound field {name} cannot be written as Bulk CSV")
-            if index:
-                out.text(",")
-            out.value(*self._csv_value(f, page.columns[f.name]))
-        out.text("\n")
-        return b"".join((header, self._text_of(out.finish())))
+    def _render_csv(self, start: int, size: int, count: int) -> list[bytes]:
+        starts = range(start, start + size * count, size)
+        return [self._render_csv_page(begin, begin + size) for begin in starts]
 
-    def _csv_value(self, f: FieldDef, values: pa.Array) -> tuple[pa.Array, str, str]:
+    def _render_csv_page(self, start: int, stop: int) -> bytes:
+        stop = min(stop, self.total_size)
+        blocks: list[Any] = [self.csv_header()]
+        for begin in range(max(0, start), stop, _CSV_BLOCK_ROWS):
+            page = self._page(begin, min(stop, begin + _CSV_BLOCK_ROWS), escapes=False, exact=False)
+            if page is None:
+                break
+            compound = next((name for name in self.columns if self._obj.fields[name].compound), None)
+            if compound is not None:
+                raise ValueError(f"compound field {compound} cannot be written as Bulk CSV")
+            out = _RowAssembly(page.length, "", self._pieces, page.rows)
+            for index, name in enumerate(self.columns):
+                f = self._obj.fields[name]
+                if index:
+                    out.text(",")
+                self._csv_value(out, f, page.columns[f.name])
+            out.text("\n")
+            blocks.extend(out.finish("", "", ""))
+        return b"".join(blocks)
+
+    def _csv_value(self, out: _RowAssembly, f: FieldDef, values: pa.Array) -> None:
         t = f.type
         if _is_all_null(values):
-            return values, "", ""
+            return
         if pa.types.is_dictionary(values.type):
-            return self._dictionary("csv", values.dictionary).take(values.indices), "", ""
-        if t in ("id", "reference"):
-            return values, '"', '"'
-        if t in _CASE_INSENSITIVE or t in ("base64", "junctionidlist"):
-            return _csv_escape(values), '"', '"'
-        if t == "boolean":
-            return _call("if_else", [values, _lit('"true"'), _lit('"false"')]), "", ""
-        if t == "datetime":
-            return _datetime_text(values), '"', 'Z"'
-        if t == "time":
-            return _text(values), '"', 'Z"'
-        return _text(values), '"', '"'
+            rendered = self._dictionary("csv", values.dictionary)
+            out.choice(rendered, _dictionary_indices(values), _validity(values))
+        elif t in ("id", "reference"):
+            out.value(values, '"', '"')
+        elif t in _CASE_INSENSITIVE or t in ("base64", "junctionidlist"):
+            out.value(_csv_escape(values), '"', '"')
+        elif t == "boolean":
+            out.choice(_BOOLEAN_CSV, (~_booleans(values)).view(np.int8), _validity(values))
+        elif t == "datetime":
+            out.value(_datetime_text(values), '"', 'Z"')
+        elif t == "time":
+            out.value(_text(values), '"', 'Z"')
+        else:
+            out.value(_text(values), '"', '"')
 
     # ---- Python values ----
     def rows(self, start: int = 0, stop: int | None = None) -> list[tuple[Any, ...]]:
