@@ -798,6 +798,13 @@ class _PieceCache:
 _POOL_START = pa.array([""], pa.string())  # _RowAssembly._EMPTY
 _ROWS = np.arange(1 << 20, dtype=np.int32)  # row numbers, sliced per page (pages are smaller)
 _BOOLEAN_JSON = pa.array(["true", "false"])
+# The JSON text around a value of each type; none for numbers (int, long, double, currency, percent).
+_JSON_AROUND = {
+    **dict.fromkeys([*TEXT_TYPES, "anyType", "id", "reference", "base64", "date"], ('"', '"')),
+    "datetime": ('"', '+0000"'),
+    "time": ('"', 'Z"'),
+    "junctionidlist": ('["', '"]'),
+}
 _BOOLEAN_CSV = pa.array(['"true"', '"false"'])
 
 
@@ -884,6 +891,7 @@ class _Page:
         self.columns = columns
         self.escape = escape
         self.rows = rows
+        self.texts: dict[str, pa.Array] = {}  # rendered text of a column, made once a page
 
 
 def _concat_page(arrays: list[pa.Array]) -> pa.Array:
@@ -1083,34 +1091,42 @@ class QueryResult:
                 url = f'"/services/data/v{api_version}/sobjects/{self.sobject}/'
                 out.value(page.columns["Id"], url, f'/{f.name}"', _validity(values))
                 continue
-            self._json_value(out, f, values, page.escape.get(f.name, frozenset()))
+            self._json_value(out, page, f)
         out.text("}")
         pages = out.finish("[", ",", "]", size)
         return pages + [memoryview(b"[]")] * (count - len(pages))
 
-    def _json_value(self, out: _RowAssembly, f: FieldDef, values: pa.Array, escape: frozenset[str]) -> None:
-        """Add the values' JSON text (null for nulls) to every row."""
+    def _json_value(self, out: _RowAssembly, page: _Page, f: FieldDef) -> None:
+        """Add the JSON text of field `f` on the page (null for nulls) to every row."""
         t = f.type
+        values = page.columns[f.name]
         if _is_all_null(values):
             out.text("null")
         elif pa.types.is_dictionary(values.type):
             rendered = self._dictionary("json", values.dictionary)
             out.choice(rendered, _dictionary_indices(values), _validity(values))
-        elif t in _CASE_INSENSITIVE or t in ("id", "reference", "base64"):
-            out.value(_json_escape(values, escape) if escape else values, '"', '"')
         elif t == "boolean":
             out.choice(_BOOLEAN_JSON, (~_booleans(values)).view(np.int8), _validity(values))
-        elif t == "datetime":
-            out.value(_datetime_text(values), '"', '+0000"')
-        elif t == "date":
-            out.value(_text(values), '"', '"')
-        elif t == "time":
-            out.value(_text(values), '"', 'Z"')
-        elif t == "junctionidlist":
-            escaped = _json_escape(values, escape) if escape else values
-            out.value(_call("replace_substring", [escaped], _COMMA_LIST), '["', '"]')
         else:
-            out.value(_text(values))  # int, long, double, currency, percent: the exact stored text
+            # address components also render inside their compound: their text is made once a page
+            text = page.texts.get(f.name)
+            if text is None:
+                text = page.texts[f.name] = self._json_text(f, values, page.escape.get(f.name, frozenset()))
+            out.value(text, *_JSON_AROUND.get(t, ("", "")))
+
+    @staticmethod
+    def _json_text(f: FieldDef, values: pa.Array, escape: frozenset[str]) -> pa.Array:
+        t = f.type
+        if t in _CASE_INSENSITIVE or t in ("id", "reference", "base64"):
+            return _json_escape(values, escape) if escape else values
+        if t == "datetime":
+            return _datetime_text(values)
+        if t in ("date", "time"):
+            return _text(values)
+        if t == "junctionidlist":
+            escaped = _json_escape(values, escape) if escape else values
+            return _call("replace_substring", [escaped], _COMMA_LIST)
+        return _text(values)  # int, long, double, currency, percent: the exact stored text
 
     def _dictionary(self, kind: str, dictionary: pa.Array) -> pa.Array:
         """A dictionary's values rendered once for the whole result (JSON or CSV text)."""
@@ -1153,9 +1169,9 @@ class QueryResult:
             out.text("{")
         else:
             out.open_group(present, "{", "null")
-        for index, (key, component, values) in enumerate(columns):
+        for index, (key, component, _) in enumerate(columns):
             out.text(f'{"," if index else ""}"{key}":')
-            self._json_value(out, component, values, page.escape.get(component.name, frozenset()))
+            self._json_value(out, page, component)
         if present is None or present.all():
             out.text("}")
         else:
