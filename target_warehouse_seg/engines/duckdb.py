@@ -27,12 +27,12 @@ from target_warehouse_seg.engines import (
     BatchColumn,
     Codec,
     Column,
-    Engine,
     LoadBatch,
     Rejected,
     RowRejected,
     TableInfo,
 )
+from target_warehouse_seg.engines.catalog import CatalogEngine
 from target_warehouse_seg.engines.merge import SEQ, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
@@ -220,20 +220,19 @@ SELECT view_name, comment FROM duckdb_views()
 """
 
 
-class DuckDBEngine(Engine):
+class DuckDBEngine(CatalogEngine):
     name = "duckdb"
     max_columns = None
     # Bigger units than PostgreSQL's: each DuckDB commit scans the table (UPDATE ... FROM, NOT EXISTS)
     # and may checkpoint, so fewer commits win; Arrow keeps a unit compact in memory.
     unit_bytes = 32 * 1024 * 1024
+    sql_types = SQL_TYPES
 
     def __init__(self, path: str, schema: str) -> None:
+        super().__init__(schema)
         self.path = path
-        self.schema = schema
         self.codec = DuckDBCodec()
         self._connection: duckdb.DuckDBPyConnection | None = None
-        self._tables: dict[str, str | None] | None = None
-        self._table_info: dict[str, TableInfo | None] = {}
         self._staged = 0
         self._unregister_later: list[str] = []
 
@@ -267,9 +266,6 @@ class DuckDBEngine(Engine):
             self._connection.close()
             self._connection = None
 
-    def qualified(self, table: str) -> str:
-        return f"{quote(self.schema)}.{quote(table)}"
-
     def _execute(
         self, statement: str, parameters: t.Sequence[t.Any] | None = None
     ) -> duckdb.DuckDBPyConnection:
@@ -281,88 +277,21 @@ class DuckDBEngine(Engine):
     def ensure_schema(self) -> None:
         self._execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
 
-    def tables(self) -> dict[str, str | None]:
-        if self._tables is None:
-            rows = self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall()
-            self._tables = dict(rows)
-        return self._tables
+    def _run(self, statement: str) -> None:
+        self._execute(statement)
 
-    def table(self, name: str) -> TableInfo | None:
-        if name not in self._table_info:
-            rows = self._execute(_TABLE_QUERY, [self.schema, name]).fetchall()
-            if not rows:
-                self._table_info[name] = None
-            else:
-                columns = {
-                    column: Column(column, KINDS.get(sql_type), comment, sql_type)
-                    for column, sql_type, comment, _, _ in rows
-                }
-                self._table_info[name] = TableInfo(
-                    name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows)
-                )
-        return self._table_info[name]
+    def _read_tables(self) -> dict[str, str | None]:
+        return dict(self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall())
 
-    def forget(self) -> None:
-        self._tables = None
-        self._table_info.clear()
-
-    # DDL ----------------------------------------------------------------------------------------
-
-    def create_table(
-        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
-    ) -> None:
-        definitions = [f"{quote(column.name)} {SQL_TYPES[t.cast(Kind, column.kind)]}" for column in columns]
-        if primary_key:
-            definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
-        self._execute(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
-        self._execute(f"COMMENT ON TABLE {self.qualified(name)} IS {_literal(owner)}")
-        self._comment_columns(name, columns)
-        self.tables()[name] = owner
-        self._table_info[name] = TableInfo(
-            name,
-            {
-                column.name: Column(
-                    column.name, column.kind, column.owner, SQL_TYPES[t.cast(Kind, column.kind)]
-                )
-                for column in columns
-            },
-            primary_key,
-            owner,
-            len(columns),
-        )
-
-    def _comment_columns(self, table: str, columns: list[Column]) -> None:
-        for column in columns:
-            if column.owner is not None:
-                self._execute(
-                    f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} "
-                    f"IS {_literal(column.owner)}"
-                )
-
-    def add_columns(self, table: str, columns: list[Column]) -> None:
-        for column in columns:
-            self._execute(
-                f"ALTER TABLE {self.qualified(table)} ADD COLUMN {quote(column.name)} "
-                f"{SQL_TYPES[t.cast(Kind, column.kind)]}"
-            )
-        self._comment_columns(table, columns)
-        info = self._table_info.get(table)
-        if info is not None:
-            for column in columns:
-                info.columns[column.name] = Column(
-                    column.name, column.kind, column.owner, SQL_TYPES[t.cast(Kind, column.kind)]
-                )
-            info.column_slots += len(columns)
-
-    def widen_column(self, table: str, column: str, kind: Kind) -> None:
-        sql_type = SQL_TYPES[kind]
-        self._execute(
-            f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {quote(column)} SET DATA TYPE {sql_type}"
-        )
-        info = self._table_info.get(table)
-        if info is not None:
-            old = info.columns[column]
-            info.columns[column] = Column(column, kind, old.owner, sql_type)
+    def _read_table(self, name: str) -> TableInfo | None:
+        rows = self._execute(_TABLE_QUERY, [self.schema, name]).fetchall()
+        if not rows:
+            return None
+        columns = {
+            column: Column(column, KINDS.get(sql_type), comment, sql_type)
+            for column, sql_type, comment, _, _ in rows
+        }
+        return TableInfo(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
 
     # Transactions and loading ---------------------------------------------------------------------
 
@@ -452,10 +381,6 @@ class DuckDBEngine(Engine):
             )
         finally:
             self.connection.unregister("tws_rejected")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''").replace("\x00", "") + "'"
 
 
 def _first_line(error: BaseException) -> str:

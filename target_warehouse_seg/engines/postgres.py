@@ -33,12 +33,12 @@ from target_warehouse_seg.engines import (
     BatchColumn,
     Codec,
     Column,
-    Engine,
     LoadBatch,
     Rejected,
     RowRejected,
     TableInfo,
 )
+from target_warehouse_seg.engines.catalog import CatalogEngine
 from target_warehouse_seg.engines.merge import SEQ, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
@@ -302,20 +302,19 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 _DATA_ERROR_CLASSES = ("22", "23", "42", "54")
 
 
-class PostgresEngine(Engine):
+class PostgresEngine(CatalogEngine):
     name = "postgres"
     max_columns = MAX_COLUMNS
     # Small units keep the pipeline full: the server merges one while the next is decoded.
     unit_bytes = 16 * 1024 * 1024
+    sql_types = SQL_TYPES
 
     def __init__(self, conninfo: str, display: str, schema: str) -> None:
+        super().__init__(schema)
         self._conninfo = conninfo
         self.display = display
-        self.schema = schema
         self.codec = PostgresCodec()
         self._connection: psycopg.Connection | None = None
-        self._tables: dict[str, str | None] | None = None
-        self._table_info: dict[str, TableInfo | None] = {}
         self._staging_counter = 0
         self._password = conninfo_to_dict(conninfo).get("password")
 
@@ -348,13 +347,6 @@ class PostgresEngine(Engine):
             self._connection.close()
             self._connection = None
 
-    @property
-    def qualified_schema(self) -> str:
-        return quote(self.schema)
-
-    def qualified(self, table: str) -> str:
-        return f"{quote(self.schema)}.{quote(table)}"
-
     def ensure_schema(self) -> None:
         with self._database_errors():
             exists = self.connection.execute(
@@ -364,22 +356,19 @@ class PostgresEngine(Engine):
                 self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
             self.connection.commit()
 
-    def tables(self) -> dict[str, str | None]:
-        if self._tables is None:
-            with self._database_errors():
-                rows = self.connection.execute(_TABLES_QUERY, (self.schema,)).fetchall()
-            self._tables = dict(rows)
-        return self._tables
+    def _run(self, statement: str) -> None:
+        with self._database_errors():
+            self.connection.execute(statement)
 
-    def table(self, name: str) -> TableInfo | None:
-        if name not in self._table_info:
-            with self._database_errors():
-                rows = self.connection.execute(_CATALOG_QUERY, (self.schema, name)).fetchall()
-            self._table_info[name] = self._table_from_catalog(name, rows) if rows else None
-        return self._table_info[name]
+    def _read_tables(self) -> dict[str, str | None]:
+        with self._database_errors():
+            return dict(self.connection.execute(_TABLES_QUERY, (self.schema,)).fetchall())
 
-    @staticmethod
-    def _table_from_catalog(name: str, rows: list[tuple]) -> TableInfo:
+    def _read_table(self, name: str) -> TableInfo | None:
+        with self._database_errors():
+            rows = self.connection.execute(_CATALOG_QUERY, (self.schema, name)).fetchall()
+        if not rows:
+            return None
         columns: dict[str, Column] = {}
         key: list[tuple[int, str]] = []
         for column, sql_type, comment, dropped, key_position, _ in rows:
@@ -388,76 +377,8 @@ class PostgresEngine(Engine):
             columns[column] = Column(column, KINDS.get(sql_type), comment, sql_type)
             if key_position is not None:
                 key.append((key_position, column))
+        # Dropped columns count against PostgreSQL's 1,600 too.
         return TableInfo(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
-
-    def forget(self) -> None:
-        self._tables = None
-        self._table_info.clear()
-
-    # DDL ----------------------------------------------------------------------------------------
-
-    def _definition(self, column: Column) -> str:
-        return f"{quote(column.name)} {column.sql_type or SQL_TYPES[t.cast(Kind, column.kind)]}"
-
-    def create_table(
-        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
-    ) -> None:
-        definitions = [self._definition(column) for column in columns]
-        if primary_key:
-            definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
-        with self._database_errors():
-            self.connection.execute(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
-            self.connection.execute(f"COMMENT ON TABLE {self.qualified(name)} IS {_literal(owner)}")
-            self._comment_columns(name, columns)
-        self.tables()[name] = owner
-        self._table_info[name] = TableInfo(
-            name,
-            {
-                column.name: Column(
-                    column.name,
-                    column.kind,
-                    column.owner,
-                    column.sql_type or SQL_TYPES[t.cast(Kind, column.kind)],
-                )
-                for column in columns
-            },
-            primary_key,
-            owner,
-            len(columns),
-        )
-
-    def _comment_columns(self, table: str, columns: list[Column]) -> None:
-        for column in columns:
-            if column.owner is not None:
-                target = f"{self.qualified(table)}.{quote(column.name)}"
-                self.connection.execute(f"COMMENT ON COLUMN {target} IS {_literal(column.owner)}")
-
-    def add_columns(self, table: str, columns: list[Column]) -> None:
-        if not columns:
-            return
-        additions = ", ".join(f"ADD COLUMN {self._definition(column)}" for column in columns)
-        with self._database_errors():
-            self.connection.execute(f"ALTER TABLE {self.qualified(table)} {additions}")
-            self._comment_columns(table, columns)
-        info = self._table_info.get(table)
-        if info is not None:
-            for column in columns:
-                info.columns[column.name] = Column(
-                    column.name, column.kind, column.owner, SQL_TYPES[t.cast(Kind, column.kind)]
-                )
-            info.column_slots += len(columns)
-
-    def widen_column(self, table: str, column: str, kind: Kind) -> None:
-        sql_type = SQL_TYPES[kind]
-        with self._database_errors():
-            self.connection.execute(
-                f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {quote(column)} TYPE {sql_type} "
-                f"USING {quote(column)}::{sql_type}"
-            )
-        info = self._table_info.get(table)
-        if info is not None:
-            old = info.columns[column]
-            info.columns[column] = Column(column, kind, old.owner, sql_type)
 
     # Transactions and loading ---------------------------------------------------------------------
 
@@ -546,10 +467,6 @@ class PostgresEngine(Engine):
 
     def _data_errors(self, batch: LoadBatch) -> t.ContextManager[None]:
         return _translate(self, batch)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''").replace("\x00", "") + "'"
 
 
 def _clean(text: str | None) -> str | None:

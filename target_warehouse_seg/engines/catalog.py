@@ -1,0 +1,110 @@
+"""What both engines share: the cached catalog and the DDL (the SQL is the same in PostgreSQL and DuckDB).
+
+Each table's catalog is read once (one query per table) and kept up to date by the DDL made here;
+``forget`` drops it after a rollback undid DDL. Every table and column remembers the stream or property it
+was made for in its SQL comment (see identifiers.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import typing as t
+
+from target_warehouse_seg.engines import Column, Engine, TableInfo
+from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.typemap import Kind
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (NUL removed: neither database takes it)."""
+    return "'" + text.replace("'", "''").replace("\x00", "") + "'"
+
+
+class CatalogEngine(Engine, abc.ABC):
+    """An engine whose tables, columns and DDL are handled the same way; subclasses bring the rest."""
+
+    sql_types: t.ClassVar[dict[Kind, str]]
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._tables: dict[str, str | None] | None = None
+        self._table_info: dict[str, TableInfo | None] = {}
+
+    @abc.abstractmethod
+    def _run(self, statement: str) -> None:
+        """Execute one DDL statement in the open transaction (errors become ``DatabaseError``)."""
+
+    @abc.abstractmethod
+    def _read_tables(self) -> dict[str, str | None]:
+        """Every table and view of the schema with its comment (one query)."""
+
+    @abc.abstractmethod
+    def _read_table(self, name: str) -> TableInfo | None:
+        """One table's columns, comments and primary key (one query)."""
+
+    def qualified(self, table: str) -> str:
+        return f"{quote(self.schema)}.{quote(table)}"
+
+    def sql_type(self, column: Column) -> str:
+        return column.sql_type or self.sql_types[t.cast(Kind, column.kind)]
+
+    def tables(self) -> dict[str, str | None]:
+        if self._tables is None:
+            self._tables = self._read_tables()
+        return self._tables
+
+    def table(self, name: str) -> TableInfo | None:
+        if name not in self._table_info:
+            self._table_info[name] = self._read_table(name)
+        return self._table_info[name]
+
+    def forget(self) -> None:
+        self._tables = None
+        self._table_info.clear()
+
+    def create_table(
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+    ) -> None:
+        definitions = [f"{quote(column.name)} {self.sql_type(column)}" for column in columns]
+        if primary_key:
+            definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
+        self._run(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
+        self._run(f"COMMENT ON TABLE {self.qualified(name)} IS {literal(owner)}")
+        self._comment_columns(name, columns)
+        self.tables()[name] = owner
+        stored = {
+            column.name: Column(column.name, column.kind, column.owner, self.sql_type(column))
+            for column in columns
+        }
+        self._table_info[name] = TableInfo(name, stored, primary_key, owner, len(columns))
+
+    def add_columns(self, table: str, columns: list[Column]) -> None:
+        for column in columns:
+            self._run(
+                f"ALTER TABLE {self.qualified(table)} ADD COLUMN {quote(column.name)} {self.sql_type(column)}"
+            )
+        self._comment_columns(table, columns)
+        info = self._table_info.get(table)
+        if info is not None:
+            for column in columns:
+                info.columns[column.name] = Column(
+                    column.name, column.kind, column.owner, self.sql_type(column)
+                )
+            info.column_slots += len(columns)
+
+    def widen_column(self, table: str, column: str, kind: Kind) -> None:
+        sql_type = self.sql_types[kind]
+        name = quote(column)
+        self._run(
+            f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {name} SET DATA TYPE {sql_type} "
+            f"USING CAST({name} AS {sql_type})"
+        )
+        info = self._table_info.get(table)
+        if info is not None:
+            info.columns[column] = Column(column, kind, info.columns[column].owner, sql_type)
+
+    def _comment_columns(self, table: str, columns: list[Column]) -> None:
+        for column in columns:
+            if column.owner is not None:
+                target = f"{self.qualified(table)}.{quote(column.name)}"
+                self._run(f"COMMENT ON COLUMN {target} IS {literal(column.owner)}")
