@@ -29,7 +29,8 @@ logger = logging.getLogger("target-warehouse-seg")
 class RecordMessage(msgspec.Struct, tag="RECORD", tag_field="type"):
     stream: str
     record: msgspec.Raw
-    time_extracted: datetime.datetime | None = None
+    # Zoned only: a naive one takes the slow path (``_fallback``), which reads it as UTC.
+    time_extracted: t.Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class SchemaMessage(msgspec.Struct, tag="SCHEMA", tag_field="type"):
@@ -183,11 +184,7 @@ class MessageReader(GenericSingerReader[t.Any]):
         kind = payload.get("type")
         stream = payload.get("stream") if isinstance(payload.get("stream"), str) else None
         if kind == "RECORD" and payload.get("time_extracted") is not None:
-            # An unreadable time_extracted is not worth losing a record: read time stands in.
-            logger.warning(
-                "line %d: ignoring time_extracted %r (not a date-time)", number, payload["time_extracted"]
-            )
-            payload["time_extracted"] = None
+            payload["time_extracted"] = _zoned(payload["time_extracted"], number)
             line = _encoder.encode(payload)
         if not isinstance(kind, str) or kind not in MESSAGE_TYPES.values():
             if isinstance(kind, str):
@@ -203,6 +200,21 @@ class MessageReader(GenericSingerReader[t.Any]):
         if self.on_invalid_line is None:
             raise InvalidRecord(invalid.problem, line=invalid.line, stream=invalid.stream)
         self.on_invalid_line(invalid)
+
+
+def _zoned(value: t.Any, number: int) -> str | None:
+    """A RECORD's time_extracted as a zoned ISO 8601 text (UTC when it has no zone), or None.
+
+    An unreadable time_extracted is not worth losing a record: the read time stands in.
+    """
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        logger.warning("line %d: ignoring time_extracted %r (not a date-time)", number, value)
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.isoformat()
 
 
 def _blocks(

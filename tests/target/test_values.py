@@ -180,10 +180,14 @@ def test_time_extracted_and_read_time(warehouse: Warehouse) -> None:
         schema("stamps", {"id": {"type": "integer"}}),
         record("stamps", {"id": 1}, time_extracted="2020-05-06T07:08:09.123456+02:00"),
         record("stamps", {"id": 2}),
+        record("stamps", {"id": 3}, time_extracted="2021-01-02T03:04:05"),  # no zone: UTC
+        record("stamps", {"id": 4}, time_extracted="yesterday"),  # unreadable: the read time
     ]
     before = dt.datetime.now(UTC)
     assert warehouse.run(lines).error is None
     rows = {row["id"]: row for row in warehouse.rows("stamps")}
     assert rows[1]["received_at"] == dt.datetime(2020, 5, 6, 5, 8, 9, 123456, tzinfo=UTC)
     assert before - dt.timedelta(seconds=5) <= rows[2]["received_at"] <= dt.datetime.now(UTC)
+    assert rows[3]["received_at"] == dt.datetime(2021, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert before - dt.timedelta(seconds=5) <= rows[4]["received_at"] <= dt.datetime.now(UTC)
     assert rows[1]["uuid_ts"] >= before - dt.timedelta(seconds=5)
