@@ -1,7 +1,7 @@
 """How fast the Salesforce emulator serves records, and how much memory it needs, at 1,000,000 Accounts.
 
     .venv/bin/python bench/emulator_throughput.py [--accounts 1000000] [--repeat 3] [--bare-records 200000]
-        [--serve-records N] [--narrow-fields 30]
+        [--serve-records N] [--narrow-fields 30] [--ceiling-seconds 1.5] [--results-dir bench/results]
 
 Starts `salesforce-emulator --count Account=N` in a subprocess (every other object at a tiny scale) and
 measures, each run on one keep-alive `requests` session:
@@ -271,6 +271,12 @@ def main() -> int:
         "--bare-records", type=int, default=200_000, help="records per bare-client run (json / csv module)"
     )
     parser.add_argument("--narrow-fields", type=int, default=30, help="fields of the narrower selection")
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=1.5, help="time each client-only ceiling runs"
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=ROOT / "bench" / "results", help="where the JSON results go"
+    )
     args = parser.parse_args()
     serve_limit = args.serve_records or args.accounts
     bare_limit = args.bare_records
@@ -322,13 +328,16 @@ def main() -> int:
         process.wait(timeout=60)
 
     progress("client-only ceilings ...")
+    seconds = args.ceiling_seconds
+    checked = lambda body: len(PAGE.decode(body).records)  # noqa: E731
+    parsed = lambda body: len(json.loads(body)["records"])  # noqa: E731
     ceilings = {
-        f"REST serving, {wide}": ceiling(lambda body: len(PAGE.decode(body).records), wide_page),
-        f"REST serving, {thin}": ceiling(lambda body: len(PAGE.decode(body).records), thin_page),
-        f"REST requests+json, {wide}": ceiling(lambda body: len(json.loads(body)["records"]), wide_page),
-        f"REST requests+json, {thin}": ceiling(lambda body: len(json.loads(body)["records"]), thin_page),
-        f"Bulk serving, {bulk}": ceiling(lambda body: csv_rows_arrow(body, flat), bulk_page),
-        f"Bulk requests+csv, {bulk}": ceiling(csv_rows_stdlib, bulk_page),
+        f"REST serving, {wide}": ceiling(checked, wide_page, seconds),
+        f"REST serving, {thin}": ceiling(checked, thin_page, seconds),
+        f"REST requests+json, {wide}": ceiling(parsed, wide_page, seconds),
+        f"REST requests+json, {thin}": ceiling(parsed, thin_page, seconds),
+        f"Bulk serving, {bulk}": ceiling(lambda body: csv_rows_arrow(body, flat), bulk_page, seconds),
+        f"Bulk requests+csv, {bulk}": ceiling(csv_rows_stdlib, bulk_page, seconds),
     }
     return report(args, runs, ceilings, startup, rss_after_start, peak_kib, wide)
 
@@ -390,8 +399,8 @@ def save(
     startup: float,
     peak: int,
 ) -> None:
-    """The runs as JSON in bench/results/ (git-ignored), next to the other benchmarks' results."""
-    folder = ROOT / "bench" / "results"
+    """The runs as JSON in --results-dir (bench/results/, git-ignored, next to the other benchmarks')."""
+    folder = args.results_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"emulator_throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     document = {
