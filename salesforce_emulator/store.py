@@ -40,6 +40,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -904,11 +905,22 @@ def _concat_page(arrays: list[pa.Array]) -> pa.Array:
 
 
 # Pages are rendered ahead in background threads (Arrow kernels release the GIL), so the next pages are
-# ready when the client asks for them. REST pages render several at a time (a page's fixed cost, ~130
-# columns of Python and kernel calls, is then shared), in up to two batches ahead; Bulk pages one ahead.
-# Bounded: ~64 MB of bodies ahead for full-width REST pages (~4 KB a record), one Bulk page (~40 MB).
-# kind -> (largest page read ahead, rows rendered per batch, batches ahead)
-_READ_AHEAD = {"json": (2_000, 8_000, 2), "csv": (50_000, 0, 1)}
+# ready when the client asks for them. REST pages of a narrow query render several at a time (a page's
+# fixed cost, Python and kernel calls per column, is then shared), up to two batches ahead; Bulk pages
+# one ahead. Bounded in cells (rows x columns, ~30 bytes of text each): ~70 MB of REST bodies ahead,
+# one Bulk page of up to 8M cells (~40 MB for 50,000 Accounts); pages larger than that are not guessed.
+@dataclass(frozen=True)
+class _ReadAhead:
+    largest_page: int  # rows; larger pages are rendered when asked for only
+    largest_cells: int  # rows x columns of a page; likewise
+    batch_cells: int  # pages of a query render together up to this many cells
+    batches: int  # batches rendered ahead
+
+
+_READ_AHEAD = {
+    "json": _ReadAhead(largest_page=2_000, largest_cells=4_000_000, batch_cells=1_200_000, batches=2),
+    "csv": _ReadAhead(largest_page=50_000, largest_cells=8_000_000, batch_cells=0, batches=1),
+}
 _READ_AHEAD_WORKERS = 2
 _CSV_BLOCK_ROWS = 8_192  # Bulk pages render in blocks of rows (bounds the working memory of one page)
 _read_ahead_lock = threading.Lock()
@@ -1033,8 +1045,11 @@ class QueryResult:
         reads this one. `render(start, size, count, *extra)` returns `count` consecutive pages."""
         kind, start, stop, extra = key[0], key[1], key[2], key[3:]
         size = stop - start
-        largest, batch_rows, batches = _READ_AHEAD.get(kind, (0, 0, 0))
-        per_batch = max(1, batch_rows // size) if size > 0 else 1
+        cells = size * (len(self.columns) + 1)  # the attributes count as a column
+        ahead = _READ_AHEAD.get(kind)
+        if ahead is not None and not (0 < size <= ahead.largest_page and cells <= ahead.largest_cells):
+            ahead = None
+        per_batch = max(1, ahead.batch_cells // cells) if ahead is not None else 1
         with self._lock:
             found = self._ahead.pop(key, None)
             following = []
@@ -1048,8 +1063,8 @@ class QueryResult:
                 if id(future) not in needed:
                     future.cancel()  # the client went elsewhere: drop the guess if it has not started
             self._ahead = kept
-            if 0 < size <= largest:
-                while len(self._ahead) <= per_batch * (batches - 1) and begin < self.total_size:
+            if ahead is not None:
+                while len(self._ahead) <= per_batch * (ahead.batches - 1) and begin < self.total_size:
                     count = min(per_batch, -(-(self.total_size - begin) // size))
                     future = _read_ahead_pool().submit(render, begin, size, count, *extra)
                     for index in range(count):

@@ -176,12 +176,15 @@ def test_pages_rendered_together_equal_pages_rendered_alone(org):
 
 
 def test_read_ahead_follows_the_client_and_stays_bounded(org):
+    import salesforce_emulator.store as store
+
     result = org.query("SELECT Id, Name FROM Account ORDER BY Id")
     whole = json.loads(result.rest_records(0, result.total_size, "58.0"))
     got = []
+    ahead = store._READ_AHEAD["json"]
     for start in range(0, 300, 20):
         got.extend(json.loads(result.rest_records(start, start + 20, "58.0")))
-        assert len(result._ahead) <= 2 * (8_000 // 20)
+        assert len(result._ahead) <= ahead.batches * ahead.batch_cells // (20 * 3)
     assert got == whole[:300]
     # the client jumps back and changes the page size: the guesses are dropped, pages stay right
     assert json.loads(result.rest_records(5, 12, "58.0")) == whole[5:12]
@@ -200,7 +203,8 @@ def test_a_page_from_the_end_of_a_pending_batch_is_served(org, monkeypatch):
     gate = threading.Event()
     pool.submit(gate.wait)  # the read-ahead batch stays pending until the gate opens
     monkeypatch.setattr(store, "_read_ahead_pool", lambda: pool)
-    monkeypatch.setattr(store, "_READ_AHEAD", {"json": (2_000, 40, 1)})  # batches of 4 pages of 10
+    # batches of 4 pages of 10 rows (3 columns: Id, Name and the attributes), one batch ahead
+    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 1_000, 120, 1)})
     assert json.loads(result.rest_records(0, 10, "58.0")) == whole[:10]  # schedules pages 1-4
     timer = threading.Timer(0.2, gate.set)
     timer.start()
@@ -212,3 +216,14 @@ def test_a_page_from_the_end_of_a_pending_batch_is_served(org, monkeypatch):
         gate.set()
         timer.cancel()
         pool.shutdown()
+
+
+def test_pages_too_large_are_not_read_ahead(org, monkeypatch):
+    import salesforce_emulator.store as store
+
+    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 60, 1_000, 2)})
+    result = org.query("SELECT Id, Name FROM Account ORDER BY Id")  # 3 cells a row with the attributes
+    result.rest_records(0, 20, "58.0")  # 60 cells: read ahead, several pages a batch
+    assert len(result._ahead) >= 2 * (1_000 // 60)
+    result.rest_records(100, 121, "58.0")  # 63 cells: rendered when asked for only
+    assert not result._ahead
