@@ -75,6 +75,7 @@ class Run:
     seconds: float
     client_cpu: float  # the client's CPU seconds over the run
     load: float  # 1-minute load average at the end of the run
+    server_cpu: float = 0.0  # the emulator process's CPU seconds over the run
 
     @property
     def rate(self) -> float:
@@ -123,11 +124,17 @@ def login(session: requests.Session, base_url: str, credentials: dict[str, str])
     session.headers["Authorization"] = f"Bearer {token}"
 
 
-def timed(name: str, work: Callable[[], int]) -> Run:
-    started, cpu = time.perf_counter(), time.process_time()
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(name: str, work: Callable[[], int], server_pid: int) -> Run:
+    started, cpu, server = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
     records = work()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    run = Run(name, records, seconds, cpu, os.getloadavg()[0])
+    run = Run(name, records, seconds, cpu, os.getloadavg()[0], cpu_seconds(server_pid) - server)
     progress(f"  {name}: {run.rate:,.0f} records/s ({records:,} in {seconds:.1f} s, load {run.load:.2f})")
     return run
 
@@ -315,7 +322,7 @@ def main() -> int:
                 (f"Bulk requests+csv, {bulk}", lambda: bulk_bare(job, bare_limit)),  # noqa: B023
             ]
             for name, work in measurements:
-                runs.setdefault(name, []).append(timed(name, work))
+                runs.setdefault(name, []).append(timed(name, work, process.pid))
             job.delete()
         wide_page = first_rest_page(session, base_url, every)
         thin_page = first_rest_page(session, base_url, narrow)
@@ -358,18 +365,27 @@ def report(
     waits = [run.seconds for run in runs.get("Bulk job wait", [])]
     if waits:
         print(f"  Bulk job wait (query to JobComplete){statistics.median(waits):9.1f} s (median)")
-    header = ("measurement", "records/s", "client alone", "client CPU", "each run: records/s @ load")
-    print(f"\n  {header[0]:<34} {header[1]:>10} {header[2]:>13} {header[3]:>11}   {header[4]}")
+    header = ("measurement", "records/s", "client alone", "client", "emulator", "each run: records/s @ load")
+    print(f"\n  {'':<34} {'':>10} {'':>13} {'CPU share':^17}")
+    print(f"  {header[0]:<34} {header[1]:>10} {header[2]:>13} {header[3]:>8} {header[4]:>8}   {header[5]}")
     for name, measured in runs.items():
         if name == "Bulk job wait":
             continue
         rate = median_rate(measured)
-        cpu = statistics.median(run.client_cpu / run.seconds for run in measured)
+        client = statistics.median(run.client_cpu / run.seconds for run in measured)
+        server = statistics.median(run.server_cpu / run.seconds for run in measured)
         each = ", ".join(f"{run.rate:,.0f} @ {run.load:.1f}" for run in measured)
-        print(f"  {name:<34} {rate:>10,.0f} {ceilings[name]:>13,.0f} {cpu:>11.0%}   {each}")
+        print(f"  {name:<34} {rate:>10,.0f} {ceilings[name]:>13,.0f} {client:>8.0%} {server:>8.0%}   {each}")
     print(
         "  (records/s: median of the runs; client alone: the same client parsing the same page bytes with no"
-        "\n   HTTP and no server, its ceiling; client CPU: the client's share of the run's wall time)"
+        "\n   HTTP and no server, its ceiling; CPU share: CPU seconds over wall seconds, of the client and of"
+        "\n   the emulator process (all its threads; 200% = both cores); 'each run' shows the load average)"
+    )
+    serving_runs = runs[f"REST serving, {wide}"]
+    per_record = statistics.median(run.server_cpu / run.records for run in serving_runs) * 1e6
+    print(
+        f"  emulator CPU per record served (REST, {wide}): {per_record:.1f} us, i.e."
+        f" {1e6 / per_record:,.0f} records/s per fully available core"
     )
     serving = median_rate(runs[f"REST serving, {wide}"])
     json_ceiling = ceilings[f"REST requests+json, {wide}"]

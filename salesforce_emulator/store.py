@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -937,6 +939,24 @@ def _read_ahead_pool() -> ThreadPoolExecutor:
         return _read_ahead_executor
 
 
+# Only the results read most recently keep pages read ahead: a client that stops paging half-way (an
+# abandoned cursor stays open for minutes) must not keep its guesses in memory meanwhile.
+_READING_LIMIT = 3
+_reading_lock = threading.Lock()
+_reading: OrderedDict[int, weakref.ReferenceType[QueryResult]] = OrderedDict()
+
+
+def _now_reading(result: QueryResult) -> None:
+    """Note that `result` reads ahead; the least recent beyond _READING_LIMIT drop their guesses."""
+    with _reading_lock:
+        _reading[id(result)] = weakref.ref(result)
+        _reading.move_to_end(id(result))
+        stale = [_reading.popitem(last=False)[1]() for _ in range(len(_reading) - _READING_LIMIT)]
+    for other in stale:
+        if other is not None and other is not result:
+            other.drop_read_ahead()
+
+
 class QueryResult:
     """A query's fixed result set (a snapshot), paged by the HTTP layer."""
 
@@ -1070,10 +1090,19 @@ class QueryResult:
                     for index in range(count):
                         self._ahead[(kind, begin, begin + size, *extra)] = (future, index)
                         begin += size
+        if ahead is not None and self._ahead:
+            _now_reading(self)  # outside self._lock: it may take another result's lock
         if found is not None:
             future, index = found
             return future.result()[index]
         return render(start, size, 1, *extra)[0]
+
+    def drop_read_ahead(self) -> None:
+        """Forget the pages rendered ahead (cancelling those not started)."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, {}
+        for future, _ in ahead.values():
+            future.cancel()
 
     # ---- REST JSON ----
     def rest_records(self, start: int, stop: int, api_version: str) -> bytes:

@@ -227,3 +227,16 @@ def test_pages_too_large_are_not_read_ahead(org, monkeypatch):
     assert len(result._ahead) >= 2 * (1_000 // 60)
     result.rest_records(100, 121, "58.0")  # 63 cells: rendered when asked for only
     assert not result._ahead
+
+
+def test_only_the_results_read_most_recently_keep_pages_ahead(org):
+    import salesforce_emulator.store as store
+
+    results = [org.query(f"SELECT Id, Name FROM Account WHERE Name != 'x{n}' ORDER BY Id") for n in range(5)]
+    for result in results:
+        result.rest_records(0, 10, "58.0")
+        assert result._ahead
+    kept = [bool(result._ahead) for result in results]
+    assert kept == [index >= len(results) - store._READING_LIMIT for index in range(len(results))]
+    whole = json.loads(results[0].rest_records(0, results[0].total_size, "58.0"))
+    assert json.loads(results[0].rest_records(10, 20, "58.0")) == whole[10:20]  # served all the same
