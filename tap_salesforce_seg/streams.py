@@ -36,7 +36,8 @@ Output: records are already typed by values.py and hold only selected properties
 per-record conformance and property popping are skipped (`TYPE_CONFORMANCE_LEVEL = NONE`) and RECORD
 lines are encoded straight into a buffer with msgspec (Decimals as JSON numbers with all digits);
 stream maps or flattening, when configured, go through singer-sdk's own path instead. Progress goes
-to stderr: records so far, rate, and percentage and time left when the total is known.
+to stderr (progress.py): records so far, rate, and percentage and time left when the total is known;
+a live line on a terminal, a summary line every 30 s otherwise.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import sys
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,7 @@ from singer_sdk.singerlib.catalog import Metadata, MetadataMapping, StreamMetada
 
 from tap_salesforce_seg.errors import SalesforceApiError, TapError
 from tap_salesforce_seg.extract import Extraction, QueryPlan, choose_extractor
+from tap_salesforce_seg.progress import StreamProgress
 from tap_salesforce_seg.schema import FieldInfo, field_schema
 from tap_salesforce_seg.soql import ID_FIELD, QueryField, check_identifier, truncate_to_millisecond
 from tap_salesforce_seg.values import format_datetime, parse_datetime, record_dict
@@ -71,7 +72,8 @@ if TYPE_CHECKING:
 MODE_INCREMENTAL = "incremental"
 MODE_FULL_RESYNC = "full re-sync"
 MODE_FULL = "full"
-PROGRESS_EVERY_SECONDS = 10.0
+# The hot loop asks the progress display whether a line is due every this many records (+1).
+PROGRESS_TICK_MASK = 255
 _OUTPUT_BUFFER_BYTES = 1 << 20
 
 
@@ -411,7 +413,7 @@ class SalesforceStream(Stream):
         plan = self.sync_plan or self.prepare_sync()
         extraction = self._extraction(plan)
         writer = self._record_writer() if write_messages else None
-        progress = _Progress(self, extraction)
+        progress = StreamProgress(self.name, self.logger, extraction)
         checkpoint = _Checkpoint(self, plan)
         every = max(1, self.tap_config.state_every_records)
         limit = self.ABORT_AT_RECORD_COUNT
@@ -434,7 +436,7 @@ class SalesforceStream(Stream):
                     self._flush(writer)
                     checkpoint.advance(stamp, write=write_messages)
                     progress.tick(count)
-                elif not count & 1023:
+                elif not count & PROGRESS_TICK_MASK:
                     progress.tick(count)
         except BaseException:
             # Everything written so far is safe to bookmark (sorted); stopping loses nothing.
@@ -505,53 +507,6 @@ class _Checkpoint:
             state["replication_key_value"] = self.value
         if write:
             self.stream._tap.state_writer.write_state(self.stream.tap_state)
-
-
-class _Progress:
-    """Progress lines on stderr: records so far, rate, percentage and time left when known."""
-
-    def __init__(self, stream: SalesforceStream, extraction: Extraction) -> None:
-        self.stream = stream
-        self.extraction = extraction
-        self.started = self.last = time.monotonic()
-
-    def tick(self, count: int) -> None:
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY_SECONDS:
-            self.last = now
-            self.stream.logger.info("%s", self._line(count, now))
-
-    def finish(self, count: int, *, stopped: bool = False) -> None:
-        now = time.monotonic()
-        elapsed = max(now - self.started, 1e-9)
-        verb = "stopped after" if stopped else "synced"
-        self.stream.logger.info(
-            "%s: %s %s records in %.1f s (%s records/s) via %s",
-            self.stream.name,
-            verb,
-            f"{count:,}",
-            elapsed,
-            f"{count / elapsed:,.0f}",
-            self.extraction.extractor.name,
-        )
-
-    def _line(self, count: int, now: float) -> str:
-        elapsed = max(now - self.started, 1e-9)
-        rate = count / elapsed
-        text = f"{self.stream.name}: {count:,} records, {rate:,.0f} records/s"
-        total = self.extraction.expected_records
-        if total and total >= count and rate > 0:
-            left = (total - count) / rate
-            text += f", {count * 100 / total:.0f}% of {total:,}, about {_duration(left)} left"
-        return text
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number")

@@ -3,8 +3,9 @@
 `BulkExtractor(client, logger=...).records(plan)`:
 1. `POST /jobs/query` with the plan's query (`ORDER BY` replication field, Id, so a bookmark taken
    mid-job is resumable; the query travels in the body, so wide objects need no splitting).
-2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete; `expected_records` is then the
-   job's `numberRecordsProcessed`.
+2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete (each poll is reported to
+   `on_wait`, the progress display's hook); `expected_records` is then the job's
+   `numberRecordsProcessed`.
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
    `null`; each page (bounded by `maxRecords`, sized from the field count) is converted
    (values.CsvPageConverter) while the next one downloads (prefetch.py), so memory holds two pages,
@@ -68,6 +69,9 @@ class BulkExtractor:
         self.expected_records: int | None = None
         self.job_id: str | None = None
         self._state: str | None = None
+        # Called at each poll while the job runs (job id, state, seconds so far): the stream's progress
+        # display sets it; without it, a log line every `progress_every_seconds`.
+        self.on_wait: Callable[[str, str, float], None] | None = None
 
     def records(self, plan: QueryPlan) -> Iterator[Stamped]:
         soql = build_query(
@@ -123,7 +127,9 @@ class BulkExtractor:
                 message = job.get("errorMessage") or "no errorMessage"
                 raise BulkUnavailable(f"Bulk job {job_id} on {plan.sobject} ended {state}: {message}")
             now = time.monotonic()
-            if now - last_report >= self.progress_every_seconds:
+            if self.on_wait is not None:
+                self.on_wait(job_id, str(state), now - started)
+            elif now - last_report >= self.progress_every_seconds:
                 self.logger.info(
                     "%s: Bulk job %s is %s after %.0f s.", plan.sobject, job_id, state, now - started
                 )
