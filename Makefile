@@ -9,11 +9,20 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
+# `pip install ARGS` without one kind of noise: when pip's configuration names local package indexes
+# that hold only some packages (this machine's does), pip warns once per package it does not find there
+# ("WARNING: Location 'file:///...' is ignored: it is neither a file nor a directory."). Only those lines
+# are dropped from stderr; every other line and pip's exit status are kept.
+PIP_NOISE := ^WARNING: Location 'file://[^']*' is ignored: it is neither a file nor a directory\.$$
+pip_install = echo "$(BIN)/python -m pip install $(1)"; exec 3>&1; \
+	status=$$( { { $(BIN)/python -m pip install $(1) 2>&1 1>&3 3>&-; echo $$? >&4; } \
+	| grep -v "$(PIP_NOISE)" >&2; } 4>&1 ); exit $$status
+
 # Re-installs whenever the project's metadata changes; `-e` keeps the console scripts on the sources.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@$(call pip_install,--quiet --upgrade pip)
+	@$(call pip_install,--quiet -e '.[test]')
 	touch $(STAMP)
 
 # A throwaway PostgreSQL cluster lives for the run; pytest's exit status is make's.
