@@ -909,19 +909,22 @@ def _concat_page(arrays: list[pa.Array]) -> pa.Array:
 # Pages are rendered ahead in background threads (Arrow kernels release the GIL), so the next pages are
 # ready when the client asks for them. REST pages of a narrow query render several at a time (a page's
 # fixed cost, Python and kernel calls per column, is then shared), up to two batches ahead; Bulk pages
-# one ahead. Bounded in cells (rows x columns, ~30 bytes of text each): ~70 MB of REST bodies ahead,
-# one Bulk page of up to 8M cells (~40 MB for 50,000 Accounts); pages larger than that are not guessed.
+# one ahead. Bounded in cells (rows x columns, ~30 bytes of text each) and rows: ~70 MB of REST bodies
+# ahead, one Bulk page of up to 8M cells (~40 MB for 50,000 Accounts); larger pages are not guessed.
 @dataclass(frozen=True)
 class _ReadAhead:
     largest_page: int  # rows; larger pages are rendered when asked for only
     largest_cells: int  # rows x columns of a page; likewise
-    batch_cells: int  # pages of a query render together up to this many cells
+    batch_cells: int  # pages of a query render together up to this many cells ...
+    batch_rows: int  # ... and rows
     batches: int  # batches rendered ahead
 
 
 _READ_AHEAD = {
-    "json": _ReadAhead(largest_page=2_000, largest_cells=4_000_000, batch_cells=1_200_000, batches=2),
-    "csv": _ReadAhead(largest_page=50_000, largest_cells=8_000_000, batch_cells=0, batches=1),
+    "json": _ReadAhead(
+        largest_page=2_000, largest_cells=4_000_000, batch_cells=1_200_000, batch_rows=8_000, batches=2
+    ),
+    "csv": _ReadAhead(largest_page=50_000, largest_cells=8_000_000, batch_cells=0, batch_rows=0, batches=1),
 }
 _READ_AHEAD_WORKERS = 2
 _CSV_BLOCK_ROWS = 8_192  # Bulk pages render in blocks of rows (bounds the working memory of one page)
@@ -1069,7 +1072,7 @@ class QueryResult:
         ahead = _READ_AHEAD.get(kind)
         if ahead is not None and not (0 < size <= ahead.largest_page and cells <= ahead.largest_cells):
             ahead = None
-        per_batch = max(1, ahead.batch_cells // cells) if ahead is not None else 1
+        per_batch = max(1, min(ahead.batch_cells // cells, ahead.batch_rows // size)) if ahead else 1
         with self._lock:
             found = self._ahead.pop(key, None)
             following = []

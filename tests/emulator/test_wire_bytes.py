@@ -182,9 +182,10 @@ def test_read_ahead_follows_the_client_and_stays_bounded(org):
     whole = json.loads(result.rest_records(0, result.total_size, "58.0"))
     got = []
     ahead = store._READ_AHEAD["json"]
+    per_batch = min(ahead.batch_cells // (20 * 3), ahead.batch_rows // 20)  # pages of 20 rows, 3 cells
     for start in range(0, 300, 20):
         got.extend(json.loads(result.rest_records(start, start + 20, "58.0")))
-        assert len(result._ahead) <= ahead.batches * ahead.batch_cells // (20 * 3)
+        assert len(result._ahead) <= ahead.batches * per_batch
     assert got == whole[:300]
     # the client jumps back and changes the page size: the guesses are dropped, pages stay right
     assert json.loads(result.rest_records(5, 12, "58.0")) == whole[5:12]
@@ -204,7 +205,7 @@ def test_a_page_from_the_end_of_a_pending_batch_is_served(org, monkeypatch):
     pool.submit(gate.wait)  # the read-ahead batch stays pending until the gate opens
     monkeypatch.setattr(store, "_read_ahead_pool", lambda: pool)
     # batches of 4 pages of 10 rows (3 columns: Id, Name and the attributes), one batch ahead
-    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 1_000, 120, 1)})
+    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 1_000, 120, 2_000, 1)})
     assert json.loads(result.rest_records(0, 10, "58.0")) == whole[:10]  # schedules pages 1-4
     timer = threading.Timer(0.2, gate.set)
     timer.start()
@@ -221,7 +222,7 @@ def test_a_page_from_the_end_of_a_pending_batch_is_served(org, monkeypatch):
 def test_pages_too_large_are_not_read_ahead(org, monkeypatch):
     import salesforce_emulator.store as store
 
-    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 60, 1_000, 2)})
+    monkeypatch.setattr(store, "_READ_AHEAD", {"json": store._ReadAhead(2_000, 60, 1_000, 2_000, 2)})
     result = org.query("SELECT Id, Name FROM Account ORDER BY Id")  # 3 cells a row with the attributes
     result.rest_records(0, 20, "58.0")  # 60 cells: read ahead, several pages a batch
     assert len(result._ahead) >= 2 * (1_000 // 60)
