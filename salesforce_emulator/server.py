@@ -6,8 +6,10 @@
         emu.ca_file         # CA .pem to trust (tls only); emu.api_usage; emu.requests(); emu.counters()
 
 The server is the standard library's ThreadingHTTPServer speaking HTTP/1.1 with keep-alive (one thread per
-connection, Nagle off). TLS handshakes happen in the connection's thread, so a slow client never blocks
-the accept loop. Loopback only by default: binding another address needs `allow_remote=True`.
+connection, Nagle off). A response's headers and body pieces leave in gathering `sendmsg` calls, a query
+page's records straight from the buffer they were rendered into (no copy; see store.py). TLS handshakes
+happen in the connection's thread, so a slow client never blocks the accept loop. Loopback only by
+default: binding another address needs `allow_remote=True`.
 """
 
 from __future__ import annotations

@@ -480,8 +480,6 @@ _COMMA_LIST = pc.ReplaceSubstringOptions(",", '","')
 _TO_STRING = pc.CastOptions.safe(pa.string())
 _T_SEPARATOR = pc.ReplaceSliceOptions(10, 11, "T")
 _EMIT = pc.JoinOptions(null_handling="emit_null")
-_NULL_AS_NULL = pc.JoinOptions(null_handling="replace", null_replacement="null")
-_NULL_AS_EMPTY = pc.JoinOptions(null_handling="replace", null_replacement="")
 _call = pc.call_function
 _SCALARS: dict[str, pa.Scalar] = {}
 
