@@ -88,7 +88,8 @@ class Authenticator:
                 client_id="tap-salesforce-seg",
             )
         except SalesforceAuthenticationFailed as error:
-            code, detail = error.code, _short(str(error.message))
+            # simple-salesforce >= 1.12.9 keeps Salesforce's text in `auth_message` (`message` is a template).
+            code, detail = error.code, _short(str(getattr(error, "auth_message", None) or error.message))
             if isinstance(code, int) or code in _TRANSIENT_SOAP_CODES:
                 raise TransientError(
                     f"SOAP login at {config.login_base_url} failed: {code} {detail}",
