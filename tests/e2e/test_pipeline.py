@@ -1,4 +1,4 @@
-"""The shell pipeline and the external scheduler's state file, run as catalogs/README.md documents them
+"""The shell pipeline and the external scheduler's state file, run as README.md documents them
 (real processes, a real shell pipe, the emulator over HTTP, DuckDB and PostgreSQL warehouses).
 
 - A full run, then incremental runs from the state file after changes in the org (an update, a soft

@@ -2,7 +2,7 @@
 warehouse it leaves compared with the org.
 
 - `Pipeline(folder, tap_settings, target_settings)`: a folder with tap.json and target.json where the
-  commands documented in catalogs/README.md (the blocks marked `<!-- tested: NAME -->`) run through bash,
+  commands documented in README.md (the blocks marked `<!-- tested: NAME -->`) run through bash,
   with the project's console scripts first on PATH: `.discover()`, `.sync()`, `.start_sync()` (a running
   process group, for the kill tests), `.state()`.
 - `Warehouse(settings)`: reads a DuckDB file or a PostgreSQL database the target wrote.
@@ -30,7 +30,7 @@ from tap_harness import expected_records, expected_value, selected_properties
 from target_warehouse_seg.identifiers import conform
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-COMMANDS_DOC = REPO_DIR / "catalogs" / "README.md"
+COMMANDS_DOC = REPO_DIR / "README.md"
 BIN_DIR = Path(sys.executable).parent  # the venv whose console scripts the pipeline runs
 SYSTEM_COLUMNS = ("received_at", "uuid_ts")
 # Settings from the environment would change what the plugins do: a test's run sees only its files.
@@ -38,7 +38,7 @@ FOREIGN_VARIABLES = ("TAP_SALESFORCE_SEG", "TARGET_WAREHOUSE_SEG", "MELTANO_")
 
 
 def documented_command(name: str) -> str:
-    """The shell block that follows `<!-- tested: NAME -->` in catalogs/README.md."""
+    """The shell block that follows `<!-- tested: NAME -->` in README.md."""
     text = COMMANDS_DOC.read_text()
     match = re.search(rf"<!-- tested: {re.escape(name)} -->\n```sh\n(.*?)```", text, re.S)
     if not match:
