@@ -742,12 +742,28 @@ def test_duckdb_locked_message(tmp_path: Path) -> None:
     assert_logged(localised(block("duckdb-locked"), root=str(tmp_path)), done.stderr)
 
 
-def test_progress_line_example() -> None:
+def test_progress_line_examples() -> None:
     clock = SimpleNamespace(now=100.0)
     extraction = SimpleNamespace(expected_records=250_000, extractor=SimpleNamespace(name="bulk"))
-    progress = StreamProgress("accounts", _quiet_logger(), extraction, live=False, clock=lambda: clock.now)
-    line = progress.line_text(120_832, 128.0)
-    assert example_pattern(block("progress")).fullmatch(line), line
+    logger = logging.getLogger("test-readme-progress")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        progress = StreamProgress("accounts", logger, extraction, live=False, clock=lambda: clock.now)
+        line = progress.line_text(120_832, 128.0)
+        assert example_pattern(block("progress")).fullmatch(line), line
+        clock.now = 158.1
+        progress.finish(250_000)
+    finally:
+        logger.removeHandler(handler)
+    # The end line the README quotes in its text.
+    quoted = re.search(r"`(accounts: synced [^`]+)`", README.read_text())
+    assert quoted, "the README no longer quotes an end line"
+    assert example_pattern(quoted.group(1)).fullmatch(logged[-1].getMessage()), logged[-1].getMessage()
 
 
 # --- Names ----------------------------------------------------------------------------------------
