@@ -392,6 +392,9 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
 
     changes = change_the_org(control)
     step(4, "changed Salesforce: renamed an account, soft-deleted a contact, created a lead")
+    # A sync reads up to the moment it starts by Salesforce's clock, which HTTP's Date header gives in
+    # whole seconds: a change from the same second would wait for the next run. Let that second pass.
+    time.sleep(1.1)
 
     incremental_started = datetime.now(timezone.utc)
     moment = time.monotonic()
