@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from target_warehouse_seg.convert import json_encoder
-from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RowRejected
+from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
 from target_warehouse_seg.errors import InvalidRecord
 from target_warehouse_seg.typemap import holds
 
@@ -109,16 +109,18 @@ class Loader:
     # On the loader thread ------------------------------------------------------------------------
 
     def _apply(self, unit: Unit) -> None:
-        if self._failed:
-            # An earlier unit failed: nothing after it may commit, and no later STATE may be written.
-            raise _Skipped("an earlier unit failed")
         try:
+            if self._failed:
+                # An earlier unit failed: nothing after it may commit, and no later STATE may be written.
+                raise _Skipped("an earlier unit failed")
             if unit.batches or unit.rejected:
                 started = time.monotonic()
                 while True:
                     try:
                         self._transaction(unit.batches, unit.rejected, commit=True)
                         break
+                    except RetryUnit:
+                        continue
                     except RowRejected:
                         self._handle_refusal(unit)
                 self.rows_committed += unit.row_count
@@ -127,6 +129,9 @@ class Loader:
         except BaseException:
             self._failed = True
             raise
+        finally:
+            for batch in unit.batches:
+                self.engine.codec.release(batch.payload)
         if unit.has_state:
             self._emit_state(unit.state)
 
@@ -159,17 +164,33 @@ class Loader:
                 self.engine.widen_column(batch.table, column.name, column.kind)
 
     def _try(self, batch: LoadBatch) -> RowRejected | None:
+        while True:
+            try:
+                self._transaction([batch], [], commit=False)
+            except RetryUnit:
+                continue
+            except RowRejected as refusal:
+                return refusal
+            return None
+
+    def _try_rows(self, batch: LoadBatch, rows: list[int]) -> RowRejected | None:
+        subset = self._subset(batch, rows)
         try:
-            self._transaction([batch], [], commit=False)
-        except RowRejected as refusal:
-            return refusal
-        return None
+            return self._try(subset)
+        finally:
+            self.engine.codec.release(subset.payload)
 
     def _handle_refusal(self, unit: Unit) -> None:
         for position, batch in enumerate(unit.batches):
             refusal = self._try(batch)
             if refusal is None:
                 continue
+            repaired = self.engine.codec.repair(batch.payload)
+            if repaired is not None:  # the unit is tried again with the repaired batch
+                logger.info("stream %s: retrying a refused batch re-encoded (%s)", batch.stream, refusal)
+                unit.batches[position] = dataclasses.replace(batch, payload=repaired)
+                self.engine.codec.release(batch.payload)
+                return
             index, refusal = self._locate(batch, refusal)
             field = batch.property_of(refusal.column) or self._blame(batch, index, refusal)
             error = InvalidRecord(
@@ -198,6 +219,7 @@ class Loader:
                 unit.batches[position] = self._subset(batch, remaining)
             else:
                 del unit.batches[position]
+            self.engine.codec.release(batch.payload)
             return
         raise RuntimeError("the database refused the unit, but no batch alone")
 
@@ -214,14 +236,14 @@ class Loader:
         candidates = list(range(batch.row_count))
         while len(candidates) > 1:
             half = candidates[: len(candidates) // 2]
-            attempt = self._try(self._subset(batch, half))
+            attempt = self._try_rows(batch, half)
             if attempt is not None:
                 if attempt.index is not None and attempt.index < len(half):
                     return half[attempt.index], attempt
                 candidates, refusal = half, attempt
             else:
                 candidates = candidates[len(candidates) // 2 :]
-        single = self._try(self._subset(batch, candidates))
+        single = self._try_rows(batch, candidates)
         return candidates[0], single or refusal
 
     def _subset(self, batch: LoadBatch, rows: list[int]) -> LoadBatch:

@@ -53,6 +53,8 @@ class StreamSink:
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
         self._fuzzy_keys = any(plan.columns[i].source in _FUZZY_KEY_SOURCES for i in self._key_positions)
         self._rows: list[t.Any] = []
+        self._raws: list[t.Any] = []  # each record's JSON text, for a codec that ``reads_json``
+        self._keep_raw = codec.reads_json
         self._lines: list[int] = []
         self._extracted: list[datetime.datetime | None] = []
         self._read_at: datetime.datetime | None = None
@@ -90,6 +92,8 @@ class StreamSink:
         if not self._rows:
             self._read_at = utc_now()
         self._rows.extend(rows)
+        if self._keep_raw:
+            self._raws.extend(raws)
         self._lines.extend(range(first_line, first_line + len(rows)))
         self._extracted.extend([message.time_extracted for message in messages])
         self.rows += len(rows)
@@ -104,18 +108,23 @@ class StreamSink:
 
     def add(self, raw: msgspec.Raw, line: int, time_extracted: datetime.datetime | None) -> None:
         """Take one record (the path of records that need a closer look)."""
-        if self._needs_slow_path(bytes(raw)):
+        lenient = self._needs_slow_path(bytes(raw))
+        if lenient:
             row = self._decode_slowly(raw, line, None)
         else:
             try:
                 row = self._decode(raw)
             except msgspec.MsgspecError as error:
+                lenient = True
                 row = self._decode_slowly(raw, line, error)
         if row is None:
             return
         if not self._rows:
             self._read_at = utc_now()
         self._rows.append(row)
+        if self._keep_raw:
+            # A record read leniently travels as the JSON of what was read (NULs gone, 1.0 now 1...).
+            self._raws.append(convert.json_encoder.encode(row) if lenient else raw)
         self._lines.append(line)
         self._extracted.append(time_extracted)
         self.rows += 1
@@ -160,26 +169,26 @@ class StreamSink:
 
     def convert_chunk(self) -> None:
         """Check the decoded records and turn them into a payload part, then drop them."""
-        rows, lines, extracted = self._rows, self._lines, self._extracted
-        self._rows, self._lines, self._extracted = [], [], []
+        rows, lines, extracted, raws = self._rows, self._lines, self._extracted, self._raws
+        self._rows, self._lines, self._extracted, self._raws = [], [], [], []
         read_at = self._read_at or utc_now()
         while rows:
             try:
                 keys = self._check(rows, lines)
                 received_at = [stamp or read_at for stamp in extracted]
-                part = self._codec.encode(self._columns, rows, lines, received_at)
+                part = self._codec.encode(
+                    self._columns, rows, lines, received_at, raws if self._keep_raw else None
+                )
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))
-                del rows[problem.index], lines[problem.index], extracted[problem.index]
-                self.rows -= 1
+                self._drop(problem.index, rows, lines, extracted, raws)
                 continue
             except convert.ValueProblem as problem:
                 self._invalid(
                     self._error(rows, lines, problem.index, problem.column, problem.message),
                     convert.json_encoder.encode(rows[problem.index]),
                 )
-                del rows[problem.index], lines[problem.index], extracted[problem.index]
-                self.rows -= 1
+                self._drop(problem.index, rows, lines, extracted, raws)
                 continue
             except convert.NeedsWidening as need:
                 self._widen(need)
@@ -189,6 +198,13 @@ class StreamSink:
             self._batch_keys.extend(keys)
             self._key_set.update(keys)
             return
+
+    def _drop(self, index: int, *lists: list[t.Any]) -> None:
+        """Remove a rejected record from the chunk's parallel lists."""
+        for values in lists:
+            if values:
+                del values[index]
+        self.rows -= 1
 
     def _check(self, rows: list[t.Any], lines: list[int]) -> list[t.Any]:
         """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys."""

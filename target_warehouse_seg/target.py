@@ -43,8 +43,6 @@ from target_warehouse_seg.reader import (
 )
 from target_warehouse_seg.sink import StreamSink
 
-# Values decoded before a chunk is converted (rows = this / columns).
-CHUNK_VALUES = 400_000
 _NO_STATE = object()
 
 SETTINGS = th.PropertiesList(
@@ -278,7 +276,7 @@ class TargetWarehouseSeg(Target):
             plan,
             self.loader.engine.codec,
             reject=self._reject if self.settings.quarantine else None,
-            chunk_values=CHUNK_VALUES,
+            chunk_values=self.loader.engine.chunk_values,
         )
         self._signatures[stream] = signature
 

@@ -120,12 +120,23 @@ class RowRejected(Exception):
         return self.message
 
 
+class RetryUnit(Exception):
+    """The engine changed how it loads a table (it found rows it assumed absent): the transaction was
+    rolled back and must run again."""
+
+
 class Codec(abc.ABC):
     """Builds an engine's payload from decoded records, one chunk at a time (in the main thread).
 
     ``rows`` are the stream's decoded records (msgspec structs whose fields follow ``columns``);
     every column's values are already checked for their ``source`` (see convert.py).
+
+    A codec with ``reads_json`` also gets each record's own JSON text (``raws``: the input's bytes, or
+    a canonical re-encoding of the decoded record when it was read leniently), so that the database can
+    convert the values itself from text the decoder has already checked.
     """
+
+    reads_json: t.ClassVar[bool] = False
 
     @abc.abstractmethod
     def encode(
@@ -134,6 +145,7 @@ class Codec(abc.ABC):
         rows: list[t.Any],
         lines: list[int],
         received_at: list[t.Any],
+        raws: list[t.Any] | None = None,
     ) -> t.Any:
         """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``."""
 
@@ -149,6 +161,14 @@ class Codec(abc.ABC):
     def row(self, columns: list[BatchColumn], payload: t.Any, index: int) -> dict[str, t.Any]:
         """One row as ``{property: value}`` (for quarantining a row the database refused)."""
 
+    def repair(self, payload: t.Any) -> t.Any | None:
+        """A payload the database may accept where it refused this one, or None (see DuckDB's)."""
+        return None
+
+    def release(self, payload: t.Any) -> None:
+        """Free what a payload holds outside the Python heap (spool files); it is not used again."""
+        return None
+
 
 class Engine(abc.ABC):
     """A warehouse connection that knows its catalog and loads batches."""
@@ -157,6 +177,7 @@ class Engine(abc.ABC):
     max_columns: int | None = None
     codec: Codec
     unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
+    chunk_values: int = 400_000  # values decoded before the sink converts them (rows = this / columns)
 
     @abc.abstractmethod
     def connect(self) -> None: ...

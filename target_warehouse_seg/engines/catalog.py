@@ -48,6 +48,10 @@ class CatalogEngine(Engine, abc.ABC):
     def sql_type(self, column: Column) -> str:
         return column.sql_type or self.sql_types[t.cast(Kind, column.kind)]
 
+    def column_sql(self, column: Column, in_key: bool) -> str:
+        """A column's definition in CREATE TABLE."""
+        return f"{quote(column.name)} {self.sql_type(column)}"
+
     def tables(self) -> dict[str, str | None]:
         if self._tables is None:
             self._tables = self._read_tables()
@@ -65,7 +69,7 @@ class CatalogEngine(Engine, abc.ABC):
     def create_table(
         self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
     ) -> None:
-        definitions = [f"{quote(column.name)} {self.sql_type(column)}" for column in columns]
+        definitions = [self.column_sql(column, column.name in primary_key) for column in columns]
         if primary_key:
             definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
         self._run(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")

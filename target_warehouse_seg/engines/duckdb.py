@@ -1,19 +1,37 @@
-"""DuckDB engine: each batch is an Arrow table (DuckDB scans it in place, no copy), merged with one
-``INSERT ... ON CONFLICT`` (plus a ``DELETE`` for hard deletes) inside the loader's transaction.
+"""DuckDB engine: DuckDB converts each batch itself, from the records' own JSON, with its C++ JSON reader.
 
-Numbers: DuckDB's DECIMAL holds at most 38 digits, so a ``number`` column is ``DECIMAL(38,18)``:
-20 digits before the point and 18 after. Every Salesforce number fits (at most 18 digits, at most 17
-after the point), and so does every bigint. A value that does not fit exactly (more digits before or
-after the point) widens its column to VARCHAR holding the exact decimal text, with a warning: a value is
-never rounded. PostgreSQL's ``numeric`` has no such limit.
+The main thread decodes every record with its stream's typed msgspec decoder (which checks every value,
+see sink.py) but builds nothing from most values: the records' JSON text goes to a spool file, and
+``read_ndjson`` with explicit column types turns it into a staging table on DuckDB's threads. Only what
+DuckDB cannot read exactly from JSON travels beside it in a small Arrow table (the ``side``: line
+numbers, ``received_at``, date-times, JSON values, mixed types, numbers kept as text), joined by
+position. The staging table is then merged with ``UPDATE ... FROM`` and an ``INSERT`` of the keys that
+are not there yet (plus a ``DELETE`` for hard deletes), inside the loader's transaction.
+
+What DuckDB reads from JSON, it reads exactly as the checks left it: strings (NULs and lone surrogates
+never reach it: such records travel re-encoded), integers within bigint, booleans, and numbers as
+``DECIMAL(38,18)`` straight from their digits (DuckDB reads JSON numbers for a DECIMAL as text, never
+through a float). DuckDB's DECIMAL holds at most 38 digits, so a ``number`` column is
+``DECIMAL(38,18)``: 20 digits before the point and 18 after. Every Salesforce number fits (at most 18
+digits, at most 17 after the point), and so does every bigint. A value that does not fit exactly (more
+digits before or after the point) widens its column to VARCHAR holding the exact decimal text, with a
+warning: a value is never rounded. PostgreSQL's ``numeric`` has no such limit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import operator
 import os
+import re
+import shutil
+import tempfile
 import time
 import typing as t
+from collections import Counter
+from dataclasses import dataclass
 from decimal import Context, Decimal
 from pathlib import Path
 
@@ -24,15 +42,17 @@ import pyarrow as pa
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
     REJECTED_TABLE,
+    SYSTEM_COLUMNS,
     BatchColumn,
     Codec,
     Column,
     LoadBatch,
     Rejected,
+    RetryUnit,
     RowRejected,
     TableInfo,
 )
-from target_warehouse_seg.engines.catalog import CatalogEngine
+from target_warehouse_seg.engines.catalog import CatalogEngine, literal
 from target_warehouse_seg.engines.merge import SEQ, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
@@ -41,6 +61,9 @@ from target_warehouse_seg.typemap import Kind, Source
 logger = logging.getLogger("target-warehouse-seg")
 
 DECIMAL_PRECISION, DECIMAL_SCALE = 38, 18
+# DuckDB's memory limit: enough for a narrow table, and more per column for a wide one (DuckDB
+# reserves a block per column it appends to).
+MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 100, 128
 SQL_TYPES = {
     Kind.BOOLEAN: "BOOLEAN",
     Kind.INTEGER: "BIGINT",
@@ -82,7 +105,7 @@ _ARROW = {
 NULL_AS_TEXT = frozenset({Source.NUMBER, Source.JSON, Source.TIMESTAMP, Source.DATE, Source.TIME})
 _NULL = b"null"
 _encode = convert.json_encoder.encode
-_astuple = msgspec.structs.astuple
+_generic = msgspec.json.Decoder(float_hook=Decimal)
 _DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 # quantize() needs room for all 38 digits (the default context keeps 28: InvalidOperation past it).
@@ -126,7 +149,7 @@ def _text_array(position: int, texts: list[bytes]) -> pa.Array:
 
 def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
     """Whether a JSON number would not fit DECIMAL(38,18) exactly."""
-    present = [value for value in values if value is not None]
+    present = list(filter(None, values))
     joined = b"\x00".join(present).translate(_DIGITS_AS_NINES)
     if not present or (_LONG_RUN not in joined and b"e" not in joined and b"E" not in joined):
         return False
@@ -138,22 +161,131 @@ def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
     return False
 
 
-class DuckDBCodec(Codec):
-    """Arrow record batches: the property columns, then ``@seq`` and ``received_at``."""
+# How DuckDB reads a column from the record's JSON (None: the column travels in the side table).
+# Only what the decoder checked strictly and DuckDB converts exactly: strings, bigints, booleans, and
+# numbers into DECIMAL(38,18) (checked to fit by ``_decimal_misfit``).
+_JSON_READ = {
+    Source.TEXT: "VARCHAR",
+    Source.TIMESTAMP_TEXT: "VARCHAR",
+    Source.INTEGER: "BIGINT",
+    Source.BOOLEAN: "BOOLEAN",
+    Source.NUMBER: SQL_TYPES[Kind.NUMBER],
+}
 
-    def _schema(self, columns: list[BatchColumn]) -> pa.Schema:
-        fields = [pa.field(column.name, arrow_type(column)) for column in columns]
+
+def json_read_type(column: BatchColumn) -> str | None:
+    """The type DuckDB reads this column as from the record's JSON, or None when it travels aside."""
+    if column.source is Source.INTEGER and column.wide:
+        return None
+    if column.source is Source.NUMBER and column.kind is not Kind.NUMBER:
+        return None  # kept as the exact decimal text
+    return _JSON_READ.get(column.source)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns of a batch DuckDB reads from JSON (``read``) and which travel aside (``side``)."""
+
+    read: tuple[int, ...]
+    side: tuple[int, ...]
+
+    @classmethod
+    def of(cls, columns: t.Sequence[BatchColumn]) -> Layout:
+        candidates = [i for i, column in enumerate(columns) if json_read_type(column) and column.prop]
+        # DuckDB matches JSON keys exactly but refuses two columns whose names differ only in case.
+        folded = Counter(columns[i].prop.lower() for i in candidates)
+        read = tuple(i for i in candidates if folded[columns[i].prop.lower()] == 1)
+        side = tuple(i for i in range(len(columns)) if i not in set(read))
+        return cls(read, side)
+
+
+@dataclass
+class Part:
+    """One chunk: its records' JSON, spooled at once (one per line), and its side columns."""
+
+    path: Path
+    side: pa.RecordBatch
+    longest: int
+    record_type: t.Any
+
+
+@dataclass
+class JsonPayload:
+    """A batch for DuckDB: its records' JSON in spool files (one per line, in row order) and the side
+    table (the same rows, in the same order)."""
+
+    paths: list[Path]
+    side: pa.Table
+    longest: int  # the longest record, in bytes (DuckDB's reader must be told)
+    record_type: t.Any  # the stream's decoded record type (to re-encode the records)
+    canonical: bool = False  # every line is the JSON of its decoded record
+
+    def lines(self) -> list[bytes]:
+        return [line for path in self.paths for line in path.read_bytes().split(b"\n")[:-1]]
+
+
+class DuckDBCodec(Codec):
+    """Spooled JSON lines plus an Arrow side table: the side columns, then ``@seq`` and ``received_at``."""
+
+    reads_json = True
+
+    def __init__(self) -> None:
+        self._spool: Path | None = None
+        self._files = 0
+        self._layouts: dict[tuple[BatchColumn, ...], Layout] = {}
+
+    # Layout and side table ----------------------------------------------------------------------
+
+    def layout(self, columns: t.Sequence[BatchColumn]) -> Layout:
+        key = tuple(columns)
+        if key not in self._layouts:
+            self._layouts[key] = Layout.of(columns)
+        return self._layouts[key]
+
+    def _side_schema(self, columns: list[BatchColumn]) -> pa.Schema:
+        fields = [pa.field(columns[i].name, arrow_type(columns[i])) for i in self.layout(columns).side]
         fields += [pa.field(SEQ, pa.int64()), pa.field("received_at", pa.timestamp("us", tz="UTC"))]
         return pa.schema(fields)
 
     def encode(
-        self, columns: list[BatchColumn], rows: list[t.Any], lines: list[int], received_at: list[t.Any]
-    ) -> pa.RecordBatch:
-        values = list(zip(*map(_astuple, rows), strict=True))
-        arrays = [self._array(position, column, values[position]) for position, column in enumerate(columns)]
+        self,
+        columns: list[BatchColumn],
+        rows: list[t.Any],
+        lines: list[int],
+        received_at: list[t.Any],
+        raws: list[t.Any] | None = None,
+    ) -> Part:
+        layout = self.layout(columns)
+        for position in layout.read:
+            self._check_read(position, columns[position], rows)
+        arrays = [
+            self._array(position, columns[position], _column(rows, position)) for position in layout.side
+        ]
         arrays.append(pa.array(lines, pa.int64()))
         arrays.append(pa.array(received_at, pa.timestamp("us", tz="UTC")))
-        return pa.RecordBatch.from_arrays(arrays, schema=self._schema(columns))
+        side = pa.RecordBatch.from_arrays(arrays, schema=self._side_schema(columns))
+        texts = raws if raws is not None else [_encode(row) for row in rows]
+        path = self._new_file()
+        path.write_bytes(b"\n".join(texts) + b"\n")  # spooled now: memory holds one chunk at most
+        return Part(path, side, max(map(len, texts)), type(rows[0]))
+
+    @staticmethod
+    def _check_read(position: int, column: BatchColumn, rows: list[t.Any]) -> None:
+        """What DuckDB's reader would not refuse but round or overflow: widen the column instead."""
+        if column.source is Source.NUMBER:
+            if _decimal_misfit(_column(rows, position)):
+                raise convert.NeedsWidening(
+                    position,
+                    Kind.TEXT,
+                    f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold exactly; "
+                    "the column keeps the exact decimal text",
+                )
+        elif column.source is Source.INTEGER:
+            # The typed decoder bounds integers to bigint; only a leniently read record can hold more.
+            values = _column(rows, position)
+            low, high = min(filter(None, values), default=0), max(filter(None, values), default=0)
+            if low < convert.INT64_MIN or high > convert.INT64_MAX:
+                raise convert.NeedsWidening(position, Kind.NUMBER, "an integer beyond bigint's range")
 
     @staticmethod
     def _array(position: int, column: BatchColumn, values: t.Sequence[t.Any]) -> pa.Array:
@@ -177,15 +309,66 @@ class DuckDBCodec(Codec):
             return _integers(position, column, values)
         return pa.array(values, _ARROW[source])
 
-    def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> pa.Table:
-        return pa.Table.from_batches(parts, schema=self._schema(columns))
+    # Payloads -----------------------------------------------------------------------------------
 
-    def subset(self, payload: pa.Table, indices: t.Sequence[int]) -> pa.Table:
-        return payload.take(pa.array(indices, pa.int64()))
+    def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> JsonPayload:
+        side = pa.Table.from_batches([part.side for part in parts], schema=self._side_schema(columns))
+        longest = max(part.longest for part in parts)
+        return JsonPayload([part.path for part in parts], side, longest, parts[0].record_type)
 
-    def row(self, columns: list[BatchColumn], payload: pa.Table, index: int) -> dict[str, t.Any]:
-        values = payload.slice(index, 1).to_pylist()[0]
-        return {column.prop: values[column.name] for column in columns}
+    def subset(self, payload: JsonPayload, indices: t.Sequence[int]) -> JsonPayload:
+        lines = payload.lines()
+        path = self._new_file()
+        path.write_bytes(b"".join(lines[index] + b"\n" for index in indices))
+        side = payload.side.take(pa.array(indices, pa.int64()))
+        return dataclasses.replace(payload, paths=[path], side=side)
+
+    def repair(self, payload: JsonPayload) -> JsonPayload | None:
+        """The payload with every record re-encoded from its decoded values, or None when it already is.
+
+        The decoder accepted these records, but DuckDB's stricter reader may refuse one for what lies
+        outside the schema's properties (a lone surrogate, invalid UTF-8, a repeated key): as the JSON
+        of its decoded values, such a record loads like the others.
+        """
+        if payload.canonical:
+            return None
+        decode = msgspec.json.Decoder(payload.record_type, float_hook=Decimal).decode
+        path = self._new_file()
+        with path.open("wb") as spool:
+            for line in payload.lines():
+                # A record read leniently (an integer beyond bigint, say) was re-encoded already.
+                with contextlib.suppress(msgspec.MsgspecError):
+                    line = _encode(decode(line))
+                spool.write(line + b"\n")
+        return dataclasses.replace(payload, paths=[path], canonical=True)
+
+    def row(self, columns: list[BatchColumn], payload: JsonPayload, index: int) -> dict[str, t.Any]:
+        record = _generic.decode(payload.lines()[index])
+        aside = payload.side.slice(index, 1).to_pylist()[0]
+        layout = self.layout(columns)
+        values = {columns[i].prop: record.get(columns[i].prop) for i in layout.read}
+        values.update({columns[i].prop: aside[columns[i].name] for i in layout.side})
+        return {column.prop: values[column.prop] for column in columns}
+
+    def release(self, payload: JsonPayload) -> None:
+        for path in payload.paths:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Remove the spool folder (files of units that never ran, after an error)."""
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+
+    def _new_file(self) -> Path:
+        if self._spool is None:
+            self._spool = Path(tempfile.mkdtemp(prefix="target-warehouse-seg-"))
+        self._files += 1
+        return self._spool / f"batch-{self._files}.ndjson"
+
+
+def _column(rows: list[t.Any], position: int) -> list[t.Any]:
+    return list(map(operator.attrgetter(f"f{position}"), rows))
 
 
 def _integers(position: int, column: BatchColumn, values: t.Sequence[t.Any]) -> pa.Array:
@@ -226,6 +409,8 @@ class DuckDBEngine(CatalogEngine):
     # Bigger units than PostgreSQL's: each DuckDB commit scans the table (UPDATE ... FROM, NOT EXISTS)
     # and may checkpoint, so fewer commits win; Arrow keeps a unit compact in memory.
     unit_bytes = 32 * 1024 * 1024
+    # Values decoded per chunk: a chunk's decoded records are the main thread's working memory.
+    chunk_values = 50_000
     sql_types = SQL_TYPES
 
     def __init__(self, path: str, schema: str) -> None:
@@ -235,6 +420,7 @@ class DuckDBEngine(CatalogEngine):
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._staged = 0
         self._unregister_later: list[str] = []
+        self._upserted: set[str] = set()  # tables that had keys of a batch already
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DuckDBEngine:
@@ -253,18 +439,25 @@ class DuckDBEngine(CatalogEngine):
         try:
             self._connection = duckdb.connect(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
-            # Leave a core to the main thread, which decodes the next batch while DuckDB merges this
+            # Leave a core to the main thread, which decodes the next batch while DuckDB loads this
             # one; checkpoint less often than every 16 MB of WAL (each checkpoint rewrites row groups).
             self._connection.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             self._connection.execute("SET checkpoint_threshold = '64MB'")
+            # Bounded memory: DuckDB keeps the pages it reads or writes until this limit (and spills
+            # beyond it to its temp directory, beside the database file).
+            self._memory_limit_mb = 0
+            self._ensure_memory(0)
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
         logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        try:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+        finally:
+            self.codec.close()
 
     def _execute(
         self, statement: str, parameters: t.Sequence[t.Any] | None = None
@@ -319,39 +512,109 @@ class DuckDBEngine(CatalogEngine):
             name: column.sql_type or SQL_TYPES[t.cast(Kind, column.kind)]
             for name, column in info.columns.items()
         }
-
-        raw = {column.name for column in batch.columns if column.source in NULL_AS_TEXT}
+        texts = {column.name for column in batch.columns if column.source in NULL_AS_TEXT}
+        texts -= {batch.columns[i].name for i in self.codec.layout(batch.columns).read}
 
         def value(column: str) -> str:
-            if column in raw:  # exact JSON text; a JSON null is SQL NULL
+            if column in texts:  # exact JSON text in the side table; a JSON null is SQL NULL
                 return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
             return f"CAST(s.{quote(column)} AS {types[column]})"
 
+        self._ensure_memory(len(info.columns))
         connection = self.connection
         self._staged += 1
-        staged = f"{_STAGED}_{self._staged}"
-        connection.register(staged, batch.payload)
+        side = f"{_STAGED}_side_{self._staged}"
+        connection.register(side, batch.payload.side)
+        source = self._source_sql(batch, side)
+        table = self.qualified(batch.table)
         try:
-            for statement in statements(
-                batch,
-                self.qualified(batch.table),
-                quote(staged),
-                value,
-                upsert="update_insert",
-            ):
-                started = time.perf_counter()
-                connection.execute(statement)
-                elapsed = time.perf_counter() - started
-                logger.debug("stream %s: %s in %.3f s", batch.stream, statement.split(" ", 1)[0], elapsed)
+            if self._appending(batch, info):
+                # A plain INSERT straight from the reader: no staging table, no join with the table.
+                # The primary key refuses a key that is already there: then this table is upserted
+                # from now on, and the unit runs again.
+                try:
+                    for statement in statements(batch, table, source, value, upsert="insert"):
+                        self._timed(batch, statement)
+                except duckdb.ConstraintException:
+                    logger.info("stream %s: some keys exist already; upserting from now on", batch.stream)
+                    self._upserted.add(batch.table)
+                    raise RetryUnit(batch.table) from None
+                return
+            staging = quote(f"{_STAGED}_{self._staged}")
+            self._timed(batch, f"CREATE TEMP TABLE {staging} AS {source[1:-1]}")
+            for statement in statements(batch, table, staging, value, upsert=self._upsert(batch, info)):
+                self._timed(batch, statement)
+            self._timed(batch, f"DROP TABLE {staging}")
         except _DATA_ERRORS as error:
-            raise RowRejected(_first_line(error)) from None
+            raise RowRejected(_refusal(error)) from None
         except duckdb.Error as error:
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         finally:
             try:
-                connection.unregister(staged)
+                connection.unregister(side)
             except duckdb.Error:  # the failed statement aborted the transaction; the loader rolls back
-                self._unregister_later.append(staged)
+                self._unregister_later.append(side)
+
+    def _ensure_memory(self, columns: int) -> None:
+        """Raise DuckDB's memory limit to what a table of this many columns needs (never lower it)."""
+        needed = max(MEMORY_LIMIT_MB, 32 + columns * MEMORY_PER_COLUMN_KB // 1024)
+        if needed > self._memory_limit_mb:
+            self.connection.execute(f"SET memory_limit = '{needed}MB'")
+            self._memory_limit_mb = needed
+
+    def _appending(self, batch: LoadBatch, info: TableInfo) -> bool:
+        """Whether to load the batch with a plain INSERT (its table's primary key guarding it)."""
+        return (
+            bool(batch.key)
+            and not batch.delete_flag
+            and info.primary_key == batch.key
+            and batch.table not in self._upserted
+        )
+
+    def column_sql(self, column: Column, in_key: bool) -> str:
+        definition = super().column_sql(column, in_key)
+        if in_key and self.sql_type(column) == SQL_TYPES[Kind.TEXT]:
+            # Upserts delete the rows they replace, and a commit then reads each deleted row's key:
+            # from compressed strings (FSST) that costs DuckDB a dictionary per row (~1 s per 20,000
+            # rows), uncompressed it is a lookup. Keys are short, so the file grows little.
+            definition += " USING COMPRESSION uncompressed"
+        return definition
+
+    @staticmethod
+    def _upsert(batch: LoadBatch, info: TableInfo) -> str:
+        """``delete_insert`` (a DELETE costs DuckDB no memory, an UPDATE keeps every new value in
+        memory until a checkpoint), unless the table has columns the batch does not write (added by
+        someone else: an upsert keeps their values)."""
+        written = {column.name for column in batch.columns} | set(batch.nulled) | set(SYSTEM_COLUMNS)
+        return "delete_insert" if set(info.columns) <= written else "update_insert"
+
+    def _source_sql(self, batch: LoadBatch, side: str) -> str:
+        """The batch as a subquery: DuckDB reads its columns from the spooled JSON, joined by position
+        with the side table (both hold the batch's rows in the same order)."""
+        payload: JsonPayload = batch.payload
+        read = self.codec.layout(batch.columns).read
+        aside = [quote(name) for name in payload.side.column_names]
+        selected = [f"j.{quote(batch.columns[i].prop)} AS {quote(batch.columns[i].name)}" for i in read]
+        selected += [f"a.{name}" for name in aside]
+        source = f"{quote(side)} AS a"
+        if read:
+            spec = ", ".join(
+                f"{literal(batch.columns[i].prop)}: {literal(t.cast(str, json_read_type(batch.columns[i])))}"
+                for i in read
+            )
+            files = ", ".join(literal(str(path)) for path in payload.paths)
+            reader = (
+                f"read_ndjson([{files}], columns = {{{spec}}}, auto_detect = false, "
+                f"compression = 'none', maximum_object_size = {max(payload.longest + 1, 1 << 24)})"
+            )
+            source = f"{reader} AS j POSITIONAL JOIN {source}"
+        return f"(SELECT {', '.join(selected)} FROM {source})"
+
+    def _timed(self, batch: LoadBatch, statement: str) -> None:
+        started = time.perf_counter()
+        self.connection.execute(statement)
+        elapsed = time.perf_counter() - started
+        logger.debug("stream %s: %s in %.3f s", batch.stream, statement.split(" ", 2)[:2], elapsed)
 
     def quarantine(self, rows: list[Rejected]) -> None:
         if not rows:
@@ -381,6 +644,12 @@ class DuckDBEngine(CatalogEngine):
             )
         finally:
             self.connection.unregister("tws_rejected")
+
+
+def _refusal(error: BaseException) -> str:
+    """DuckDB's reason for refusing data, without the spool file's name (a line number there counts
+    the batch's rows, not the input's: the loader finds the input line)."""
+    return re.sub(r' in file "[^"]*"(, in line \d+)?', "", _first_line(error))
 
 
 def _first_line(error: BaseException) -> str:

@@ -34,10 +34,17 @@ def statements(
     """SQL statements applying ``staging`` to ``table`` (both already quoted and qualified).
 
     ``value(column)`` is the SELECT expression for a staged column (engines cast there if needed).
-    ``upsert`` is ``on_conflict`` (one ``INSERT ... ON CONFLICT DO UPDATE``, PostgreSQL's best) or
-    ``update_insert`` (an ``UPDATE ... FROM`` of the keys present, then an ``INSERT`` of the others:
-    DuckDB runs that pair about twice as fast as its ``ON CONFLICT``). Both are set-based and give the
-    same result inside the loader's transaction.
+    ``upsert`` chooses the statements, all set-based and giving the same result in the transaction:
+
+    * ``on_conflict``: one ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL's best);
+    * ``update_insert``: an ``UPDATE ... FROM`` of the keys present, then an ``INSERT`` of the others;
+    * ``delete_insert``: a ``DELETE`` of the stored rows the batch wins over, then an ``INSERT`` of
+      every row whose key is not there (a stored row that is newer stays, and keeps its key). DuckDB
+      keeps updated values in memory until its next checkpoint, while a deleted row costs it nothing.
+      Columns the batch does not write become NULL: only for tables whose every column it writes;
+    * ``insert``: a plain ``INSERT`` of the batch (its duplicates collapsed), only right when none of
+      its keys is in the table yet, which the table's primary key then enforces (the engine upserts
+      when it refuses).
     """
     names = [column.name for column in batch.columns]
     insert_columns = ", ".join(quote(name) for name in [*names, "received_at", "uuid_ts"])
@@ -55,29 +62,34 @@ def statements(
             f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
             f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
         )
+    keep = f"{value(batch.delete_flag)} IS NOT TRUE" if batch.delete_flag else ""
+    if upsert == "insert":
+        return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep)}"]
     matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
     not_newer = ""  # the stored row is not newer than the incoming one (a NULL counts as oldest)
     if batch.replication_key:
         stored = f"t.{quote(batch.replication_key)}"
         not_newer = f"({stored} IS NULL OR {value(batch.replication_key)} >= {stored})"
+    absent = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+    insert_absent = (
+        f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(absent, keep)}"
+    )
+    if upsert == "delete_insert":
+        return [f"DELETE FROM {table} AS t USING {source}{_where(matches, not_newer)}", insert_absent]
     result = []
-    keep = ""
     if batch.delete_flag:
-        flag = value(batch.delete_flag)
-        guard = f" AND {not_newer}" if not_newer else ""
-        result.append(f"DELETE FROM {table} AS t USING {source} WHERE {flag} AND {matches}{guard}")
-        keep = f"{flag} IS NOT TRUE"
+        result.append(
+            f"DELETE FROM {table} AS t USING {source}"
+            f"{_where(value(batch.delete_flag), matches, not_newer)}"
+        )
     if upsert == "update_insert":
         sets = [f"{quote(name)} = {value(name)}" for name in names if name not in batch.key]
         sets += [f"{quote(name)} = NULL" for name in batch.nulled]
         sets += [f'"received_at" = {value("received_at")}', '"uuid_ts" = now()']
-        conditions = " AND ".join(item for item in (matches, not_newer, keep) if item)
-        result.append(f"UPDATE {table} AS t SET {', '.join(sets)} FROM {source} WHERE {conditions}")
-        absent = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
         result.append(
-            f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source} "
-            f"WHERE {absent}{' AND ' + keep if keep else ''}"
+            f"UPDATE {table} AS t SET {', '.join(sets)} FROM {source}{_where(matches, not_newer, keep)}"
         )
+        result.append(insert_absent)
         return result
     updates = [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in names if name not in batch.key]
     updates += [f"{quote(name)} = NULL" for name in batch.nulled]
@@ -92,3 +104,9 @@ def statements(
         f"{' WHERE ' + keep if keep else ''} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
     )
     return result
+
+
+def _where(*conditions: str) -> str:
+    """`` WHERE a AND b`` of the conditions given (empty ones left out), or nothing."""
+    present = [condition for condition in conditions if condition]
+    return f" WHERE {' AND '.join(present)}" if present else ""

@@ -124,7 +124,12 @@ class PostgresCodec(Codec):
         self._cursor = psycopg.Cursor(connection)
 
     def encode(
-        self, columns: list[BatchColumn], rows: list[t.Any], lines: list[int], received_at: list[t.Any]
+        self,
+        columns: list[BatchColumn],
+        rows: list[t.Any],
+        lines: list[int],
+        received_at: list[t.Any],
+        raws: list[t.Any] | None = None,
     ) -> bytes:
         if self._cursor is None:
             raise DatabaseError("PostgreSQL codec used before connecting")

@@ -1,0 +1,176 @@
+"""DuckDB's own loading path: records' JSON read by DuckDB, refused batches repaired or located, plain
+inserts that turn into upserts, and what stays bounded (spool files, memory per column)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state
+
+from target_warehouse_seg.errors import InvalidRecord
+
+UTC = dt.timezone.utc
+PROPERTIES = {
+    "id": {"type": "string"},
+    "name": {"type": ["null", "string"]},
+    "amount": {"type": ["null", "number"]},
+    "count": {"type": ["null", "integer"]},
+    "flag": {"type": ["null", "boolean"]},
+    "system_modstamp": {"type": ["null", "string"], "format": "date-time"},
+}
+
+
+@pytest.fixture
+def duckdb_warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse("duckdb", {"engine": "duckdb", "path": str(tmp_path / "w.duckdb")}, tmp_path=tmp_path)
+
+
+def line(values: str, stream: str = "s") -> str:
+    """A RECORD line with the record written verbatim (exact numbers, odd JSON)."""
+    return f'{{"type": "RECORD", "stream": "{stream}", "record": {values}}}'
+
+
+def names(warehouse: Warehouse) -> dict[str, object]:
+    return {row["id"]: row["name"] for row in warehouse.rows("s", columns="id, name")}
+
+
+def test_duckdb_reads_the_values_it_was_given(duckdb_warehouse: Warehouse) -> None:
+    lines = [
+        json.dumps(schema("s", PROPERTIES, bookmark=["system_modstamp"])),
+        line(
+            '{"id": "a", "name": "caf\\u00e9 \\ud83d\\ude80 \\"q\\" \\\\ \\n", '
+            '"amount": 12345678901234567.123456789, "count": -9223372036854775808, "flag": true, '
+            '"system_modstamp": "2024-01-02T03:04:05.5+02:00"}'
+        ),
+        # Leniently read: 1.0 for an integer, a date-time without zone, a number for text.
+        line(
+            '{"id": "b", "name": 1.50, "amount": 1E+2, "count": 7.0, '
+            '"system_modstamp": "2024-01-02T03:04:05"}'
+        ),
+        line('{"id": "c", "other": {"x": [1, 2.50]}, "amount": null}'),
+    ]
+    assert duckdb_warehouse.run(lines).error is None
+    rows = {row["id"]: row for row in duckdb_warehouse.rows("s")}
+    assert rows["a"]["name"] == 'café 🚀 "q" \\ \n'
+    assert rows["a"]["amount"] == Decimal("12345678901234567.123456789")
+    assert rows["a"]["count"] == -9223372036854775808 and rows["a"]["flag"] is True
+    assert rows["a"]["system_modstamp"] == dt.datetime(2024, 1, 2, 1, 4, 5, 500000, tzinfo=UTC)
+    assert (rows["b"]["name"], rows["b"]["amount"], rows["b"]["count"]) == ("1.50", Decimal(100), 7)
+    assert rows["b"]["system_modstamp"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert rows["c"]["name"] is None and rows["c"]["amount"] is None and rows["c"]["flag"] is None
+
+
+def test_a_record_duckdb_refuses_for_what_the_decoder_ignores_is_re_encoded(
+    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DuckDB's reader refuses a repeated key, the decoder keeps the last value: the batch is loaded
+    again as the JSON of what was decoded, and stores what PostgreSQL would."""
+    lines = [
+        json.dumps(schema("s", PROPERTIES)),
+        line('{"id": "a", "name": "ok"}'),
+        line('{"id": "b", "name": "first", "name": "second", "x": 1, "x": [2]}'),
+        json.dumps(state(1)),
+    ]
+    with caplog.at_level(logging.INFO, logger="target-warehouse-seg"):
+        run = duckdb_warehouse.run(lines)
+    assert run.error is None and run.states == [1]
+    assert names(duckdb_warehouse) == {"a": "ok", "b": "second"}
+    assert any("re-encoded" in message for message in caplog.messages)
+
+
+def test_invalid_utf8_outside_the_schema_is_re_encoded(duckdb_warehouse: Warehouse) -> None:
+    schema_line = json.dumps(schema("s", PROPERTIES)).encode()
+    data = b"\n".join([schema_line, b'{"type": "RECORD", "stream": "s", "record": {"id": "a", "x": "\xff"}}'])
+    config = duckdb_warehouse.tmp_path / "c.json"
+    config.write_text(json.dumps(duckdb_warehouse.config()))
+    done = subprocess.run(
+        [TARGET_EXECUTABLE, "--config", str(config)], input=data + b"\n", capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"re-encoded" in done.stderr  # DuckDB's reader refused the bytes the decoder skipped
+    assert names(duckdb_warehouse) == {"a": None}
+
+
+def test_a_value_duckdb_refuses_is_located_and_reported(duckdb_warehouse: Warehouse) -> None:
+    """The database parses dates that only it can judge; a refusal names the input line."""
+    props = {
+        "id": {"type": "integer"},
+        "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
+    }
+    lines = [json.dumps(schema("s", props))] + [
+        json.dumps(record("s", {"id": i, "when": "2024-01-02"})) for i in range(1, 40)
+    ]
+    lines.insert(23, json.dumps(record("s", {"id": 99, "when": "2024-02-30"})))
+    run = duckdb_warehouse.run(lines)
+    assert isinstance(run.error, InvalidRecord)
+    assert str(run.error).startswith("Invalid input: line 24, stream s, key id=99, field when: "), str(
+        run.error
+    )
+    assert "tmp" not in str(run.error) and ".ndjson" not in str(run.error)  # no spool file names
+    quarantined = duckdb_warehouse.run(lines, on_invalid_record="quarantine", schema="q")
+    assert quarantined.error is None
+    duckdb_warehouse.schema_name = "q"
+    assert duckdb_warehouse.count("s") == 39
+    rejected = duckdb_warehouse.rows("_rejected_records", order_by="line")
+    assert [(row["line"], row["field"]) for row in rejected] == [(24, "when")]
+    assert json.loads(rejected[0]["record"]) == {"id": 99, "when": "2024-02-30"}
+
+
+def test_a_table_with_keys_already_there_is_upserted(
+    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first batch into a table is a plain INSERT; keys already there turn the table to upserts."""
+    messages = [schema("s", PROPERTIES, bookmark=["system_modstamp"])]
+    stamp = "2024-01-01T00:00:0{}Z"
+    first = [record("s", {"id": f"k{i}", "name": "v1", "system_modstamp": stamp.format(1)}) for i in range(5)]
+    second = [
+        record("s", {"id": f"k{i}", "name": "v2", "system_modstamp": stamp.format(i % 3)})
+        for i in range(3, 8)
+    ]
+    assert duckdb_warehouse.run([*messages, *first]).error is None
+    with caplog.at_level(logging.INFO, logger="target-warehouse-seg"):
+        assert duckdb_warehouse.run([*messages, *second], batch_size_rows=2).error is None
+    assert any("upserting from now on" in message for message in caplog.messages)
+    # k3 arrives with stamp 0 (older than stored 1): kept; k4 with 1 (equal): replaced; k5..k7 are new.
+    assert names(duckdb_warehouse) == {
+        "k0": "v1",
+        "k1": "v1",
+        "k2": "v1",
+        "k3": "v1",
+        "k4": "v2",
+        "k5": "v2",
+        "k6": "v2",
+        "k7": "v2",
+    }
+
+
+def test_a_column_added_by_someone_else_keeps_its_values(duckdb_warehouse: Warehouse) -> None:
+    messages = [schema("s", PROPERTIES)]
+    assert duckdb_warehouse.run([*messages, record("s", {"id": "a", "name": "v1"})]).error is None
+    connection = duckdb.connect(duckdb_warehouse.base_config["path"])
+    connection.execute("ALTER TABLE salesforce.s ADD COLUMN note VARCHAR")
+    connection.execute("UPDATE salesforce.s SET note = 'mine'")
+    connection.close()
+    assert duckdb_warehouse.run([*messages, record("s", {"id": "a", "name": "v2"})]).error is None
+    assert duckdb_warehouse.rows("s", columns="id, name, note") == [{"id": "a", "name": "v2", "note": "mine"}]
+
+
+def test_spool_files_are_removed(
+    duckdb_warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    messages = [schema("s", PROPERTIES)] + [record("s", {"id": str(i), "name": "x"}) for i in range(50)]
+    assert duckdb_warehouse.run(messages, batch_size_rows=7).error is None
+    bad = [*messages, '{"type": "RECORD", "stream": "s", "record": {"id": "z", "count": "no"}}']
+    assert duckdb_warehouse.run(bad, batch_size_rows=7, schema="other").error is not None
+    assert list(spool.iterdir()) == []
