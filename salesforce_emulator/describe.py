@@ -15,7 +15,7 @@ import copy
 import re
 from typing import Any
 
-from .model import FIELD_TYPES, Catalog, FieldDef, ObjectDef
+from .model import FIELD_TYPES, TEXT_TYPES, Catalog, FieldDef, ObjectDef
 
 MASTER_RECORD_TYPE_ID = "012000000000000AAA"
 _VERSION_IN_URL = re.compile(r"/services/data/v\d+\.\d+/")
@@ -101,21 +101,7 @@ def describe_field(obj: ObjectDef, f: FieldDef) -> dict[str, Any]:
     }
 
 
-_LENGTH_TYPES = frozenset(
-    [
-        "id",
-        "reference",
-        "string",
-        "textarea",
-        "picklist",
-        "multipicklist",
-        "combobox",
-        "email",
-        "phone",
-        "url",
-        "encryptedstring",
-    ]
-)
+_LENGTH_TYPES = TEXT_TYPES | frozenset(["id", "reference"])
 
 
 _RESTRICTED_PICKLISTS = (

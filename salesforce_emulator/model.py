@@ -29,11 +29,8 @@ OBJECTS_DIR = Path(__file__).parent / "objects"
 STANDARD_OBJECTS = OBJECTS_DIR / "standard_objects.txt"
 CUSTOM_OBJECTS = OBJECTS_DIR / "custom_objects.txt"
 
-# Describe types the emulator knows how to store, generate and render.
-FIELD_TYPES = frozenset(
+TEXT_TYPES = frozenset(
     [
-        "id",
-        "reference",
         "string",
         "textarea",
         "picklist",
@@ -43,6 +40,13 @@ FIELD_TYPES = frozenset(
         "phone",
         "url",
         "encryptedstring",
+    ]
+)
+# Describe types the emulator knows how to store, generate and render.
+FIELD_TYPES = TEXT_TYPES | frozenset(
+    [
+        "id",
+        "reference",
         "boolean",
         "int",
         "long",
@@ -57,19 +61,6 @@ FIELD_TYPES = frozenset(
         "location",
         "anyType",
         "junctionidlist",
-    ]
-)
-TEXT_TYPES = frozenset(
-    [
-        "string",
-        "textarea",
-        "picklist",
-        "multipicklist",
-        "combobox",
-        "email",
-        "phone",
-        "url",
-        "encryptedstring",
     ]
 )
 DECIMAL_TYPES = frozenset(["double", "currency", "percent"])
