@@ -245,7 +245,7 @@ class TargetWarehouseSeg(Target):
             try:
                 loader.call(engine.connect)
                 loader.call(engine.ensure_schema)
-                self._unit_limit = engine.unit_bytes
+                self._unit_limit = engine.first_unit_bytes or engine.unit_bytes
             except BaseException:
                 loader.close()
                 raise
@@ -413,6 +413,8 @@ class TargetWarehouseSeg(Target):
         self._rejected = []
         self._unit_rows = self._unit_bytes = 0
         self._unit_started = None
+        if self._loader is not None:
+            self._unit_limit = self._loader.engine.unit_bytes
         if unit.batches or unit.rejected or unit.has_state:
             self._submit(unit)
 

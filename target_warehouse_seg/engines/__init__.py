@@ -177,6 +177,9 @@ class Engine(abc.ABC):
     max_columns: int | None = None
     codec: Codec
     unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
+    # The first unit's size (None: ``unit_bytes``). Smaller, the database starts loading sooner (while
+    # the first unit is read, the loader has nothing to do).
+    first_unit_bytes: int | None = None
     chunk_values: int = 400_000  # values decoded before the sink converts them (rows = this / columns)
 
     @abc.abstractmethod

@@ -174,3 +174,24 @@ def test_spool_files_are_removed(
     bad = [*messages, '{"type": "RECORD", "stream": "s", "record": {"id": "z", "count": "no"}}']
     assert duckdb_warehouse.run(bad, batch_size_rows=7, schema="other").error is not None
     assert list(spool.iterdir()) == []
+
+
+def test_a_batch_whose_every_key_is_stored_replaces_them_and_one_with_newer_rows_keeps_those(
+    duckdb_warehouse: Warehouse,
+) -> None:
+    """Upserts delete the stored rows a batch wins over; when that is every row of the batch, the
+    batch is inserted without looking for its keys again, else only the keys now absent are."""
+    messages = [schema("s", PROPERTIES, bookmark=["system_modstamp"])]
+    stamp = "2024-01-01T00:00:0{}Z"
+
+    def rows(name: str, second: int, keys: range) -> list[dict]:
+        return [
+            record("s", {"id": f"k{i}", "name": name, "system_modstamp": stamp.format(second)}) for i in keys
+        ]
+
+    assert duckdb_warehouse.run([*messages, *rows("v1", 2, range(4))]).error is None
+    # Batch 1: every key stored and older (all replaced). Batch 2: k0 is stored newer (kept), k9 is new.
+    batches = [*rows("v2", 3, range(4)), *rows("stale", 1, range(1)), *rows("v2", 3, range(9, 10))]
+    assert duckdb_warehouse.run([*messages, *batches], batch_size_rows=4).error is None
+    assert names(duckdb_warehouse) == {"k0": "v2", "k1": "v2", "k2": "v2", "k3": "v2", "k9": "v2"}
+    assert duckdb_warehouse.count("s") == 5
