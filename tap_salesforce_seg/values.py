@@ -25,8 +25,9 @@ API:
 - `decode_json(body: bytes)`: JSON with every non-integer number as an exact `Decimal`.
 - `RestRecordConverter(fields, stamp_property=, hidden=).decode_page(body) -> RestPage(total_size,
   done, next_records_url, records)`: one REST query page -> `(stamp, record)` pairs.
-- `CsvPageConverter(fields, stamp_property=, hidden=).records(page_bytes)`: the `(stamp, record)`
-  pairs of one Bulk CSV page.
+- `csv_value_converter(sf_type)`: the function converting one Bulk CSV value; Bulk pages are
+  converted column by column on top of it (extract/bulk_pages.py, `CsvPageConverter`).
+- `RecordShape(fields, stamp_property, hidden)`: the output record type and where its stamp is.
 - `record_dict(record)`: a record (output Struct) as a dict keyed by property.
 - `format_datetime(dt)`, `parse_datetime(text)`: the output datetime spelling and back.
 `fields` are `soql.QueryField`s (salesforce_name, property_name, type).
@@ -34,8 +35,7 @@ API:
 
 from __future__ import annotations
 
-import csv
-import io
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -255,7 +255,7 @@ class RestRecordConverter:
             ],
         )
         self._decoder = msgspec.json.Decoder(page_type, float_hook=Decimal)
-        shape = _Shape(self.fields, stamp_property, hidden)
+        shape = RecordShape(self.fields, stamp_property, hidden)
         self.record_type = shape.record_type
         self._fast = compile_converter(self.fields, REST, shape=shape)
         self._careful = compile_converter(self.fields, REST_CAREFUL, shape=shape)
@@ -267,55 +267,7 @@ class RestRecordConverter:
         return RestPage(page.totalSize, page.done, page.nextRecordsUrl, records)
 
 
-class CsvPageConverter:
-    """Turns Bulk API 2.0 CSV result pages (each with its header row) into output records."""
-
-    def __init__(
-        self,
-        fields: Sequence[QueryField],
-        *,
-        stamp_property: str | None = None,
-        hidden: Iterable[str] = (),
-    ) -> None:
-        if not fields:
-            raise ValueError("no fields to convert")
-        self.fields = tuple(fields)
-        self._shape = _Shape(self.fields, stamp_property, hidden)
-        self.record_type = self._shape.record_type
-        self._cache: dict[tuple[str, ...], Callable[[Sequence[str]], tuple[str | None, Any]]] = {}
-
-    def records(self, page: bytes) -> Iterator[tuple[str | None, Any]]:
-        if b"\x00" in page:  # UTF-8 has no other zero bytes
-            page = page.replace(b"\x00", b"")
-        # Decoded as it is read: memory holds the page's bytes, not a second copy as text.
-        text = io.TextIOWrapper(io.BytesIO(page), encoding="utf-8", newline="")
-        reader = csv.reader(text, strict=True)
-        header = next(reader, None)
-        if header is None:
-            return
-        convert = self._converter(tuple(header))
-        width = len(header)
-        for row in reader:
-            if len(row) != width:
-                raise ValueError(f"Bulk result row has {len(row)} columns, its header {width}")
-            yield convert(row)
-
-    def _converter(self, header: tuple[str, ...]) -> Callable[[Sequence[str]], tuple[str | None, Any]]:
-        convert = self._cache.get(header)
-        if convert is None:
-            positions = {name.lower(): i for i, name in enumerate(header)}
-            missing = [f.salesforce_name for f in self.fields if f.salesforce_name.lower() not in positions]
-            if missing:
-                raise ValueError(f"Bulk result lacks the columns {', '.join(missing)}")
-            order = [positions[f.salesforce_name.lower()] for f in self.fields]
-            convert = compile_converter(
-                self.fields, CSV, positions=order, width=len(header), shape=self._shape
-            )
-            self._cache[header] = convert
-        return convert
-
-
-class _Shape:
+class RecordShape:
     """Which converted values make the record and which one is the stamp."""
 
     def __init__(self, fields: Sequence[QueryField], stamp_property: str | None, hidden: Iterable[str]):
@@ -389,29 +341,17 @@ def _value_source(variable: str, sf_type: str, flavour: str) -> str:
 
 
 def compile_converter(
-    fields: Sequence[QueryField],
-    flavour: str,
-    *,
-    shape: _Shape,
-    positions: Sequence[int] | None = None,
-    width: int | None = None,
+    fields: Sequence[QueryField], flavour: str, *, shape: RecordShape
 ) -> Callable[[Sequence[Any]], tuple[str | None, Any]]:
-    """A function turning one row of values (REST Struct tuple, CSV row) into `(stamp, record)`.
+    """A function turning one row of REST values (a Struct tuple) into `(stamp, record)`.
 
     It is generated once per query shape: unpacking the row into locals, converting each value with
     an inline expression and building the record Struct in one call is several times faster than a
     loop over the columns and a dict. The generated source holds only fixed templates and indexes
     (names stay in the Struct type), so catalog contents cannot inject code.
     """
-    count = len(fields)
-    positions = list(range(count)) if positions is None else list(positions)
-    width = count if width is None else width
-    lines = ["def convert(row):"]
-    if positions == list(range(width)):
-        targets = ", ".join(f"v{i}" for i in range(count))
-        lines.append(f"    ({targets},) = row")
-    else:
-        lines.extend(f"    v{i} = row[{position}]" for i, position in enumerate(positions))
+    targets = ", ".join(f"v{i}" for i in range(len(fields)))
+    lines = ["def convert(row):", f"    ({targets},) = row"]
     lines.extend(
         f"    v{i} = {_value_source(f'v{i}', field.type, flavour)}" for i, field in enumerate(fields)
     )
@@ -420,6 +360,20 @@ def compile_converter(
     lines.append(f"    return {stamp}, _Record({values})")
     namespace = dict(_HELPERS, _Record=shape.record_type)
     exec(compile("\n".join(lines), f"<{flavour} converter>", "exec"), namespace)
+    return namespace["convert"]
+
+
+@functools.cache
+def csv_value_converter(sf_type: str) -> Callable[[str | None], Any]:
+    """The function converting one Bulk CSV value of this describe type (None or empty -> None).
+
+    Bulk pages are converted column by column (extract/bulk_pages.py); this is what a column whose
+    values do not all have the usual spelling goes through, value by value, and what defines the
+    result of the column-wise paths. Built from the same fixed templates as `compile_converter`.
+    """
+    source = f"def convert(v):\n    return {_value_source('v', sf_type, CSV)}"
+    namespace = dict(_HELPERS)
+    exec(compile(source, "<csv value converter>", "exec"), namespace)
     return namespace["convert"]
 
 

@@ -7,9 +7,10 @@
    `on_wait`, the progress display's hook); `expected_records` is then the job's
    `numberRecordsProcessed`.
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
-   `null`; each page (bounded by `maxRecords`, sized from the field count) is converted
-   (values.CsvPageConverter) while the next one downloads (prefetch.py), so memory holds two pages,
-   never the result.
+   `null`; each page (bounded by `maxRecords`, sized from the field count) is downloaded and parsed
+   into Arrow columns in a background thread (prefetch.py; Arrow's C++ parser releases the GIL)
+   while the previous one is converted to records (bulk_pages.CsvPageConverter), so memory holds
+   two or three pages, never the result.
 4. The job is deleted at the end, also when the sync stops early.
 
 A job Salesforce refuses (an object or field Bulk cannot serve) or that ends Failed/Aborted raises
@@ -28,7 +29,6 @@ from tap_salesforce_seg.errors import SalesforceApiError
 from tap_salesforce_seg.extract import BulkUnavailable, QueryPlan, Stamped
 from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import build_query
-from tap_salesforce_seg.values import CsvPageConverter
 
 if TYPE_CHECKING:
     from tap_salesforce_seg.client import SalesforceClient
@@ -87,10 +87,16 @@ class BulkExtractor:
             processed = job.get("numberRecordsProcessed")
             if processed is not None:
                 self.expected_records = int(processed)
+            # Imported here: pyarrow loads only when a Bulk job's results are read.
+            from tap_salesforce_seg.extract.bulk_pages import CsvPageConverter
+
             converter = CsvPageConverter(
                 plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden
             )
-            for page in prefetched(self._pages(job_id, self._page_size(plan))):
+            # Three stages at once: the next page downloads, the one before is parsed, the one
+            # before that becomes records.
+            pages = prefetched(self._pages(job_id, self._page_size(plan)))
+            for page in prefetched(converter.prepare(page) for page in pages):
                 yield from converter.records(page)
         finally:
             self._delete_quietly(job_id)

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from tap_salesforce_seg import values
+from tap_salesforce_seg.extract.bulk_pages import CsvPageConverter
 from tap_salesforce_seg.soql import QueryField
 
 FIELDS = [
@@ -87,7 +88,7 @@ def rest_records(page: bytes, fields=FIELDS, **options) -> list[dict]:
 
 
 def csv_records(page: bytes, fields=FIELDS, **options) -> list[dict]:
-    converter = values.CsvPageConverter(fields, **options)
+    converter = CsvPageConverter(fields, **options)
     return [values.record_dict(record) for _, record in converter.records(page)]
 
 
@@ -103,7 +104,7 @@ def test_rest_and_csv_are_byte_identical_once_encoded():
     encoder = msgspec.json.Encoder(decimal_format="number")
     rest_pairs = values.RestRecordConverter(FIELDS).decode_page(REST_PAGE).records
     from_rest = [encoder.encode(record) for _, record in rest_pairs]
-    from_csv = [encoder.encode(record) for _, record in values.CsvPageConverter(FIELDS).records(CSV_PAGE)]
+    from_csv = [encoder.encode(record) for _, record in CsvPageConverter(FIELDS).records(CSV_PAGE)]
     assert from_rest == from_csv
     assert b'"annual_revenue":950000000.1,' in from_rest[0]
 
@@ -245,7 +246,7 @@ def test_format_datetime_treats_naive_as_utc():
 def test_stamps_come_with_the_records_and_hidden_properties_stay_out():
     options = {"stamp_property": "system_modstamp", "hidden": {"system_modstamp"}}
     rest = values.RestRecordConverter(FIELDS, **options).decode_page(REST_PAGE).records
-    bulk = values.CsvPageConverter(FIELDS, **options).records(CSV_PAGE)
+    bulk = CsvPageConverter(FIELDS, **options).records(CSV_PAGE)
     for pairs in (list(rest), list(bulk)):
         assert [stamp for stamp, _ in pairs] == [r["system_modstamp"] for r in EXPECTED]
         expected = [{k: v for k, v in r.items() if k != "system_modstamp"} for r in EXPECTED]
@@ -254,6 +255,6 @@ def test_stamps_come_with_the_records_and_hidden_properties_stay_out():
 
 def test_records_encode_like_dicts():
     encoder = msgspec.json.Encoder(decimal_format="number")
-    pairs = values.CsvPageConverter(FIELDS).records(CSV_PAGE)
+    pairs = CsvPageConverter(FIELDS).records(CSV_PAGE)
     for (_, record), expected in zip(pairs, EXPECTED, strict=True):
         assert encoder.encode(record) == encoder.encode(expected)
