@@ -195,3 +195,25 @@ def test_a_batch_whose_every_key_is_stored_replaces_them_and_one_with_newer_rows
     assert duckdb_warehouse.run([*messages, *batches], batch_size_rows=4).error is None
     assert names(duckdb_warehouse) == {"k0": "v2", "k1": "v2", "k2": "v2", "k3": "v2", "k9": "v2"}
     assert duckdb_warehouse.count("s") == 5
+
+
+def test_the_first_unit_is_smaller_so_that_loading_starts_sooner(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+
+    monkeypatch.setattr(DuckDBEngine, "first_unit_bytes", 400)
+    monkeypatch.setattr(DuckDBEngine, "unit_bytes", 2000)
+    messages: list[dict] = [schema("s", PROPERTIES)]
+    for i in range(60):
+        messages += [record("s", {"id": f"k{i:03d}", "name": "x" * 60}), state({"n": i})]
+    with caplog.at_level(logging.INFO, logger="target-warehouse-seg"):
+        run = duckdb_warehouse.run(messages)
+    assert run.error is None
+    units = [int(m.split()[1]) for m in caplog.messages if m.startswith("committed ")]
+    # Each record is ~100 bytes of JSON: the first unit commits after ~4 records, the next after ~20.
+    assert sum(units) == 60
+    assert units[0] <= 5
+    assert units[1] >= 15
+    assert run.states[-1] == {"n": 59}
+    assert duckdb_warehouse.count("s") == 60
