@@ -108,8 +108,10 @@ class CsvPageConverter:
             return PreparedPage(0, [])
         positions = self._positions(header)
         table = _parse_rows(page, body_start, len(header))
-        if table is None:
+        if table is None or table.num_rows == 0:
             return PreparedPage(0, [])
+        if any(column.num_chunks != 1 for column in table.columns):
+            table = table.combine_chunks()  # one block per page makes one chunk; in case it did not
         texts = [table.column(position) for position in positions]
         kinds = [None if t.null_count == len(t) else kind for t, kind in zip(texts, self._kinds, strict=True)]
         work = _ColumnWork(table.column_names, positions, kinds)
