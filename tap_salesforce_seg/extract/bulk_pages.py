@@ -54,7 +54,7 @@ from tap_salesforce_seg.values import INTEGER_TYPES, NUMBER_TYPES, RecordShape, 
 Stamped = tuple["str | None", Any]
 
 # Rows converted to Python at a time (see the module docstring).
-SLICE_ROWS = 1024
+SLICE_ROWS = 512
 # Arrow reads a page as one block (one chunk per column); the cap only guards against absurd pages.
 MAX_BLOCK_BYTES = 1 << 30
 _BOOLEAN_SPELLINGS = pa.array(["true", "false"])

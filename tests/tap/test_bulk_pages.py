@@ -95,7 +95,7 @@ USUAL_ROW = [
 ]  # fmt: skip
 
 
-@pytest.fixture(params=[1024, 3, 1], ids=lambda rows: f"slices of {rows}")
+@pytest.fixture(params=[512, 3, 1], ids=lambda rows: f"slices of {rows}")
 def slice_rows(request, monkeypatch) -> int:
     monkeypatch.setattr(bulk_pages, "SLICE_ROWS", request.param)
     return request.param
