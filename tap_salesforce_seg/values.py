@@ -204,7 +204,17 @@ def record_dict(record: Any) -> dict[str, Any]:
     """The record as a dict keyed by property name (records may be dicts already)."""
     if isinstance(record, dict):
         return record
-    return dict(zip(type(record).__struct_encode_fields__, _astuple(record), strict=True))
+    values = _astuple(record)
+    runs = getattr(type(record), "null_runs", None)
+    if runs is None:
+        return dict(zip(type(record).__struct_encode_fields__, values, strict=True))
+    result: dict[str, Any] = {}
+    for name, value, run in zip(type(record).__struct_encode_fields__, values, runs, strict=True):
+        if run:
+            result.update(dict.fromkeys(run))
+        else:
+            result[name] = value
+    return result
 
 
 def output_record_type(properties: Sequence[str]) -> type:
@@ -216,6 +226,44 @@ def output_record_type(properties: Sequence[str]) -> type:
         rename={f"f{i}": name for i, name in enumerate(properties)},
         gc=False,  # records hold only strings, numbers, booleans and None: no cycles
     )
+
+
+def null_run_record_type(properties: Sequence[str], null: Sequence[bool]) -> tuple[type, list[Any]]:
+    """A record type for rows whose `null` properties are null in every row (a Bulk page's empty
+    columns), and per field of it the constant value it takes (None: the field takes row values).
+
+    Each run of adjacent null properties becomes one field named after its first property, whose
+    constant value is the raw JSON of the run's remaining members: `null,"b":null,"c":null`. Records
+    encode to exactly the bytes of `output_record_type(properties)` records with None in those
+    properties, at a fraction of the work; `record_dict` gives their properties one by one again
+    (the type's `null_runs`: per field, the run's property names, or None).
+    """
+    fields: list[tuple[str, Any]] = []  # (first property, run of properties or None)
+    index = 0
+    while index < len(properties):
+        end = index + 1
+        if null[index]:
+            while end < len(properties) and null[end]:
+                end += 1
+            fields.append((properties[index], tuple(properties[index:end])))
+        else:
+            fields.append((properties[index], None))
+        index = end
+    record_type = msgspec.defstruct(
+        "Record",
+        [(f"f{i}", Any) for i in range(len(fields))],
+        rename={f"f{i}": name for i, (name, _) in enumerate(fields)},
+        gc=False,
+        namespace={"null_runs": tuple(run for _, run in fields)},
+    )
+    constants = [None if run is None else _null_run_json(run) for _, run in fields]
+    return record_type, constants
+
+
+def _null_run_json(run: Sequence[str]) -> msgspec.Raw:
+    """`null` followed by `,"name":null` for every other member of the run (keys spelled as msgspec
+    spells Struct keys: the JSON encoding of the name)."""
+    return msgspec.Raw(b"null" + b"".join(b"," + msgspec.json.encode(name) + b":null" for name in run[1:]))
 
 
 class RestRecordConverter:

@@ -49,7 +49,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from tap_salesforce_seg.soql import QueryField
-from tap_salesforce_seg.values import INTEGER_TYPES, NUMBER_TYPES, RecordShape, csv_value_converter
+from tap_salesforce_seg.values import (
+    INTEGER_TYPES,
+    NUMBER_TYPES,
+    RecordShape,
+    csv_value_converter,
+    null_run_record_type,
+)
 
 Stamped = tuple["str | None", Any]
 
@@ -94,7 +100,7 @@ class CsvPageConverter:
             raise ValueError("no fields to convert")
         self.fields = tuple(fields)
         self._shape = RecordShape(self.fields, stamp_property, hidden)
-        self.record_type = self._shape.record_type
+        self._layouts: dict[tuple[bool, ...], tuple[type, list[tuple[int | None, Any]]]] = {}
         self._kinds = [conversion_kind(field.type) for field in self.fields]
         self._fallbacks = [csv_value_converter(field.type) for field in self.fields]
 
@@ -124,15 +130,36 @@ class CsvPageConverter:
 
     def records(self, page: bytes | PreparedPage) -> Iterator[Stamped]:
         prepared = self.prepare(page) if isinstance(page, bytes) else page
-        shape = self._shape
+        if not prepared.rows:
+            return
+        record_type, sources = self._layout(prepared)
+        stamp_index = self._shape.stamp_index
         for start in range(0, prepared.rows, SLICE_ROWS):
             count = min(SLICE_ROWS, prepared.rows - start)
-            nulls = [None] * count
-            values = [nulls if column is None else column.values(start, count) for column in prepared.columns]
-            stamps = repeat(None, count) if shape.stamp_index is None else values[shape.stamp_index]
-            emitted = [values[i] for i in shape.emitted]
-            records = map(self.record_type, *emitted) if emitted else repeat(self.record_type(), count)
-            yield from zip(stamps, records, strict=True)
+            values = [None if column is None else column.values(start, count) for column in prepared.columns]
+            stamps = None if stamp_index is None else values[stamp_index]
+            if not sources:
+                records: Iterator[Any] = repeat(record_type(), count)
+            else:
+                records = map(record_type, *[repeat(c) if i is None else values[i] for i, c in sources])
+            yield from zip(repeat(None, count) if stamps is None else stamps, records, strict=True)
+
+    def _layout(self, prepared: PreparedPage) -> tuple[type, list[tuple[int | None, Any]]]:
+        """The page's record type, which takes its all-null columns as constants (values.
+        null_run_record_type), and per field of it: (column index, None) or (None, constant)."""
+        emitted = self._shape.emitted
+        null = tuple(prepared.columns[i] is None for i in emitted)
+        layout = self._layouts.get(null)
+        if layout is None:
+            names = [self.fields[i].property_name for i in emitted]
+            record_type, constants = null_run_record_type(names, null)
+            sources: list[tuple[int | None, Any]] = []
+            position = 0  # in `emitted`
+            for constant, run in zip(constants, record_type.null_runs, strict=True):
+                sources.append((emitted[position], None) if run is None else (None, constant))
+                position += 1 if run is None else len(run)
+            layout = self._layouts[null] = (record_type, sources)
+        return layout
 
     def _positions(self, header: list[str]) -> list[int]:
         positions = {name.lower(): i for i, name in enumerate(header)}
