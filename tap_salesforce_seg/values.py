@@ -27,7 +27,9 @@ API:
   done, next_records_url, records)`: one REST query page -> `(stamp, record)` pairs.
 - `csv_value_converter(sf_type)`: the function converting one Bulk CSV value; Bulk pages are
   converted column by column on top of it (extract/bulk_pages.py, `CsvPageConverter`).
-- `RecordShape(fields, stamp_property, hidden)`: the output record type and where its stamp is.
+- `RecordShape(fields, stamp_property, hidden)`: the output record type and where its stamp is;
+  `null_run_record_type(properties, null)`: a record type for rows with properties known to be null
+  (same encoded bytes).
 - `record_dict(record)`: a record (output Struct) as a dict keyed by property.
 - `format_datetime(dt)`, `parse_datetime(text)`: the output datetime spelling and back.
 `fields` are `soql.QueryField`s (salesforce_name, property_name, type).

@@ -7,10 +7,11 @@
    `on_wait`, the progress display's hook); `expected_records` is then the job's
    `numberRecordsProcessed`.
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
-   `null`; each page (bounded by `maxRecords`, sized from the field count) is downloaded and parsed
-   into Arrow columns in a background thread (prefetch.py; Arrow's C++ parser releases the GIL)
-   while the previous one is converted to records (bulk_pages.CsvPageConverter), so memory holds
-   two or three pages, never the result.
+   `null`. Each page (bounded by `maxRecords`, sized from the field count) goes through three
+   stages that overlap: download (a background thread), parsing into Arrow columns and their
+   column-wise conversion (a second one; Arrow's C++ work releases the GIL), and records
+   (bulk_pages.CsvPageConverter, in the consuming thread). With one page queued between stages
+   (prefetch.py), memory holds a few pages, never the result.
 4. The job is deleted at the end, also when the sync stops early.
 
 A job Salesforce refuses (an object or field Bulk cannot serve) or that ends Failed/Aborted raises
@@ -83,13 +84,13 @@ class BulkExtractor:
         )
         job_id = self._create(plan, soql)
         try:
+            # Imported here, while Salesforce runs the job: pyarrow loads only for Bulk syncs.
+            from tap_salesforce_seg.extract.bulk_pages import CsvPageConverter
+
             job = self._wait(plan, job_id)
             processed = job.get("numberRecordsProcessed")
             if processed is not None:
                 self.expected_records = int(processed)
-            # Imported here: pyarrow loads only when a Bulk job's results are read.
-            from tap_salesforce_seg.extract.bulk_pages import CsvPageConverter
-
             converter = CsvPageConverter(
                 plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden
             )

@@ -28,10 +28,13 @@ Nulls: Bulk writes null as an empty field and Salesforce stores no empty text, s
 quoted or not, is null (as in values.py). NUL characters are removed from the page's bytes first.
 
 The Python side works in slices of `SLICE_ROWS` rows: each column slice becomes a list and
-`map(record_type, *columns)` builds the records in C. Slicing keeps a few hundred records' values
-next to each other in memory, which the JSON encoder that follows reads much faster than values
-allocated a whole page column at a time. Memory holds one page (its bytes, its Arrow columns and one
-slice of Python values), whatever the size of the result.
+`map(record_type, *columns)` builds the records in C. Columns empty on the whole page (most of a
+wide object's, typically) are not carried record by record: the page's record type takes each run
+of them as one constant field of raw JSON (values.null_run_record_type), same bytes once encoded.
+Slicing keeps a few hundred records' values next to each other in memory, which the JSON encoder
+that follows reads much faster than values allocated a whole page column at a time. A page in
+conversion takes its bytes, its Arrow columns and one slice of Python values, whatever the size of
+the result.
 """
 
 from __future__ import annotations
