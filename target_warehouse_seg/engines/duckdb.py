@@ -64,11 +64,12 @@ from target_warehouse_seg.typemap import Kind, Source
 logger = logging.getLogger("target-warehouse-seg")
 
 DECIMAL_PRECISION, DECIMAL_SCALE = 38, 18
-# DuckDB's memory limit: a base for a narrow table, plus some per column for a wide one (DuckDB
-# reserves a block per column it appends to). It bounds the process: DuckDB uses all of it on a long
-# narrow load (1M x 10 columns: a 100 MB limit put the process past 320 MB), while a 300-column table
-# loads ~10% slower below ~100 MB.
-MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 64, 128
+# DuckDB's memory limit: a base, plus a block's worth per column of every table a transaction writes
+# (DuckDB keeps a block per column it appends to, for each table until the commit). The base is what a
+# narrow table needs: DuckDB uses all of it on a long narrow load (1M x 10 columns: ~320 MB of process
+# at 100 MB), and a lower one ran a whole org's sync (dozens of tables) out of memory. Should a load
+# still run out, the limit doubles and the unit runs again.
+MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 100, 128
 SQL_TYPES = {
     Kind.BOOLEAN: "BOOLEAN",
     Kind.INTEGER: "BIGINT",
@@ -452,7 +453,8 @@ class DuckDBEngine(CatalogEngine):
             self._connection.execute("SET checkpoint_threshold = '64MB'")
             # Bounded memory: DuckDB keeps the pages it reads or writes until this limit (and spills
             # beyond it to its temp directory, beside the database file).
-            self._memory_limit_mb = 0
+            self._memory_limit_mb = self._memory_wanted_mb = 0
+            self._columns_written = 0
             self._ensure_memory(0)
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
@@ -496,7 +498,15 @@ class DuckDBEngine(CatalogEngine):
     # Transactions and loading ---------------------------------------------------------------------
 
     def begin(self) -> None:
+        self._set_memory_limit(self._memory_wanted_mb)  # raised by a unit that ran out of memory
         self._execute("BEGIN TRANSACTION")
+        self._columns_written = 0
+
+    def create_table(
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+    ) -> None:
+        self._ensure_memory(len(columns))
+        super().create_table(name, owner, columns, primary_key)
 
     def commit(self) -> None:
         started = time.perf_counter()
@@ -527,7 +537,8 @@ class DuckDBEngine(CatalogEngine):
                 return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
             return f"CAST(s.{quote(column)} AS {types[column]})"
 
-        self._ensure_memory(len(info.columns))
+        self._columns_written += len(info.columns)
+        self._ensure_memory(self._columns_written)
         connection = self.connection
         self._staged += 1
         side = f"{_STAGED}_side_{self._staged}"
@@ -564,6 +575,9 @@ class DuckDBEngine(CatalogEngine):
             self._timed(batch, f"DROP TABLE {staging}")
         except _DATA_ERRORS as error:
             raise RowRejected(_refusal(error)) from None
+        except duckdb.OutOfMemoryException as error:
+            self._grow_memory(_first_line(error))
+            raise RetryUnit(batch.table) from None
         except duckdb.Error as error:
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         finally:
@@ -573,11 +587,24 @@ class DuckDBEngine(CatalogEngine):
                 self._unregister_later.append(side)
 
     def _ensure_memory(self, columns: int) -> None:
-        """Raise DuckDB's memory limit to what a table of this many columns needs (never lower it)."""
-        needed = MEMORY_LIMIT_MB + columns * MEMORY_PER_COLUMN_KB // 1024
-        if needed > self._memory_limit_mb:
-            self.connection.execute(f"SET memory_limit = '{needed}MB'")
-            self._memory_limit_mb = needed
+        """Raise DuckDB's memory limit to what writing this many columns needs (never lower it)."""
+        self._set_memory_limit(MEMORY_LIMIT_MB + columns * MEMORY_PER_COLUMN_KB // 1024)
+
+    def _grow_memory(self, reason: str) -> None:
+        """After DuckDB ran out of its limit: double it for the unit's next run (set once the aborted
+        transaction is rolled back: DuckDB takes no SET inside it)."""
+        self._memory_wanted_mb = 2 * self._memory_limit_mb
+        logger.warning(
+            "DuckDB ran out of its %d MB memory limit (%s); raising it to %d MB and loading again",
+            self._memory_limit_mb,
+            reason,
+            self._memory_wanted_mb,
+        )
+
+    def _set_memory_limit(self, megabytes: int) -> None:
+        if megabytes > self._memory_limit_mb:
+            self.connection.execute(f"SET memory_limit = '{megabytes}MB'")
+            self._memory_limit_mb = megabytes
 
     def _appending(self, batch: LoadBatch, info: TableInfo) -> bool:
         """Whether to load the batch with a plain INSERT (its table's primary key guarding it)."""

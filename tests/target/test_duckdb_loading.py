@@ -217,3 +217,46 @@ def test_the_first_unit_is_smaller_so_that_loading_starts_sooner(
     assert units[1] >= 15
     assert run.states[-1] == {"n": 59}
     assert duckdb_warehouse.count("s") == 60
+
+
+def _whole_org(widths: dict[str, int]) -> list[object]:
+    lines: list[object] = []
+    for stream, width in widths.items():
+        properties = {"id": {"type": "string"}} | {
+            f"c{column}": {"type": ["null", "string"]} for column in range(width)
+        }
+        lines.append(schema(stream, properties, key=["id"]))
+        lines += [
+            record(stream, {"id": f"{stream}-{row}"} | {f"c{column}": "x" * 20 for column in range(width)})
+            for row in range(20)
+        ]
+    lines.append(state({"done": True}))
+    return lines
+
+
+ORG_WIDTHS = {f"s{number}": 60 for number in range(45)} | {"wide": 1050}
+
+
+def test_many_streams_and_a_very_wide_one_load_within_duckdbs_memory_limit(
+    duckdb_warehouse: Warehouse,
+) -> None:
+    """A whole org in one run (a demo-sized sync: dozens of tables, one of 1,000+ columns) must not
+    run DuckDB out of the memory limit the engine sets for it."""
+    run = duckdb_warehouse.run(_whole_org(ORG_WIDTHS))
+    assert run.error is None, run.error
+    assert run.states == [{"done": True}]
+    assert all(len(duckdb_warehouse.rows(stream, columns="id")) == 20 for stream in ORG_WIDTHS)
+
+
+def test_a_load_that_runs_out_of_memory_raises_the_limit_and_runs_again(
+    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from target_warehouse_seg.engines import duckdb as engine
+
+    monkeypatch.setattr(engine, "MEMORY_LIMIT_MB", 4)
+    monkeypatch.setattr(engine, "MEMORY_PER_COLUMN_KB", 0)
+    with caplog.at_level(logging.WARNING, logger="target-warehouse-seg"):
+        run = duckdb_warehouse.run(_whole_org({"a": 60, "b": 300}))
+    assert run.error is None, run.error
+    assert any("ran out of its 4 MB memory limit" in message for message in caplog.messages)
+    assert [len(duckdb_warehouse.rows(stream, columns="id")) for stream in ("a", "b")] == [20, 20]
