@@ -32,6 +32,16 @@ class TapError(Exception):
         return str(self)
 
 
+class OutputClosed(TapError):
+    """stdout closed under the tap (the target stopped reading): nothing more can be delivered."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "stdout was closed while messages were being written (did the target stop? see its log); "
+            "the next run resumes from the last state the target wrote"
+        )
+
+
 class ConfigError(TapError):
     """A bad or missing setting. The message starts with the setting's name."""
 

@@ -65,7 +65,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import SchemaMessage
 from singer_sdk.singerlib.catalog import Metadata, MetadataMapping, StreamMetadata
 
-from tap_salesforce_seg.errors import SalesforceApiError, TapError
+from tap_salesforce_seg.errors import OutputClosed, SalesforceApiError, TapError
 from tap_salesforce_seg.extract import Extraction, QueryPlan, choose_extractor
 from tap_salesforce_seg.progress import StreamProgress
 from tap_salesforce_seg.schema import FieldInfo, field_schema
@@ -574,10 +574,13 @@ class RecordWriter:
         out = sys.stdout
         out.flush()
         binary = getattr(out, "buffer", None)
-        if binary is not None:
-            binary.write(self._buffer)  # the tap's writer flushes stdout at each STATE
-        else:
-            out.write(self._buffer.decode())
-            out.flush()
+        try:
+            if binary is not None:
+                binary.write(self._buffer)  # the tap's writer flushes stdout at each STATE
+            else:
+                out.write(self._buffer.decode())
+                out.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
         self._buffer.clear()
         self._refresh_suffix()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import typing as t
 from pathlib import PurePath
@@ -46,7 +47,7 @@ from tap_salesforce_seg.discovery import (
     discover,
     is_selected,
 )
-from tap_salesforce_seg.errors import ConfigError, TapError
+from tap_salesforce_seg.errors import ConfigError, OutputClosed, TapError
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -163,9 +164,12 @@ class StateFlushingMsgSpecWriter(MsgSpecWriter):
 
     def write_message(self, message: Message) -> None:
         stdout = sys.stdout.buffer
-        stdout.write(self.format_message(message))
-        if message.type == SingerMessageType.STATE:
-            stdout.flush()
+        try:
+            stdout.write(self.format_message(message))
+            if message.type == SingerMessageType.STATE:
+                stdout.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
 
 
 class _OneLineErrorsCommand(SingerCommand):
@@ -175,6 +179,8 @@ class _OneLineErrorsCommand(SingerCommand):
         try:
             return super().main(*args, **kwargs)
         except TapError as error:
+            if isinstance(error, OutputClosed):  # what is still buffered has nowhere to go
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             try:
                 sys.stdout.flush()
             finally:

@@ -100,3 +100,18 @@ def test_quota_guard_exits_2_with_state_and_a_retry_hint(org: Emulator, catalog:
     assert "quota_percent" in last_line and "retry" in last_line
     assert "Traceback" not in run.stderr
     assert run.final_state == bookmark_state  # the state is written back, nothing lost
+
+
+def test_a_target_that_stops_reading_ends_the_tap_with_one_clear_line(org: Emulator, catalog: dict) -> None:
+    """`tap | target` where the target dies: the tap says why it stopped, exits 1, and prints no
+    traceback or interpreter noise about the broken pipe."""
+    with tempfile.TemporaryDirectory() as folder:
+        process = start_tap(tap_settings(org), catalog, folder=folder)
+        assert process.stdout is not None
+        process.stdout.read(1000)  # the target read a little, then died
+        process.stdout.close()
+        _, stderr_bytes = process.communicate(timeout=120)
+    stderr = stderr_bytes.decode()
+    assert process.returncode == 1, stderr
+    assert "stdout was closed while messages were being written" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
