@@ -1,41 +1,74 @@
-"""Reading Bulk result pages (extract/bulk.py `_page`): a body cut short is asked for again, a few
-times, then the sync stops with a clear error (dropped connections once or twice: test_tap_faults)."""
+"""Reading Bulk result pages over real HTTP: the client reads each page whole inside its retry loop, so
+a page cut short is fetched again (same locator) with the client's backoff and log lines, and cuts that
+persist end in the client's exhausted-retries error (REST pages: test_client.py)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
-from tap_harness import discover_catalog, run_tap, select, tap_settings
+from tap_harness import discover_catalog, entry, expected_records, run_tap, select, tap_settings, upserted
 
-from tap_salesforce_seg.extract.bulk import BulkExtractor
+from tap_salesforce_seg import client as client_module
+from tap_salesforce_seg.client import SalesforceClient
 
 
-def test_bodies_cut_short_every_time_stop_the_sync(emulator_factory: Any, monkeypatch, caplog) -> None:
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.01)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.05)
+
+
+def result_pages(org: Any) -> list[dict[str, Any]]:
+    return [r for r in org.requests() if "/results" in r["target"]]
+
+
+def test_a_page_cut_short_is_fetched_again(emulator_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
     org = emulator_factory(scale=0.02, tags=False)
     catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
-    monkeypatch.setattr(BulkExtractor, "body_attempts", 3)
-    monkeypatch.setattr(BulkExtractor, "body_retry_first_seconds", 0.0)
+    org.faults.drop_connection(count=1, path="/results", after_bytes=100)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="bulk"), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "the cut fired"
+    assert upserted([run], "accounts") == expected_records(org, entry(catalog, "accounts"))
+    assert len(run.records("accounts")) == len(expected_records(org, entry(catalog, "accounts")))
+    pages = result_pages(org)
+    assert len(pages) == 2 and pages[0]["target"] == pages[1]["target"], "the same page, asked for again"
+    retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
+    assert len(retries) == 1 and "/results: body cut short" in retries[0] and "retry 1 of 5" in retries[0]
+
+
+def test_pages_cut_short_every_time_stop_with_the_clients_error(
+    emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = emulator_factory(scale=0.02, tags=False)
+    catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
+    monkeypatch.setattr(SalesforceClient, "max_attempts", 3)
     org.faults.drop_connection(count=None, path="/results", after_bytes=100)
-    run = run_tap(tap_settings(org, api_type="bulk"), catalog)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="bulk"), catalog)
     assert run.exit_code != 0
-    assert "kept cutting Bulk result pages short: 3 attempts" in run.stderr
-    retries = [r.getMessage() for r in caplog.records if "Bulk result page cut short" in r.getMessage()]
-    assert [message.endswith(f"asking for it again ({n} of 2).") for n, message in enumerate(retries, 1)] == [
-        True,
-        True,
-    ]
-    pages = [r for r in org.requests() if "/results" in r["target"]]
-    assert len(pages) == 3
+    assert "Salesforce kept failing for GET /services/data/v58.0/jobs/query/" in run.stderr
+    assert "/results: 3 attempts over" in run.stderr and "last: body cut short" in run.stderr
+    assert "\n" not in run.stderr.strip(), "one line"
+    credentials = org.credentials
+    for secret in (credentials.client_secret, credentials.refresh_token):
+        assert secret not in run.stderr
+    retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
+    assert [f"retry {n} of 2" in message for n, message in enumerate(retries, 1)] == [True, True]
+    assert len(result_pages(org)) == 3
+    assert run.records("accounts") == []
 
 
 @pytest.mark.parametrize("size", [1, 1 << 20])
-def test_pages_read_in_any_chunk_size_are_whole(emulator_factory: Any, monkeypatch, size: int) -> None:
-    from tap_salesforce_seg.extract import bulk
-
+def test_pages_read_in_any_chunk_size_are_whole(
+    emulator_factory: Any, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
     org = emulator_factory(scale=0.02, tags=False)
     catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
-    monkeypatch.setattr(bulk, "READ_CHUNK_BYTES", size)
+    monkeypatch.setattr(client_module, "READ_CHUNK_BYTES", size)
     run = run_tap(tap_settings(org, api_type="bulk"), catalog)
     assert run.exit_code == 0, run.stderr
-    assert len(run.records("accounts")) == sum(1 for _ in org.org.records("Account", include_deleted=True))
+    assert upserted([run], "accounts") == expected_records(org, entry(catalog, "accounts"))
