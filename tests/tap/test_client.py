@@ -8,13 +8,16 @@ import io
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import requests
 import requests_mock as requests_mock_module
+from tap_harness import discover_catalog, entry, expected_records, run_tap, select, tap_settings, upserted
 from urllib3.exceptions import ProtocolError
 
 from salesforce_emulator import Emulator
+from tap_salesforce_seg import client as client_module
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
@@ -146,6 +149,20 @@ def test_a_body_cut_midway_is_retried(mock: requests_mock_module.Mocker) -> None
     mock.get(f"{DATA}/query", [{"body": _CutBody()}, {"json": {"records": []}}])
     assert make_client().get_json("query", params={"q": "SELECT Id FROM Account"}) == {"records": []}
     assert len(data_calls(mock)) == 2
+
+
+def test_bodies_cut_every_time_run_out_of_the_same_attempts(
+    mock: requests_mock_module.Mocker, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock.get(f"{DATA}/query", body=lambda request, context: _CutBody())  # a fresh cut each time
+    with caplog.at_level(logging.WARNING), pytest.raises(ServiceUnavailable) as caught:
+        make_client().get("query", params={"q": "SELECT Id FROM Account"})
+    assert len(data_calls(mock)) == SalesforceClient.max_attempts
+    message = str(caught.value)
+    assert message.startswith("Salesforce kept failing for GET /services/data/v58.0/query: 6 attempts")
+    assert "last: body cut short (" in message and "\n" not in message and "SELECT" not in message
+    retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
+    assert len(retries) == 5 and "retry 5 of 5" in retries[-1]
 
 
 def test_gives_up_after_the_attempts(mock: requests_mock_module.Mocker) -> None:
@@ -402,6 +419,49 @@ def test_http_body_dropped_midway_is_read_again(emulator: Emulator) -> None:
     emulator.faults.drop_connection(count=2, path="/sobjects/Account/describe")
     assert client.get_json("sobjects/Account/describe") == expected
     assert len(served(emulator, "/sobjects/Account/describe")) == 4
+
+
+def test_http_every_body_is_read_in_the_clients_chunk_size(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not requests' 10 KiB `.content` reads: the client's own chunk size, for every API answer (the
+    login's small answer is read by auth.py's session call, outside this loop)."""
+    sizes: list[int] = []
+    iter_content = requests.Response.iter_content
+
+    def recording(self: requests.Response, chunk_size: int = 1, *args: Any, **kwargs: Any) -> Any:
+        if "/services/data/" in self.url:
+            sizes.append(chunk_size)
+        return iter_content(self, chunk_size, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Response, "iter_content", recording)
+    client = emulator_client(emulator)
+    describe = client.get_json("sobjects/Account/describe")
+    page = client.get("query", params={"q": "SELECT Id FROM Account"})
+    assert describe["name"] == "Account" and isinstance(page.json()["records"], list)
+    assert len(sizes) == 2 and set(sizes) == {client_module.READ_CHUNK_BYTES} == {1 << 20}
+
+
+@pytest.mark.parametrize(("page", "fragment"), [("first", "/queryAll?"), ("next", "/query/")])
+def test_http_a_rest_page_cut_short_once_is_retried_and_the_sync_is_complete(
+    emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture, page: str, fragment: str
+) -> None:
+    # 2,500 Accounts: a first queryAll page of 2,000 records and one next page.
+    org = emulator_factory(scale=0.001, counts={"Account": 2500}, tags=False)
+    org.org.clock.advance(2)
+    catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
+    org.faults.drop_connection(count=1, path=fragment)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="rest"), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], f"the {page} page was cut"
+    expected = expected_records(org, entry(catalog, "accounts"))
+    assert len(run.records("accounts")) == len(expected) == 2500
+    assert upserted([run], "accounts") == expected
+    targets = [request["target"] for request in served(org, fragment)]
+    assert len(targets) == 2 and targets[0] == targets[1], "the same page, asked for again"
+    retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
+    assert len(retries) == 1 and "retry 1 of 5" in retries[0]
 
 
 def test_http_timeout_is_retried(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
