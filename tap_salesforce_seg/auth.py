@@ -30,6 +30,8 @@ TOKEN_PATH = "/services/oauth2/token"
 SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
 # SOAP faults that mean "Salesforce is busy", not "wrong credentials".
 _TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+# A login answer that never arrives whole (dropped connection, stalled read, body cut short): retried.
+_UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _MAX_DETAIL = 200
 
 
@@ -96,7 +98,7 @@ class Authenticator:
                     status=code if isinstance(code, int) else None,
                 ) from None
             raise self._refused(f"{code}: {detail}", f"user {config.username}") from None
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except _UNREACHABLE as error:
             raise TransientError(f"SOAP login at {config.login_base_url}: {type(error).__name__}") from None
         scheme = urlsplit(config.login_base_url).scheme
         return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
@@ -107,7 +109,7 @@ class Authenticator:
         url = self._config.login_base_url + TOKEN_PATH
         try:
             response = self._http.post(url, data=form, headers={"Accept": "application/json"})
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except _UNREACHABLE as error:
             raise TransientError(f"OAuth login at {url}: {type(error).__name__}") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(

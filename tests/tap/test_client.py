@@ -421,6 +421,12 @@ def test_http_body_dropped_midway_is_read_again(emulator: Emulator) -> None:
     assert len(served(emulator, "/sobjects/Account/describe")) == 4
 
 
+def test_http_a_login_answer_cut_short_is_retried(emulator: Emulator) -> None:
+    emulator.faults.drop_connection(count=1, path="/services/oauth2/token", after_bytes=20)
+    assert "DailyApiRequests" in emulator_client(emulator).get_json("limits")
+    assert len(served(emulator, "/services/oauth2/token")) == 2
+
+
 def test_http_every_body_is_read_in_the_clients_chunk_size(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
