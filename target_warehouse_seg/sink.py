@@ -177,7 +177,12 @@ class StreamSink:
                 keys = self._check(rows, lines)
                 received_at = [stamp or read_at for stamp in extracted]
                 part = self._codec.encode(
-                    self._columns, rows, lines, received_at, raws if self._keep_raw else None
+                    self._columns,
+                    rows,
+                    lines,
+                    received_at,
+                    raws if self._keep_raw else None,
+                    previous=self._parts[-1] if self._parts else None,
                 )
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))

@@ -146,8 +146,12 @@ class Codec(abc.ABC):
         lines: list[int],
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
+        previous: t.Any | None = None,
     ) -> t.Any:
-        """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``."""
+        """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``.
+
+        ``previous`` is the batch's part before this one (None for its first): a codec may add this
+        chunk to what that part holds (DuckDB's spool file)."""
 
     @abc.abstractmethod
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> t.Any:

@@ -82,6 +82,7 @@ SQL_TYPES = {
 }
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 _STAGED = "tws_batch"
+SPOOL_FILE_BYTES = 8 * 1024 * 1024  # a spool file takes chunks until it holds this much
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -207,12 +208,14 @@ class Layout:
 
 @dataclass
 class Part:
-    """One chunk: its records' JSON, spooled at once (one per line), and its side columns."""
+    """One chunk: its records' JSON, appended to its batch's spool file (one per line), and its side
+    columns."""
 
     path: Path
     side: pa.RecordBatch
     longest: int
     record_type: t.Any
+    file_bytes: int  # the size of its spool file once this chunk was written
 
 
 @dataclass
@@ -260,6 +263,7 @@ class DuckDBCodec(Codec):
         lines: list[int],
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
+        previous: Part | None = None,
     ) -> Part:
         layout = self.layout(columns)
         for position in layout.read:
@@ -273,9 +277,17 @@ class DuckDBCodec(Codec):
         arrays.append(pa.array(_temporal_texts(received_at), pa.string()))
         side = pa.RecordBatch.from_arrays(arrays, schema=self._side_schema(columns))
         texts = raws if raws is not None else [_encode(row) for row in rows]
-        path = self._new_file()
-        path.write_bytes(b"\n".join(texts) + b"\n")  # spooled now: memory holds one chunk at most
-        return Part(path, side, max(map(len, texts)), type(rows[0]))
+        # Spooled now (memory holds one chunk at most), into files of a few MB: DuckDB's reader pays
+        # ~14 ms per file it opens (20,000 wide records read 2x slower from 79 files than from 1),
+        # while one large file costs it larger read buffers.
+        text = b"\n".join(texts) + b"\n"
+        if previous is not None and previous.file_bytes < SPOOL_FILE_BYTES:
+            path, file_bytes = previous.path, previous.file_bytes + len(text)
+        else:
+            path, file_bytes = self._new_file(), len(text)
+        with path.open("ab") as spool:
+            spool.write(text)
+        return Part(path, side, max(map(len, texts)), type(rows[0]), file_bytes)
 
     @staticmethod
     def _check_read(position: int, column: BatchColumn, rows: list[t.Any]) -> None:
@@ -322,7 +334,8 @@ class DuckDBCodec(Codec):
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> JsonPayload:
         side = pa.Table.from_batches([part.side for part in parts], schema=self._side_schema(columns))
         longest = max(part.longest for part in parts)
-        return JsonPayload([part.path for part in parts], side, longest, parts[0].record_type)
+        paths = list(dict.fromkeys(part.path for part in parts))  # in order, each file once
+        return JsonPayload(paths, side, longest, parts[0].record_type)
 
     def subset(self, payload: JsonPayload, indices: t.Sequence[int]) -> JsonPayload:
         lines = payload.lines()

@@ -130,6 +130,7 @@ class PostgresCodec(Codec):
         lines: list[int],
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
+        previous: t.Any | None = None,
     ) -> bytes:
         if self._cursor is None:
             raise DatabaseError("PostgreSQL codec used before connecting")

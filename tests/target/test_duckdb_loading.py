@@ -176,6 +176,44 @@ def test_spool_files_are_removed(
     assert list(spool.iterdir()) == []
 
 
+def test_a_batch_of_many_chunks_is_spooled_into_few_files_in_row_order(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks share a spool file until it holds SPOOL_FILE_BYTES (DuckDB pays for each file it opens);
+    DuckDB joins the files' rows with the side table by position, so each row must keep its own
+    values and its own received_at (its time_extracted, which travels aside)."""
+    from target_warehouse_seg.engines import duckdb as engine
+    from target_warehouse_seg.reader import MessageReader
+
+    # Small blocks of input and the smallest chunks (256 rows): a chunk every ~300 records.
+    monkeypatch.setattr(MessageReader, "BLOCK_BYTES", 16_000)
+    monkeypatch.setattr(engine.DuckDBEngine, "chunk_values", 1)
+    monkeypatch.setattr(engine, "SPOOL_FILE_BYTES", 20_000)  # 2 chunks a file
+    batches: list[tuple[int, int]] = []  # (chunks, files) of each batch
+    finish = engine.DuckDBCodec.finish
+
+    def counting_finish(self: engine.DuckDBCodec, columns: list, parts: list) -> engine.JsonPayload:
+        payload = finish(self, columns, parts)
+        batches.append((len(parts), len(payload.paths)))
+        return payload
+
+    monkeypatch.setattr(engine.DuckDBCodec, "finish", counting_finish)
+    stamp = dt.datetime(2024, 6, 1, tzinfo=UTC)
+    messages: list[object] = [schema("s", PROPERTIES)]
+    for i in range(3000):
+        extracted = (stamp + dt.timedelta(seconds=i)).isoformat()
+        messages.append(record("s", {"id": f"k{i:04d}", "name": f"n{i}", "count": i}, extracted))
+    assert duckdb_warehouse.run(messages).error is None
+    [(chunks, files)] = batches
+    assert chunks >= 8 and 1 < files <= chunks // 2 + 1
+    rows = duckdb_warehouse.rows("s", columns="id, name, count, received_at")
+    assert len(rows) == 3000
+    for row in rows:
+        i = int(row["id"][1:])
+        assert (row["name"], row["count"]) == (f"n{i}", i)
+        assert row["received_at"] == stamp + dt.timedelta(seconds=i)
+
+
 def test_a_batch_whose_every_key_is_stored_replaces_them_and_one_with_newer_rows_keeps_those(
     duckdb_warehouse: Warehouse,
 ) -> None:
