@@ -85,7 +85,7 @@ class StreamSink:
             return len(joined)
         try:
             rows = self._decode_all(b"[" + joined + b"]")
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, UnicodeDecodeError):  # the strict decoder's str refuses bad UTF-8
             for offset, message in enumerate(messages):
                 self.add(message.record, first_line + offset, message.time_extracted)
             return len(joined)
@@ -114,7 +114,7 @@ class StreamSink:
         else:
             try:
                 row = self._decode(raw)
-            except msgspec.MsgspecError as error:
+            except (msgspec.MsgspecError, UnicodeDecodeError) as error:
                 lenient = True
                 row = self._decode_slowly(raw, line, error)
         if row is None:
@@ -140,6 +140,9 @@ class StreamSink:
             return self._invalid(
                 InvalidRecord(f"record is not valid JSON ({problem})", line=line, stream=stream), raw
             )
+        except UnicodeDecodeError as problem:
+            problem_text = f"record holds text that is not UTF-8 ({problem.reason})"
+            return self._invalid(InvalidRecord(problem_text, line=line, stream=stream), raw)
         if not isinstance(record, dict):
             return self._invalid(InvalidRecord("record is not a JSON object", line=line, stream=stream), raw)
         record = convert.strip_nul(record, self.stats)

@@ -358,13 +358,17 @@ class DuckDBCodec(Codec):
         with path.open("wb") as spool:
             for line in payload.lines():
                 # A record read leniently (an integer beyond bigint, say) was re-encoded already.
-                with contextlib.suppress(msgspec.MsgspecError):
+                with contextlib.suppress(msgspec.MsgspecError, UnicodeDecodeError):
                     line = _encode(decode(line))
                 spool.write(line + b"\n")
         return dataclasses.replace(payload, paths=[path], canonical=True)
 
     def row(self, columns: list[BatchColumn], payload: JsonPayload, index: int) -> dict[str, t.Any]:
-        record = _generic.decode(payload.lines()[index])
+        line = payload.lines()[index]
+        try:
+            record = _generic.decode(line)
+        except UnicodeDecodeError:  # as much of it as is text, for the error report
+            record = _generic.decode(line.decode("utf-8", "replace").encode())
         aside = payload.side.slice(index, 1).to_pylist()[0]
         layout = self.layout(columns)
         values = {columns[i].prop: record.get(columns[i].prop) for i in layout.read}
@@ -714,7 +718,7 @@ class DuckDBEngine(CatalogEngine):
 def _refusal(error: BaseException) -> str:
     """DuckDB's reason for refusing data, without the spool file's name (a line number there counts
     the batch's rows, not the input's: the loader finds the input line)."""
-    return re.sub(r' in file "[^"]*"(, in line \d+)?', "", _first_line(error))
+    return re.sub(r' in file "[^"]*"(, at byte \d+)?(,? in line \d+)?', "", _first_line(error))
 
 
 def _first_line(error: BaseException) -> str:

@@ -18,6 +18,7 @@ PROPERTIES = {
     "day_or_time": {
         "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
     },
+    "note": {"type": ["null", "string"]},
 }
 
 
@@ -55,6 +56,11 @@ CASES = {
     "object in integer": (
         json.dumps(record("s", {"id": 4, "n": {"x": 1}})),
         "line 6, stream s, key id=4, field n: expected an integer",
+    ),
+    # Bytes that are not UTF-8 in a text property (a lone surrogate, as the input is encoded here).
+    "text that is not UTF-8": (
+        '{"type": "RECORD", "stream": "s", "record": {"id": 4, "note": "caf\udce9"}}',
+        "line 6, stream s: record holds text that is not UTF-8",
     ),
     # Only the database knows this one is impossible: the batch is re-checked to find the line.
     "refused by the database": (
