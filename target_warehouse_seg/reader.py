@@ -90,7 +90,9 @@ class MessageReader(GenericSingerReader[t.Any]):
     raise (the default) or quarantine.
     """
 
-    BLOCK_BYTES = 1 << 20
+    # Small: the decode of a block holds the GIL, which the loader thread's database driver needs
+    # between its steps (see loader.GIL_SWITCH_SECONDS); 1 MB blocks held it ~2 ms at a time.
+    BLOCK_BYTES = 1 << 16
 
     def __init__(self) -> None:
         super().__init__()
@@ -233,7 +235,7 @@ def _blocks(
             data = block.encode("utf-8", "surrogatepass") if isinstance(block, str) else block
             yield data if data.endswith(b"\n") else data + b"\n"
         return
-    rest = b""
+    pending: list[bytes] = []  # read after the last newline: the start of a line (joined once whole)
     while True:
         wait = timeout() if timeout is not None else None
         if wait is not None and not select.select([fd], [], [], max(0.0, wait))[0]:
@@ -241,16 +243,18 @@ def _blocks(
             continue
         data = os.read(fd, size)
         if not data:
-            if rest:
-                yield rest + b"\n"
+            if pending:
+                yield b"".join(pending) + b"\n"
             return
-        data = rest + data if rest else data
         cut = data.rfind(b"\n") + 1
         if cut == 0:
-            rest = data
+            pending.append(data)
             continue
-        rest = data[cut:]
-        yield data[:cut] if cut < len(data) else data
+        lines = data[:cut] if cut < len(data) else data
+        if pending:
+            lines = b"".join(pending) + lines
+        pending = [data[cut:]] if cut < len(data) else []
+        yield lines
 
 
 def _binary_fd(source: t.IO[t.Any]) -> int | None:
