@@ -30,6 +30,9 @@ json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _NUMBER_BYTES = b"0123456789+-.eEnul\x00"
 RAW_NULL = msgspec.Raw(b"null")
+# What a msgspec decode raises for bad input: its own errors, and UnicodeDecodeError for bytes that are
+# not UTF-8 in a string it decodes (msgspec lets that one through as it is).
+DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError)
 
 
 class ValueProblem(Exception):

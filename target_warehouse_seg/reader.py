@@ -21,6 +21,7 @@ from decimal import Decimal
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
+from target_warehouse_seg.convert import DECODE_ERRORS
 from target_warehouse_seg.errors import InvalidRecord
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -127,7 +128,7 @@ class MessageReader(GenericSingerReader[t.Any]):
                     continue
                 try:
                     messages = _envelopes.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
-                except msgspec.MsgspecError:
+                except DECODE_ERRORS:
                     self._line_by_line(block)
                 else:
                     self._dispatch(messages, self.line_number + 1)
@@ -165,7 +166,7 @@ class MessageReader(GenericSingerReader[t.Any]):
             self.line_number = number = first + offset
             try:
                 message = _envelope.decode(line)
-            except msgspec.MsgspecError:
+            except DECODE_ERRORS:
                 message = self._fallback(line, number)
                 if message is None:
                     continue
@@ -181,6 +182,8 @@ class MessageReader(GenericSingerReader[t.Any]):
             payload = _generic.decode(line)
         except msgspec.MsgspecError as error:
             return self._invalid(InvalidLine(number, text, f"not valid JSON ({error})", None))
+        except UnicodeDecodeError as error:
+            return self._invalid(InvalidLine(number, text, f"not UTF-8 text ({error.reason})", None))
         if not isinstance(payload, dict):
             return self._invalid(InvalidLine(number, text, "not a Singer message (not a JSON object)", None))
         kind = payload.get("type")

@@ -85,7 +85,7 @@ class StreamSink:
             return len(joined)
         try:
             rows = self._decode_all(b"[" + joined + b"]")
-        except (msgspec.MsgspecError, UnicodeDecodeError):  # the strict decoder's str refuses bad UTF-8
+        except convert.DECODE_ERRORS:
             for offset, message in enumerate(messages):
                 self.add(message.record, first_line + offset, message.time_extracted)
             return len(joined)
@@ -114,7 +114,7 @@ class StreamSink:
         else:
             try:
                 row = self._decode(raw)
-            except (msgspec.MsgspecError, UnicodeDecodeError) as error:
+            except convert.DECODE_ERRORS as error:
                 lenient = True
                 row = self._decode_slowly(raw, line, error)
         if row is None:

@@ -358,7 +358,7 @@ class DuckDBCodec(Codec):
         with path.open("wb") as spool:
             for line in payload.lines():
                 # A record read leniently (an integer beyond bigint, say) was re-encoded already.
-                with contextlib.suppress(msgspec.MsgspecError, UnicodeDecodeError):
+                with contextlib.suppress(*convert.DECODE_ERRORS):
                     line = _encode(decode(line))
                 spool.write(line + b"\n")
         return dataclasses.replace(payload, paths=[path], canonical=True)

@@ -62,6 +62,10 @@ CASES = {
         '{"type": "RECORD", "stream": "s", "record": {"id": 4, "note": "caf\udce9"}}',
         "line 6, stream s: record holds text that is not UTF-8",
     ),
+    "envelope that is not UTF-8": (
+        '{"type": "RECORD", "stream": "s\udcff", "record": {"id": 4}}',
+        "line 6: not UTF-8 text",
+    ),
     # Only the database knows this one is impossible: the batch is re-checked to find the line.
     "refused by the database": (
         json.dumps(record("s", {"id": 4, "day_or_time": "2024-02-30"})),
