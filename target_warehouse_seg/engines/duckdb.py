@@ -70,6 +70,13 @@ DECIMAL_PRECISION, DECIMAL_SCALE = 38, 18
 # at 100 MB), and a lower one ran a whole org's sync (dozens of tables) out of memory. Should a load
 # still run out, the limit doubles and the unit runs again.
 MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 100, 128
+# DuckDB checkpoints (writes committed rows to the file) once its WAL exceeds a threshold; until then the
+# committed rows wait in memory. A low threshold suits narrow tables: at 64 MB the 1M x 10 load worked
+# near the memory limit and took 12% longer, with 15 MB more at the peak, than at 32 MB. A checkpoint
+# needs buffers for every column it writes, though: at 32 MB the updates of a 300-column table peaked
+# 35 MB higher than at 64 MB. So a base, plus a little per column written (as for the memory limit),
+# up to a cap; raised as wider tables come, never lowered.
+CHECKPOINT_BASE_MB, CHECKPOINT_PER_COLUMN_KB, CHECKPOINT_MAX_MB = 32, 128, 64
 SQL_TYPES = {
     Kind.BOOLEAN: "BOOLEAN",
     Kind.INTEGER: "BIGINT",
@@ -471,14 +478,9 @@ class DuckDBEngine(CatalogEngine):
             self._connection.execute("SET TimeZone = 'UTC'")
             # Leave a core to the main thread, which decodes the next batch while DuckDB loads this one.
             self._connection.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
-            # Checkpoint every 32 MB of WAL: committed rows stay in memory until a checkpoint writes them
-            # to the file, so at 64 MB a long narrow load (1M x 10) worked near the memory limit and took
-            # 12% longer, with 15 MB more at the peak; at 16 MB the wide table's updates (200,000 x 40)
-            # took 20% longer (each checkpoint rewrites the row groups it touches and the key's index).
-            self._connection.execute("SET checkpoint_threshold = '32MB'")
             # Bounded memory: DuckDB keeps the pages it reads or writes until this limit (and spills
             # beyond it to its temp directory, beside the database file).
-            self._memory_limit_mb = self._memory_wanted_mb = 0
+            self._memory_limit_mb = self._memory_wanted_mb = self._checkpoint_mb = 0
             self._columns_written = 0
             self._ensure_memory(0)
         except duckdb.Error as error:
@@ -616,8 +618,14 @@ class DuckDBEngine(CatalogEngine):
                 self._unregister_later.append(side)
 
     def _ensure_memory(self, columns: int) -> None:
-        """Raise DuckDB's memory limit to what writing this many columns needs (never lower it)."""
+        """Raise DuckDB's memory limit and checkpoint threshold to what writing this many columns
+        needs (never lower them)."""
         self._set_memory_limit(MEMORY_LIMIT_MB + columns * MEMORY_PER_COLUMN_KB // 1024)
+        checkpoint_mb = CHECKPOINT_BASE_MB + columns * CHECKPOINT_PER_COLUMN_KB // 1024
+        checkpoint_mb = min(CHECKPOINT_MAX_MB, checkpoint_mb)
+        if checkpoint_mb > self._checkpoint_mb:
+            self.connection.execute(f"SET checkpoint_threshold = '{checkpoint_mb}MB'")
+            self._checkpoint_mb = checkpoint_mb
 
     def _grow_memory(self, reason: str) -> None:
         """After DuckDB ran out of its limit: double it for the unit's next run (set once the aborted
