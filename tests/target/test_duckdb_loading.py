@@ -298,3 +298,41 @@ def test_a_load_that_runs_out_of_memory_raises_the_limit_and_runs_again(
     assert run.error is None, run.error
     assert any("ran out of its 4 MB memory limit" in message for message in caplog.messages)
     assert [len(duckdb_warehouse.rows(stream, columns="id")) for stream in ("a", "b")] == [20, 20]
+
+
+def test_the_checkpoint_threshold_and_memory_limit_grow_with_the_columns_written(tmp_path: Path) -> None:
+    """Narrow tables checkpoint often (committed rows wait in memory for it); a wide table's checkpoint
+    needs a buffer per column, so the threshold grows with the columns, up to a cap, never down."""
+    from target_warehouse_seg.engines import Column
+    from target_warehouse_seg.engines.duckdb import CHECKPOINT_BASE_MB, CHECKPOINT_MAX_MB, DuckDBEngine
+    from target_warehouse_seg.typemap import Kind
+
+    engine = DuckDBEngine(str(tmp_path / "w.duckdb"), "s")
+    engine.connect()
+
+    def settings() -> tuple[float, float]:
+        row = engine.connection.execute(
+            "SELECT current_setting('checkpoint_threshold'), current_setting('memory_limit')"
+        ).fetchone()
+        assert row is not None
+        mebibytes = [float(value.split()[0]) * (1024 if value.endswith("GiB") else 1) for value in row]
+        return mebibytes[0] * 1.048576, mebibytes[1] * 1.048576  # as MB
+
+    def create(name: str, width: int) -> None:
+        engine.begin()
+        columns = [Column(f"c{i}", Kind.TEXT, f"c{i}") for i in range(width)]
+        engine.create_table(name, name, columns, ("c0",))
+        engine.commit()
+
+    try:
+        engine.ensure_schema()
+        create("narrow", 10)
+        narrow_checkpoint, narrow_memory = settings()
+        assert CHECKPOINT_BASE_MB <= round(narrow_checkpoint) <= CHECKPOINT_BASE_MB + 2
+        create("wide", 300)
+        wide_checkpoint, wide_memory = settings()
+        assert round(wide_checkpoint) == CHECKPOINT_MAX_MB and wide_memory > narrow_memory
+        create("narrow_again", 10)
+        assert settings() == (wide_checkpoint, wide_memory)  # never lowered within a run
+    finally:
+        engine.close()
