@@ -90,6 +90,7 @@ SQL_TYPES = {
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 _STAGED = "tws_batch"
 SPOOL_FILE_BYTES = 8 * 1024 * 1024  # a spool file takes chunks until it holds this much
+READER_OBJECT_BYTES = 1 << 24  # read_ndjson's maximum_object_size, unless a record is longer
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -232,7 +233,7 @@ class JsonPayload:
 
     paths: list[Path]
     side: pa.Table
-    longest: int  # the longest record, in bytes (DuckDB's reader must be told)
+    longest: int  # at least the longest record, in bytes (DuckDB's reader must be told)
     record_type: t.Any  # the stream's decoded record type (to re-encode the records)
     canonical: bool = False  # every line is the JSON of its decoded record
 
@@ -287,14 +288,18 @@ class DuckDBCodec(Codec):
         # Spooled now (memory holds one chunk at most), into files of a few MB: DuckDB's reader pays
         # ~14 ms per file it opens (20,000 wide records read 2x slower from 79 files than from 1),
         # while one large file costs it larger read buffers.
-        text = b"\n".join(texts) + b"\n"
+        text = b"\n".join(texts)
         if previous is not None and previous.file_bytes < SPOOL_FILE_BYTES:
-            path, file_bytes = previous.path, previous.file_bytes + len(text)
+            path, file_bytes = previous.path, previous.file_bytes + len(text) + 1
         else:
-            path, file_bytes = self._new_file(), len(text)
+            path, file_bytes = self._new_file(), len(text) + 1
         with path.open("ab") as spool:
             spool.write(text)
-        return Part(path, side, max(map(len, texts)), type(rows[0]), file_bytes)
+            spool.write(b"\n")
+        # The reader needs to know only of a record longer than its default object size: below that,
+        # the chunk's length stands in for its longest record (sparing a pass over the records).
+        longest = len(text) if len(text) < READER_OBJECT_BYTES else max(map(len, texts))
+        return Part(path, side, longest, type(rows[0]), file_bytes)
 
     @staticmethod
     def _check_read(position: int, column: BatchColumn, rows: list[t.Any]) -> None:
@@ -684,9 +689,10 @@ class DuckDBEngine(CatalogEngine):
                 for i in read
             )
             files = ", ".join(literal(str(path)) for path in payload.paths)
+            object_bytes = max(payload.longest + 1, READER_OBJECT_BYTES)
             reader = (
                 f"read_ndjson([{files}], columns = {{{spec}}}, auto_detect = false, "
-                f"compression = 'none', maximum_object_size = {max(payload.longest + 1, 1 << 24)})"
+                f"compression = 'none', maximum_object_size = {object_bytes})"
             )
             source = f"{reader} AS j POSITIONAL JOIN {source}"
         return f"(SELECT {', '.join(selected)} FROM {source})"

@@ -336,3 +336,19 @@ def test_the_checkpoint_threshold_and_memory_limit_grow_with_the_columns_written
         assert settings() == (wide_checkpoint, wide_memory)  # never lowered within a run
     finally:
         engine.close()
+
+
+def test_a_record_longer_than_the_readers_default_object_size_loads(duckdb_warehouse: Warehouse) -> None:
+    """A record longer than DuckDB's default maximum object size (16 MB; the reader is told the chunk's
+    longest record when it is longer) loads whole."""
+    long_name = "x" * (17 * 1024 * 1024)
+    lines = [
+        json.dumps(schema("s", PROPERTIES)),
+        json.dumps(record("s", {"id": "short", "name": "n"})),
+        json.dumps(record("s", {"id": "long", "name": long_name})),
+    ]
+    assert duckdb_warehouse.run(lines).error is None
+    stored = duckdb_warehouse.query(
+        "SELECT id, length(name), name = repeat('x', 17 * 1024 * 1024) FROM salesforce.s ORDER BY id"
+    )
+    assert stored == [("long", len(long_name), True), ("short", 1, False)]
