@@ -203,17 +203,17 @@ class Loader:
                 self.engine.codec.release(batch.payload)
                 return
             index, refusal = self._locate(batch, refusal)
-            field = batch.property_of(refusal.column) or self._blame(batch, index, refusal)
+            record = self.engine.codec.row(batch.columns, batch.payload, index)
+            field = batch.property_of(refusal.column) or _blame(record, refusal)
             error = InvalidRecord(
                 refusal.message,
                 line=batch.lines[index],
                 stream=batch.stream,
-                key=batch.key_of(index),
+                key={prop: record.get(prop) for prop in batch.key_properties} or None,
                 field=field,
             )
             if not self._quarantine:
                 raise error
-            record = self.engine.codec.row(batch.columns, batch.payload, index)
             unit.rejected.append(
                 Rejected(
                     batch.stream,
@@ -233,12 +233,6 @@ class Loader:
             self.engine.codec.release(batch.payload)
             return
         raise RuntimeError("the database refused the unit, but no batch alone")
-
-    def _blame(self, batch: LoadBatch, index: int, refusal: RowRejected) -> str | None:
-        """The property whose value the database quotes in its message (it names no column)."""
-        quoted = set(re.findall(r'"([^"]*)"', refusal.message))
-        row = self.engine.codec.row(batch.columns, batch.payload, index)
-        return next((prop for prop, value in row.items() if value is not None and str(value) in quoted), None)
 
     def _locate(self, batch: LoadBatch, refusal: RowRejected) -> tuple[int, RowRejected]:
         """The index of a row the database refuses, by COPY's line or by bisection."""
@@ -262,7 +256,6 @@ class Loader:
             batch,
             payload=self.engine.codec.subset(batch.payload, rows),
             lines=[batch.lines[row] for row in rows],
-            keys=[batch.keys[row] for row in rows] if batch.keys else [],
         )
 
     def _log(self, unit: Unit, seconds: float) -> None:
@@ -279,3 +272,9 @@ class Loader:
             f"{self.rows_committed:,}",
             rate,
         )
+
+
+def _blame(record: dict[str, t.Any], refusal: RowRejected) -> str | None:
+    """The property whose value the database quotes in its message (it names no column)."""
+    quoted = set(re.findall(r'"([^"]*)"', refusal.message))
+    return next((prop for prop, value in record.items() if value is not None and str(value) in quoted), None)

@@ -66,7 +66,6 @@ class StreamSink:
     def _start_batch(self) -> None:
         self._parts: list[t.Any] = []
         self._batch_lines: list[int] = []
-        self._batch_keys: list[t.Any] = []
         self._key_set: set[t.Any] = set()
 
     # The hot path -------------------------------------------------------------------------------
@@ -203,7 +202,6 @@ class StreamSink:
                 continue
             self._parts.append(part)
             self._batch_lines.extend(lines)
-            self._batch_keys.extend(keys)
             self._key_set.update(keys)
             return
 
@@ -304,7 +302,6 @@ class StreamSink:
                 nulled=self.plan.nulled,
                 payload=self._codec.finish(self._columns, self._parts),
                 lines=self._batch_lines,
-                keys=self._batch_keys,
                 key_properties=self.plan.key_properties,
                 has_duplicates=bool(self.plan.key_columns)
                 and (self._fuzzy_keys or len(self._key_set) < len(self._batch_lines)),

@@ -61,7 +61,8 @@ class BatchColumn:
 class LoadBatch:
     """One stream's rows, ready to stage and merge.
 
-    ``lines`` and ``keys`` follow the payload's row order: they name a row in error messages.
+    ``lines`` follows the payload's row order: it names a row's input line in error messages (the row's
+    key, when needed, is read back from the payload).
     """
 
     stream: str
@@ -73,20 +74,12 @@ class LoadBatch:
     nulled: tuple[str, ...]  # columns of properties gone from the schema: NULL on update
     payload: t.Any
     lines: list[int]
-    keys: list[t.Any]
     key_properties: tuple[str, ...]
     has_duplicates: bool = False
 
     @property
     def row_count(self) -> int:
         return len(self.lines)
-
-    def key_of(self, index: int) -> dict[str, t.Any] | None:
-        if not self.key_properties or index >= len(self.keys):
-            return None
-        value = self.keys[index]
-        values = value if len(self.key_properties) > 1 else (value,)
-        return dict(zip(self.key_properties, values, strict=False))
 
     def property_of(self, column: str | None) -> str | None:
         for batch_column in self.columns:
