@@ -66,10 +66,10 @@ logger = logging.getLogger("target-warehouse-seg")
 DECIMAL_PRECISION, DECIMAL_SCALE = 38, 18
 # DuckDB's memory limit: a base, plus a block's worth per column of every table a transaction writes
 # (DuckDB keeps a block per column it appends to, for each table until the commit). The base is what a
-# narrow table needs: DuckDB uses all of it on a long narrow load (1M x 10 columns: ~320 MB of process
-# at 100 MB), and a lower one ran a whole org's sync (dozens of tables) out of memory. Should a load
-# still run out, the limit doubles and the unit runs again.
-MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 100, 128
+# narrow table needs: DuckDB uses all of it on a long narrow load (the 1M x 10 updates: ~303 MB of
+# process at 100 MB, ~294 MB at 90 MB, no slower), and a 64 MB one ran a whole org's sync (dozens of
+# tables) out of memory. Should a load still run out, the limit doubles and the unit runs again.
+MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 90, 128
 # DuckDB checkpoints (writes committed rows to the file) once its WAL exceeds a threshold; until then the
 # committed rows wait in memory. A low threshold suits narrow tables: at 64 MB the 1M x 10 load worked
 # near the memory limit and took 12% longer, with 15 MB more at the peak, than at 32 MB. A checkpoint
