@@ -47,7 +47,10 @@ class StreamSink:
         self._decode_all = msgspec.json.Decoder(list[plan.record_type], float_hook=Decimal).decode
         self._chunk_rows = max(256, min(20_000, chunk_values // max(1, len(plan.columns))))
         self._json = any(column.source is Source.JSON for column in plan.columns)
-        self._columns = [BatchColumn(c.name, c.kind, c.prop, c.source) for c in plan.columns]
+        matched = {*plan.key_columns, plan.replication_column}
+        self._columns = [
+            BatchColumn(c.name, c.kind, c.prop, c.source, matched=c.name in matched) for c in plan.columns
+        ]
         positions = {column.name: index for index, column in enumerate(plan.columns)}
         self._key_positions = [positions[name] for name in plan.key_columns]
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]

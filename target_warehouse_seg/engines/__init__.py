@@ -48,6 +48,7 @@ class BatchColumn:
     """A property column of a batch: warehouse name, kind, source property, how values travel.
 
     ``wide`` marks an INTEGER-source column whose values exceed bigint (they travel as numbers).
+    ``matched`` marks a key or replication-key column: an upsert matches stored rows on it.
     """
 
     name: str
@@ -55,6 +56,7 @@ class BatchColumn:
     prop: str
     source: Source
     wide: bool = False
+    matched: bool = False
 
 
 @dataclass

@@ -189,7 +189,14 @@ _JSON_READ = {
 
 
 def json_read_type(column: BatchColumn) -> str | None:
-    """The type DuckDB reads this column as from the record's JSON, or None when it travels aside."""
+    """The type DuckDB reads this column as from the record's JSON, or None when it travels aside.
+
+    Key and replication-key columns travel aside: an upsert's DELETE then reads them from the side
+    table alone, without parsing the records' JSON (which the INSERT after it reads straight into the
+    table).
+    """
+    if column.matched:
+        return None
     if column.source is Source.INTEGER and column.wide:
         return None
     if column.source is Source.NUMBER and column.kind is not Kind.NUMBER:
@@ -590,23 +597,18 @@ class DuckDBEngine(CatalogEngine):
                     self._upserted.add(batch.table)
                     raise RetryUnit(batch.table) from None
                 return
-            staging = quote(f"{_STAGED}_{self._staged}")
             upsert = self._upsert(batch, info)
+            if upsert == "delete_insert" and batch.key and not batch.has_duplicates:
+                self._delete_then_insert(batch, table, side, source, value)
+                return
+            # Duplicate keys (collapsed by DISTINCT ON), or columns to keep (an UPDATE): staged once.
+            staging = quote(f"{_STAGED}_{self._staged}")
             # The staging table holds the table's own types: the DELETE's join and the INSERT then
             # read typed values (each text value is parsed once, here, not in both statements).
             staged = [*(column.name for column in batch.columns), "received_at"]
             typed = ", ".join([f"{value(name)} AS {quote(name)}" for name in staged] + [f"s.{quote(SEQ)}"])
             self._timed(batch, f"CREATE TEMP TABLE {staging} AS SELECT {typed} FROM {source} AS s")
-            applied = statements(batch, table, staging, upsert=upsert)
-            if batch.key and upsert == "delete_insert" and not batch.has_duplicates:
-                # When the DELETE removed a stored row for every row of the batch, no key of the
-                # batch is left in the table: a plain INSERT spares the anti-join with the table.
-                delete, insert_absent = applied
-                if self._timed(batch, delete) == batch.row_count:
-                    applied = statements(batch, table, staging, upsert="insert")
-                else:
-                    applied = [insert_absent]
-            for statement in applied:
+            for statement in statements(batch, table, staging, upsert=upsert):
                 self._timed(batch, statement)
             self._timed(batch, f"DROP TABLE {staging}")
         except _DATA_ERRORS as error:
@@ -621,6 +623,21 @@ class DuckDBEngine(CatalogEngine):
                 connection.unregister(side)
             except duckdb.Error:  # the failed statement aborted the transaction; the loader rolls back
                 self._unregister_later.append(side)
+
+    def _delete_then_insert(
+        self, batch: LoadBatch, table: str, side: str, source: str, value: t.Callable[[str], str]
+    ) -> None:
+        """Upsert without a staging table: the DELETE of the stored rows the batch wins over reads the
+        keys from the side table, then the INSERT reads the records straight into the table: all of
+        them when every one deleted a stored row (no key of the batch is left), else those whose key
+        is absent (a newer stored row stays). Each record's JSON is parsed once, and no copy of the
+        batch waits in DuckDB's memory between the two statements."""
+        delete, _ = statements(batch, table, quote(side), value, upsert="delete_insert")
+        if self._timed(batch, delete) == batch.row_count:
+            insert = statements(batch, table, source, value, upsert="insert")[0]
+        else:
+            insert = statements(batch, table, source, value, upsert="delete_insert")[1]
+        self._timed(batch, insert)
 
     def _ensure_memory(self, columns: int) -> None:
         """Raise DuckDB's memory limit and checkpoint threshold to what writing this many columns
