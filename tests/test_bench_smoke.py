@@ -122,5 +122,9 @@ def test_tiny_benchmark_run_loads_every_dataset_correctly(postgres_url: str, tmp
                 run = runs[(dataset, phase, engine, loader)]
                 assert run["ok"], f"{dataset} {phase} {engine}/{loader}: {run['problems']}"
                 assert run["wall_seconds"] > 0 and run["peak_mb"] > 0
+    for dataset in "ab":  # the informational bounded DuckDB baseline runs too (small data fits its limit)
+        bounded = runs[(dataset, "inserts", "duckdb", "duckdb-bounded")]
+        assert bounded["ok"] and bounded["wall_seconds"] > 0, bounded["problems"]
+    assert "memory_limit 200MB" in completed.stdout
     assert "PASS" in completed.stdout or "FAIL" in completed.stdout
     assert not (tmp_path / "work").exists(), "the work folder is removed unless --keep"
