@@ -2,14 +2,15 @@
 
 The main thread decodes every record with its stream's typed msgspec decoder (which checks every value,
 see sink.py) but builds nothing from most values: the records' JSON text goes to a spool file, and
-``read_ndjson`` with explicit column types turns it into a staging table on DuckDB's threads. Only what
-DuckDB cannot read exactly from JSON travels beside it in a small Arrow table (the ``side``: line
-numbers, ``received_at``, date-times, JSON values, mixed types, numbers kept as text), joined by
-position. The first batch of a table is a plain ``INSERT`` from that subquery (its primary key refusing
-keys already there turns the table to upserts). An upsert stages the batch in a temporary table, deletes
-the stored rows it wins over, then inserts: the whole batch when every row of it deleted one (no key of
-it is left), else the rows whose key is absent (a newer stored row stays). All inside the loader's
-transaction.
+``read_ndjson`` with explicit column types reads it on DuckDB's thread. What DuckDB cannot read exactly
+from JSON, and the key and replication-key columns, travel beside it in a small Arrow table (the
+``side``: line numbers, ``received_at``, keys, date-times, JSON values, mixed types, numbers kept as
+text), joined by position. The first batch of a table is a plain ``INSERT`` from that subquery (its
+primary key refusing keys already there turns the table to upserts). An upsert deletes the stored rows
+the batch wins over (matching them on the side table's keys), then inserts from the subquery: the whole
+batch when every row of it deleted one (no key of it is left), else the rows whose key is absent (a
+newer stored row stays). A batch with duplicate keys, or one that must keep columns it does not write
+(an UPDATE), is staged in a temporary table first. All inside the loader's transaction.
 
 What DuckDB reads from JSON, it reads exactly as the checks left it: strings (NULs and lone surrogates
 never reach it: such records travel re-encoded), integers within bigint, booleans, and numbers as
