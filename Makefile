@@ -46,6 +46,7 @@ catalogs: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: install
 	$(BIN)/ruff check --fix .

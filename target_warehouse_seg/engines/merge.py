@@ -79,8 +79,7 @@ def statements(
     result = []
     if batch.delete_flag:
         result.append(
-            f"DELETE FROM {table} AS t USING {source}"
-            f"{_where(value(batch.delete_flag), matches, not_newer)}"
+            f"DELETE FROM {table} AS t USING {source}{_where(value(batch.delete_flag), matches, not_newer)}"
         )
     if upsert == "update_insert":
         sets = [f"{quote(name)} = {value(name)}" for name in names if name not in batch.key]

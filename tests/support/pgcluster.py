@@ -74,17 +74,43 @@ def start_cluster(bindir: Path, workdir: Path) -> tuple[str, Path]:
         shutil.chown(data_dir, "postgres")
         shutil.chown(socket_dir, "postgres")
     subprocess.run(
-        as_cluster_owner([str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-                          "-E", "UTF8", "--locale=C.UTF-8"]),
-        check=True, stdout=subprocess.DEVNULL,
+        as_cluster_owner(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     port = free_port()
-    options = (f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    options = (
+        f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
     subprocess.run(
-        as_cluster_owner([str(bindir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l",
-                          str(workdir / "server.log"), "-w", "start"]),
-        check=True, stdout=subprocess.DEVNULL,
+        as_cluster_owner(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-o",
+                options,
+                "-l",
+                str(workdir / "server.log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir
 
@@ -109,7 +135,7 @@ def stop_cluster(data_dir: Path) -> None:
 
 def main(argv: list[str]) -> int:
     if "--" in argv:
-        argv = argv[argv.index("--") + 1:]
+        argv = argv[argv.index("--") + 1 :]
     if not argv:
         raise SystemExit("usage: pgcluster.py -- COMMAND [ARGS...]")
     bindir = find_bindir()
