@@ -297,13 +297,14 @@ class DuckDBCodec(Codec):
         # ~14 ms per file it opens (20,000 wide records read 2x slower from 79 files than from 1),
         # while one large file costs it larger read buffers.
         text = b"\n".join(texts)
-        if previous is not None and previous.file_bytes < SPOOL_FILE_BYTES:
-            path, file_bytes = previous.path, previous.file_bytes + len(text) + 1
-        else:
-            path, file_bytes = self._new_file(), len(text) + 1
-        with path.open("ab") as spool:
-            spool.write(text)
-            spool.write(b"\n")
+        with self._writing():
+            if previous is not None and previous.file_bytes < SPOOL_FILE_BYTES:
+                path, file_bytes = previous.path, previous.file_bytes + len(text) + 1
+            else:
+                path, file_bytes = self._new_file(), len(text) + 1
+            with path.open("ab") as spool:
+                spool.write(text)
+                spool.write(b"\n")
         # The reader needs to know only of a record longer than its default object size: below that,
         # the chunk's length stands in for its longest record (sparing a pass over the records).
         longest = len(text) if len(text) < READER_OBJECT_BYTES else max(map(len, texts))
@@ -359,8 +360,9 @@ class DuckDBCodec(Codec):
 
     def subset(self, payload: JsonPayload, indices: t.Sequence[int]) -> JsonPayload:
         lines = payload.lines()
-        path = self._new_file()
-        path.write_bytes(b"".join(lines[index] + b"\n" for index in indices))
+        with self._writing():
+            path = self._new_file()
+            path.write_bytes(b"".join(lines[index] + b"\n" for index in indices))
         side = payload.side.take(pa.array(indices, pa.int64()))
         return dataclasses.replace(payload, paths=[path], side=side)
 
@@ -374,13 +376,14 @@ class DuckDBCodec(Codec):
         if payload.canonical:
             return None
         decode = msgspec.json.Decoder(payload.record_type, float_hook=Decimal).decode
-        path = self._new_file()
-        with path.open("wb") as spool:
-            for line in payload.lines():
-                # A record read leniently (an integer beyond bigint, say) was re-encoded already.
-                with contextlib.suppress(*convert.DECODE_ERRORS):
-                    line = _encode(decode(line))
-                spool.write(line + b"\n")
+        with self._writing():
+            path = self._new_file()
+            with path.open("wb") as spool:
+                for line in payload.lines():
+                    # A record read leniently (an integer beyond bigint, say) was re-encoded already.
+                    with contextlib.suppress(*convert.DECODE_ERRORS):
+                        line = _encode(decode(line))
+                    spool.write(line + b"\n")
         return dataclasses.replace(payload, paths=[path], canonical=True)
 
     def row(self, columns: list[BatchColumn], payload: JsonPayload, index: int) -> dict[str, t.Any]:
@@ -404,6 +407,18 @@ class DuckDBCodec(Codec):
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)
             self._spool = None
+
+    @contextlib.contextmanager
+    def _writing(self) -> t.Iterator[None]:
+        """A spool file that cannot be written (a full disk, say) stops the run with one line."""
+        try:
+            yield
+        except OSError as error:
+            folder = self._spool or Path(tempfile.gettempdir())
+            raise DatabaseError(
+                f"cannot write DuckDB's batch files in {folder}: {error.strerror or error}; free space "
+                "there, or point TMPDIR to a folder with room"
+            ) from None
 
     def _new_file(self) -> Path:
         if self._spool is None:

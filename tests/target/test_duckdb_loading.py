@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state
 
-from target_warehouse_seg.errors import InvalidRecord
+from target_warehouse_seg.errors import DatabaseError, InvalidRecord
 
 UTC = dt.timezone.utc
 PROPERTIES = {
@@ -174,6 +174,22 @@ def test_spool_files_are_removed(
     bad = [*messages, '{"type": "RECORD", "stream": "s", "record": {"id": "z", "count": "no"}}']
     assert duckdb_warehouse.run(bad, batch_size_rows=7, schema="other").error is not None
     assert list(spool.iterdir()) == []
+
+
+def test_a_spool_folder_that_cannot_be_written_stops_the_run_with_one_line(
+    duckdb_warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    messages = [schema("s", PROPERTIES), record("s", {"id": "a"}), state({"at": 1})]
+    run = duckdb_warehouse.run(messages)
+    assert isinstance(run.error, DatabaseError)
+    assert str(run.error) == (
+        f"cannot write DuckDB's batch files in {not_a_folder}: Not a directory; free space there, "
+        "or point TMPDIR to a folder with room"
+    )
+    assert run.states == []
 
 
 def test_a_batch_of_many_chunks_is_spooled_into_few_files_in_row_order(
