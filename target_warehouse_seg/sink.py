@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import logging
 import operator
+import re
 import typing as t
 from decimal import Decimal
 
@@ -55,6 +56,8 @@ class StreamSink:
         self._key_positions = [positions[name] for name in plan.key_columns]
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
         self._fuzzy_keys = any(plan.columns[i].source in _FUZZY_KEY_SOURCES for i in self._key_positions)
+        # Whether the engine counts a batch's distinct keys (else the sink keeps a set of them).
+        self._codec_counts_keys = codec.counts_keys and bool(plan.key_columns) and not self._fuzzy_keys
         self._rows: list[t.Any] = []
         self._raws: list[t.Any] = []  # each record's JSON text, for a codec that ``reads_json``
         self._keep_raw = codec.reads_json
@@ -106,7 +109,7 @@ class StreamSink:
     def _needs_slow_path(self, text: bytes) -> bool:
         """NULs are removed on the slow path (PostgreSQL text cannot hold them); JSON values are
         re-encoded there, so a lone surrogate is caught before the database refuses it."""
-        return b"\\u0000" in text or (self._json and (b"\\ud" in text or b"\\uD" in text))
+        return (_NUL_OR_SURROGATE if self._json else _NUL).search(text) is not None
 
     def add(self, raw: msgspec.Raw, line: int, time_extracted: datetime.datetime | None) -> None:
         """Take one record (the path of records that need a closer look)."""
@@ -216,7 +219,8 @@ class StreamSink:
         self.rows -= 1
 
     def _check(self, rows: list[t.Any], lines: list[int]) -> list[t.Any]:
-        """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys."""
+        """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys, for
+        the sink's own count of distinct keys (none when the engine counts them)."""
         key_values = [self._values(rows, i) for i in self._key_positions]
         for position, values in zip(self._key_positions, key_values, strict=True):
             if None in values:
@@ -242,7 +246,7 @@ class StreamSink:
                         rows, lines, index, position, f"expected a number, got {convert.describe(value)}"
                     ),
                 )
-        if not key_values:
+        if not key_values or self._codec_counts_keys:
             return []
         comparable = [
             self._comparable(position, values)
@@ -306,11 +310,21 @@ class StreamSink:
                 payload=self._codec.finish(self._columns, self._parts),
                 lines=self._batch_lines,
                 key_properties=self.plan.key_properties,
-                has_duplicates=bool(self.plan.key_columns)
-                and (self._fuzzy_keys or len(self._key_set) < len(self._batch_lines)),
+                has_duplicates=self._has_duplicates(),
             )
         )
         self._start_batch()
+
+    def _has_duplicates(self) -> bool | None:
+        """Whether two rows of the batch built so far share a key (its merge then collapses them);
+        None when the engine counts them."""
+        if not self.plan.key_columns:
+            return False
+        if self._fuzzy_keys:
+            return True
+        if self._codec_counts_keys:
+            return None
+        return len(self._key_set) < len(self._batch_lines)
 
     def take_batches(self) -> list[LoadBatch]:
         """The converted batches (usually one); the sink starts afresh."""
@@ -340,6 +354,11 @@ def _plain(value: t.Any) -> t.Any:
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     return value
+
+
+# A NUL escape (or, in records with JSON values, a surrogate escape): the record takes the slow path.
+_NUL = re.compile(rb"\\u0000")
+_NUL_OR_SURROGATE = re.compile(rb"\\u(?:0000|[dD])")
 
 
 class _RowProblem(Exception):

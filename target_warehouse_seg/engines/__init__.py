@@ -77,7 +77,7 @@ class LoadBatch:
     payload: t.Any
     lines: list[int]
     key_properties: tuple[str, ...]
-    has_duplicates: bool = False
+    has_duplicates: bool | None = False  # None: not counted (the codec's engine ``counts_keys``)
 
     @property
     def row_count(self) -> int:
@@ -132,6 +132,9 @@ class Codec(abc.ABC):
     """
 
     reads_json: t.ClassVar[bool] = False
+    # Whether the engine finds out itself, when it loads a batch, if two of its rows share a key (the
+    # sink then leaves ``LoadBatch.has_duplicates`` None instead of counting keys as it reads).
+    counts_keys: t.ClassVar[bool] = False
 
     @abc.abstractmethod
     def encode(

@@ -59,6 +59,55 @@ def test_duplicates_in_a_batch_collapse(warehouse: Warehouse) -> None:
     assert names(warehouse) == {"a": "second (same stamp, read later)", "b": "newest", "c": "z"}
 
 
+def _text_key(i: int) -> dict:
+    return {"id": f"k{i}"}
+
+
+def _integer_key(i: int) -> dict:
+    return {"id": i}
+
+
+def _composite_key(i: int) -> dict:
+    return {"region": "eu" if i % 2 else "us", "id": i // 2}
+
+
+def _number_key(i: int, again: bool = False) -> dict:
+    return {"id": float(i) if again else i}  # 3.0 and 3: written differently, one key
+
+
+KEY_SHAPES = {
+    "text": ({"id": {"type": "string"}}, ["id"], _text_key),
+    "integer": ({"id": {"type": "integer"}}, ["id"], _integer_key),
+    "text and integer": (
+        {"region": {"type": "string"}, "id": {"type": "integer"}},
+        ["region", "id"],
+        _composite_key,
+    ),
+    "number": ({"id": {"type": "number"}}, ["id"], _number_key),
+}
+
+
+@pytest.mark.parametrize("shape", KEY_SHAPES)
+def test_a_batch_repeating_its_keys_collapses_them_whatever_the_keys(
+    warehouse: Warehouse, shape: str
+) -> None:
+    key_properties, key, key_of = KEY_SHAPES[shape]
+    properties = {**key_properties, "name": {"type": ["null", "string"]}}
+
+    def row(i: int, name: str, again: bool = False) -> dict:
+        values = _number_key(i, again) if key_of is _number_key else key_of(i)
+        return record("things", {**values, "name": name})
+
+    things = schema("things", properties, key=key)
+    assert warehouse.run([things, *(row(i, "v1") for i in range(300))]).error is None
+    # Every key twice in one batch (the second time written differently where it can be): the last wins.
+    second = [things, *(row(i, "v2") for i in range(200)), *(row(i, "v3", again=True) for i in range(300))]
+    assert warehouse.run(second).error is None
+    rows = warehouse.rows("things", columns="name")
+    assert len(rows) == 300
+    assert {row["name"] for row in rows} == {"v3"}
+
+
 @pytest.mark.parametrize("batch_size_rows", [1, 100])
 def test_replays_and_out_of_order_batches_never_regress(warehouse: Warehouse, batch_size_rows: int) -> None:
     assert (
