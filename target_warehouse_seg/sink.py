@@ -60,6 +60,7 @@ class StreamSink:
         self._codec_counts_keys = codec.counts_keys and bool(plan.key_columns) and not self._fuzzy_keys
         self._rows: list[t.Any] = []
         self._raws: list[t.Any] = []  # each record's JSON text, for a codec that ``reads_json``
+        self._lenient = False  # whether a record of the chunk was read leniently (not by the typed decoder)
         self._keep_raw = codec.reads_json
         self._lines: list[int] = []
         self._extracted: list[datetime.datetime | None] = []
@@ -124,6 +125,7 @@ class StreamSink:
                 row = self._decode_slowly(raw, line, error)
         if row is None:
             return
+        self._lenient = self._lenient or lenient
         if not self._rows:
             self._read_at = utc_now()
         self._rows.append(row)
@@ -179,6 +181,7 @@ class StreamSink:
         """Check the decoded records and turn them into a payload part, then drop them."""
         rows, lines, extracted, raws = self._rows, self._lines, self._extracted, self._raws
         self._rows, self._lines, self._extracted, self._raws = [], [], [], []
+        lenient, self._lenient = self._lenient, False
         read_at = self._read_at or utc_now()
         while rows:
             try:
@@ -191,6 +194,7 @@ class StreamSink:
                     received_at,
                     raws if self._keep_raw else None,
                     previous=self._parts[-1] if self._parts else None,
+                    lenient=lenient,
                 )
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))

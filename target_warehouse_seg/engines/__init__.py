@@ -145,11 +145,13 @@ class Codec(abc.ABC):
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
         previous: t.Any | None = None,
+        lenient: bool = True,
     ) -> t.Any:
         """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``.
 
         ``previous`` is the batch's part before this one (None for its first): a codec may add this
-        chunk to what that part holds (DuckDB's spool file)."""
+        chunk to what that part holds (DuckDB's spool file). ``lenient`` is false when every row came
+        through the typed decoder, whose bounds (bigint integers) then hold for every value."""
 
     @abc.abstractmethod
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> t.Any:

@@ -283,10 +283,11 @@ class DuckDBCodec(Codec):
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
         previous: Part | None = None,
+        lenient: bool = True,
     ) -> Part:
         layout = self.layout(columns)
         for position in layout.read:
-            self._check_read(position, columns[position], rows)
+            self._check_read(position, columns[position], rows, lenient)
         arrays = [
             self._array(position, columns[position], _column(rows, position)) for position in layout.side
         ]
@@ -314,7 +315,7 @@ class DuckDBCodec(Codec):
         return Part(path, side, longest, type(rows[0]), file_bytes)
 
     @staticmethod
-    def _check_read(position: int, column: BatchColumn, rows: list[t.Any]) -> None:
+    def _check_read(position: int, column: BatchColumn, rows: list[t.Any], lenient: bool) -> None:
         """What DuckDB's reader would not refuse but round or overflow: widen the column instead."""
         if column.source is Source.NUMBER:
             if _decimal_misfit(_column(rows, position)):
@@ -324,7 +325,7 @@ class DuckDBCodec(Codec):
                     f"a number that DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE}) cannot hold exactly; "
                     "the column keeps the exact decimal text",
                 )
-        elif column.source is Source.INTEGER:
+        elif column.source is Source.INTEGER and lenient:
             # The typed decoder bounds integers to bigint; only a leniently read record can hold more.
             values = _column(rows, position)
             low, high = min(filter(None, values), default=0), max(filter(None, values), default=0)

@@ -131,6 +131,7 @@ class PostgresCodec(Codec):
         received_at: list[t.Any],
         raws: list[t.Any] | None = None,
         previous: t.Any | None = None,
+        lenient: bool = True,
     ) -> bytes:
         if self._cursor is None:
             raise DatabaseError("PostgreSQL codec used before connecting")

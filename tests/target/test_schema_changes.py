@@ -53,6 +53,20 @@ def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
     assert {r["id"]: r["n"] for r in warehouse.rows("w")}[4] == "8"
 
 
+def test_an_integer_beyond_bigint_widens_its_column_keeping_every_value(warehouse: Warehouse) -> None:
+    props = {"id": {"type": "integer"}, "n": {"type": "integer"}}
+    huge, tiny = 2**64 + 1, -(2**63) - 1  # the typed decoder refuses them: they are read leniently
+    records = [record("b", {"id": i, "n": n}) for i, n in ((1, 5), (2, huge), (3, 2**63 - 1), (4, tiny))]
+    run = warehouse.run([schema("b", props), *records, state(1)])
+    assert run.error is None and run.states == [1]
+    assert warehouse.columns("b")["n"] not in ("bigint", "BIGINT")
+    stored = {r["id"]: r["n"] for r in warehouse.rows("b")}
+    assert {key: Decimal(value) for key, value in stored.items()} == {1: 5, 2: huge, 3: 2**63 - 1, 4: tiny}
+    # Later batches of ordinary integers load into the widened column.
+    assert warehouse.run([schema("b", props), record("b", {"id": 5, "n": 6})]).error is None
+    assert Decimal({r["id"]: r["n"] for r in warehouse.rows("b")}[5]) == 6
+
+
 def test_a_changed_key_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
     props = {"id": {"type": "integer"}, "code": {"type": "string"}}
     assert warehouse.run([schema("k", props), record("k", {"id": 1, "code": "a"}), state(1)]).error is None
