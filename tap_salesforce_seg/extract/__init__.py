@@ -12,7 +12,7 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
   needs them) but not in the records. `RestExtractor` (extract/rest.py), `BulkExtractor` (extract/bulk.py).
 - `choose_extractor`: `rest` and `bulk` as configured (Bulk falls back to REST, with a log line, for
   objects and fields Bulk cannot serve); `auto` counts the matching records (`SELECT COUNT()` with the
-  same window) and picks Bulk at or above `bulk_min_records`.
+  same window) and picks Bulk at or above `bulk_min_records`, or when the count itself times out.
 - `Extraction.records()` runs a plan to its end and survives what a long sync meets on the way:
   - QUERY_TIMEOUT: the remaining window is halved (and halved again) from the last record seen, down
     to `MIN_TIMEOUT_WINDOW`; below that a `TapError` says what to do.
@@ -154,7 +154,17 @@ def choose_extractor(
         return RestExtractor(client, logger=logger)
     if api_type == "bulk":
         return BulkExtractor(client, logger=logger)
-    matching = count_records(client, plan)
+    try:
+        matching = count_records(client, plan)
+    except SalesforceApiError as error:
+        if error.error_code != "QUERY_TIMEOUT":
+            raise
+        # Counting timed out: the window holds more than Salesforce counts in its query time, which is
+        # what Bulk API 2.0 is for (and a Bulk job that cannot run falls back to REST).
+        logger.info(
+            "%s: counting the matching records timed out (QUERY_TIMEOUT): using Bulk API 2.0.", stream
+        )
+        return BulkExtractor(client, logger=logger)
     if matching >= bulk_min_records:
         logger.info(
             "%s: %s matching records >= bulk_min_records %s: using Bulk API 2.0.",

@@ -335,6 +335,18 @@ def test_auto_picks_bulk_at_the_threshold(org: Emulator, catalog: dict, caplog) 
     assert org.counters()["bulk_jobs_created"] == 1 + (contacts >= accounts)
 
 
+def test_auto_picks_bulk_when_counting_times_out(org: Emulator, catalog: dict, caplog) -> None:
+    chosen = select(catalog, [ACCOUNT])
+    accounts = sum(1 for _ in account_ids(org))
+    org.faults.query_timeout(rows=accounts // 2, count=1, path="/queryAll")  # the COUNT() meets it
+    tick(org)
+    with caplog.at_level(logging.INFO):
+        run = sync(org, chosen, api_type="auto", bulk_min_records=10 * accounts)
+    assert any("counting the matching records timed out" in r.getMessage() for r in caplog.records)
+    assert org.counters()["bulk_jobs_created"] == 1
+    assert_equals_org(org, chosen, [run], ACCOUNT)
+
+
 def test_objects_bulk_cannot_serve_fall_back_to_rest(
     emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture
 ) -> None:
