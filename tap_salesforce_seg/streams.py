@@ -13,14 +13,17 @@ At sync start the stream describes its object again (the org changes between run
 
 What is queried: the selected fields, plus Id and the replication field always (the join key and
 the bookmark). What is emitted: the selected properties (`id` is always selected, its inclusion is
-`automatic`); the replication key property only when selected.
+`automatic`), and the replication key property even when deselected (see full re-sync).
 
 Modes:
 - incremental: `replication_key` selected. Window `[bookmark - lookback_seconds, sync start)`; the
   first run of a stream (no bookmark) reads its whole history from `start_date` (if set).
 - full re-sync: the replication key property deselected (Segment's switch). The whole history is read
   (from `start_date`); the bookmark is still advanced to the highest SystemModstamp seen, so selecting
-  the property again makes the next run incremental.
+  the property again makes the next run incremental. The property is still emitted: deselecting it is
+  the switch, not a wish to lose the column, and a run without it would leave the column NULL in every
+  row it wrote (an upsert writes the record's latest state), where later incremental runs, reading
+  only what changes, would never fill it again.
 - full: an object without SystemModstamp/LastModifiedDate/CreatedDate.
 
 State (singer-sdk's state dict: `bookmarks.<stream>.replication_key[_value]`): records arrive sorted
@@ -51,7 +54,7 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from singer_sdk import Stream
@@ -246,7 +249,9 @@ class SalesforceStream(Stream):
         else:
             mode = MODE_FULL_RESYNC
 
-        emitted = [p for p in selected if p not in vanished and (p != rk or mode == MODE_INCREMENTAL)]
+        emitted = [p for p in selected if p not in vanished]
+        if mode == MODE_FULL_RESYNC:
+            emitted.append(cast(str, rk))  # the switch, not a deselection (see the module docstring)
         if self.id_property not in emitted:
             emitted.insert(0, self.id_property)
         queried = list(emitted)
@@ -337,7 +342,8 @@ class SalesforceStream(Stream):
         if plan.mode == MODE_FULL_RESYNC:
             self.logger.info(
                 "%s: %s is deselected, so the stream syncs in full (Segment's full re-sync switch); "
-                "the bookmark is kept for when it is selected again.",
+                "it is still written (the rows would lose it otherwise), and the bookmark is kept for "
+                "when it is selected again.",
                 self.name,
                 self.replication_key,
             )
