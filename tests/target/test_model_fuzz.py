@@ -21,7 +21,16 @@ The model's rules come from the spec (issue 4) and the target's README, not from
   (integer -> number -> text, date -> date-time -> text) and stored values keep their value (compared as
   numbers or instants once they are text, whose exact spelling the spec leaves open); an integer beyond
   bigint widens its column to number;
+- values read back exactly: text (unicode, quotes, newlines, control characters; NULs removed), integers
+  to the int64 bounds, decimals of up to 20 + 18 digits however they are written, date-times in any offset
+  as the same instant, dates, times (wall clock), booleans, JSON objects and arrays, an integer sent for a
+  text property as its digits; ``received_at`` is the winning version's ``time_extracted``;
+- with ``on_invalid_record: quarantine`` a record that breaks the rules (missing or NULL key, a value
+  that does not fit its property, no SCHEMA yet) changes nothing but adds its (stream, line) to
+  ``_rejected_records``;
 - STATE lines are STATEs that were sent, in order, each at most once, the last one the last one sent.
+
+Sizes: 10 seeds per engine, each 1-3 streams over 2-3 runs of 20-220 records (batch_size_rows 1-500).
 
 Reproduce a failing seed's input with ``python tests/target/test_model_fuzz.py SEED OUTDIR``.
 """
@@ -79,7 +88,18 @@ INTEGERS = (0, 1, -1, 42, 2**31 - 1, -(2**31), 2**53 + 1, INT64_MAX, INT64_MIN, 
 OFFSET_MINUTES = (0, 0, 330, -480, 840, -720, 60, -150, 345)
 JSON_KEYS = ("a", "ключ", "with space", 'q"uote', "n", "nested", "emoji🎉", "")
 JSON_FLOATS = (0.5, -1.25, 1234.5678, 0.001)
-KINDS_TO_ADD = ("string", "integer", "number", "boolean", "date-time", "date", "time", "object", "array")
+KINDS_TO_ADD = (
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "date-time",
+    "date",
+    "time",
+    "object",
+    "array",
+    "mixed",
+)
 FORMATTED = ("date-time", "date", "time")  # strings with a format
 BASE_PROPERTIES = {
     "name": "string",
@@ -225,6 +245,8 @@ class Values:
             return self.time_text()
         if kind == "array":
             return [self.json_value(1) for _ in range(rng.randint(0, 4))]
+        if kind == "mixed":  # integer or string: a text column
+            return self.integer() if rng.random() < 0.5 else self.text()
         return {rng.choice(JSON_KEYS): self.json_value(1) for _ in range(rng.randint(0, 4))}
 
 
@@ -265,6 +287,8 @@ def fits(value: t.Any, kind: str) -> bool:
         return True
     if kind == "string":
         return isinstance(value, (str, RawNumber)) or (isinstance(value, int) and not isinstance(value, bool))
+    if kind == "mixed":
+        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
@@ -290,8 +314,10 @@ def tag(value: t.Any, kind: str) -> Tagged:
     if isinstance(value, RawNumber):
         return ("num", value.value)
     if isinstance(value, int) and not isinstance(value, bool):
+        if kind in ("string", "mixed"):
+            return ("text", str(value))  # as tests/target/test_values.py and test_schema_changes.py expect
         return ("int", value) if kind == "integer" else ("num", Decimal(value))
-    if kind == "string":
+    if kind in ("string", "mixed"):
         return ("text", value.replace("\u0000", ""))  # NUL characters are removed
     if kind == "boolean":
         return ("bool", value)
@@ -310,6 +336,8 @@ def column_name(prop: str) -> str:
 
 
 def widen(old: str | None, new: str) -> str:
+    """The kind of a column that held `old` and now takes `new` ("mixed", integer or string, is text)."""
+    new = "string" if new == "mixed" else new
     if old is None or old == new:
         return new
     if {old, new} == {"integer", "number"}:
@@ -334,6 +362,8 @@ class SchemaMessage:
         for name, kind in self.properties.items():
             formatted = kind in FORMATTED
             properties[name] = {"type": ["null", "string" if formatted else kind]}
+            if kind == "mixed":
+                properties[name]["type"] = ["null", "integer", "string"]
             if formatted:
                 properties[name]["format"] = kind
             if kind == "array":
