@@ -30,9 +30,21 @@ json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _NUMBER_BYTES = b"0123456789+-.eEnul\x00"
 RAW_NULL = msgspec.Raw(b"null")
-# What a msgspec decode raises for bad input: its own errors, and UnicodeDecodeError for bytes that are
-# not UTF-8 in a string it decodes (msgspec lets that one through as it is).
+# What a msgspec decode raises for bad input: its own errors, and (msgspec before 0.23) UnicodeDecodeError
+# for bytes that are not UTF-8 in a string it decodes; 0.23 raises its DecodeError for those.
 DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError)
+
+
+def utf8_problem(data: t.Any) -> str | None:
+    """Why ``data`` (bytes) is not UTF-8 text, or None when it is (or is not bytes): names the problem
+    the same way whichever msgspec version refused the bytes."""
+    if not isinstance(data, (bytes, bytearray, memoryview, msgspec.Raw)):
+        return None
+    try:
+        bytes(data).decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.reason
+    return None
 
 
 class ValueProblem(Exception):

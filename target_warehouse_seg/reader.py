@@ -21,7 +21,7 @@ from decimal import Decimal
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from target_warehouse_seg.convert import DECODE_ERRORS
+from target_warehouse_seg.convert import DECODE_ERRORS, utf8_problem
 from target_warehouse_seg.errors import InvalidRecord
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -180,10 +180,11 @@ class MessageReader(GenericSingerReader[t.Any]):
             return None  # blank lines carry nothing
         try:
             payload = _generic.decode(line)
-        except msgspec.MsgspecError as error:
+        except DECODE_ERRORS as error:
+            reason = utf8_problem(line)
+            if reason is not None:
+                return self._invalid(InvalidLine(number, text, f"not UTF-8 text ({reason})", None))
             return self._invalid(InvalidLine(number, text, f"not valid JSON ({error})", None))
-        except UnicodeDecodeError as error:
-            return self._invalid(InvalidLine(number, text, f"not UTF-8 text ({error.reason})", None))
         if not isinstance(payload, dict):
             return self._invalid(InvalidLine(number, text, "not a Singer message (not a JSON object)", None))
         kind = payload.get("type")

@@ -143,12 +143,13 @@ class StreamSink:
         stream = self.plan.stream
         try:
             record = _generic.decode(raw)
-        except msgspec.MsgspecError as problem:
-            return self._invalid(
-                InvalidRecord(f"record is not valid JSON ({problem})", line=line, stream=stream), raw
+        except convert.DECODE_ERRORS as problem:
+            reason = convert.utf8_problem(raw)
+            problem_text = (
+                f"record is not valid JSON ({problem})"
+                if reason is None
+                else f"record holds text that is not UTF-8 ({reason})"
             )
-        except UnicodeDecodeError as problem:
-            problem_text = f"record holds text that is not UTF-8 ({problem.reason})"
             return self._invalid(InvalidRecord(problem_text, line=line, stream=stream), raw)
         if not isinstance(record, dict):
             return self._invalid(InvalidRecord("record is not a JSON object", line=line, stream=stream), raw)

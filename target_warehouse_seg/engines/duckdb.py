@@ -392,10 +392,9 @@ class DuckDBCodec(Codec):
 
     def row(self, columns: list[BatchColumn], payload: JsonPayload, index: int) -> dict[str, t.Any]:
         line = payload.lines()[index]
-        try:
-            record = _generic.decode(line)
-        except UnicodeDecodeError:  # as much of it as is text, for the error report
-            record = _generic.decode(line.decode("utf-8", "replace").encode())
+        if convert.utf8_problem(line) is not None:  # as much of it as is text, for the error report
+            line = line.decode("utf-8", "replace").encode()
+        record = _generic.decode(line)
         aside = payload.side.slice(index, 1).to_pylist()[0]
         layout = self.layout(columns)
         values = {columns[i].prop: record.get(columns[i].prop) for i in layout.read}
