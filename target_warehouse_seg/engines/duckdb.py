@@ -78,6 +78,12 @@ MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 90, 128
 # 35 MB higher than at 64 MB. So a base, plus a little per column written (as for the memory limit),
 # up to a cap; raised as wider tables come, never lowered.
 CHECKPOINT_BASE_MB, CHECKPOINT_PER_COLUMN_KB, CHECKPOINT_MAX_MB = 32, 128, 64
+# DuckDB's buffers (256 KB blocks) come from its allocator and go back to the system when freed, so a
+# long load touches fresh pages over and over: ~440,000 page faults on the 1M x 10 updates, three
+# quarters of them on DuckDB's thread. A block allocator keeps this much of them for reuse (never given
+# back, within the memory limit): a third fewer faults, 0.4 s less CPU and 4% less time on those
+# updates, for 1 to 10 MB more at the peak (64 MB: no faster than 32, 10 to 20 MB more).
+BLOCK_ALLOCATOR_MB = 32
 SQL_TYPES = {
     Kind.BOOLEAN: "BOOLEAN",
     Kind.INTEGER: "BIGINT",
@@ -507,6 +513,7 @@ class DuckDBEngine(CatalogEngine):
         try:
             self._connection = duckdb.connect(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
+            self._keep_blocks(self._connection)
             # Leave a core to the main thread, which decodes the next batch while DuckDB loads this one.
             self._connection.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             # Bounded memory: DuckDB keeps the pages it reads or writes until this limit (and spills
@@ -517,6 +524,13 @@ class DuckDBEngine(CatalogEngine):
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
         logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
+
+    @staticmethod
+    def _keep_blocks(connection: duckdb.DuckDBPyConnection) -> None:
+        try:
+            connection.execute(f"SET block_allocator_memory = '{BLOCK_ALLOCATOR_MB}MB'")
+        except duckdb.CatalogException:  # a DuckDB without the setting: only slower
+            logger.debug("this DuckDB has no block_allocator_memory setting")
 
     def close(self) -> None:
         try:

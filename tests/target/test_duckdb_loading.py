@@ -354,6 +354,23 @@ def test_the_checkpoint_threshold_and_memory_limit_grow_with_the_columns_written
         engine.close()
 
 
+def test_duckdb_keeps_a_block_allocator_within_its_memory_limit(tmp_path: Path) -> None:
+    """DuckDB reuses its freed buffers (fewer page faults on long loads) from a block allocator smaller
+    than the memory limit, so the process's peak stays where the limit puts it."""
+    from target_warehouse_seg.engines.duckdb import BLOCK_ALLOCATOR_MB, MEMORY_LIMIT_MB, DuckDBEngine
+
+    engine = DuckDBEngine(str(tmp_path / "w.duckdb"), "s")
+    engine.connect()
+    try:
+        value = engine.connection.execute("SELECT current_setting('block_allocator_memory')").fetchone()
+    finally:
+        engine.close()
+    assert value is not None
+    amount, unit = value[0].split()
+    assert unit == "MiB" and round(float(amount) * 1.048576) == BLOCK_ALLOCATOR_MB
+    assert BLOCK_ALLOCATOR_MB < MEMORY_LIMIT_MB
+
+
 def test_a_record_longer_than_the_readers_default_object_size_loads(duckdb_warehouse: Warehouse) -> None:
     """A record longer than DuckDB's default maximum object size (16 MB; the reader is told the chunk's
     longest record when it is longer) loads whole."""
