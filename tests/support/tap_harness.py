@@ -8,8 +8,8 @@
   the real CLI (exit status, stdout purity) -> `TapRun` (messages, exit code, stderr).
 - `start_tap(...)`: the CLI as a running process (for the crash tests).
 - `expected_records(emu, entry)`: the org's records as the tap must emit them (selected properties,
-  output spellings of values.py), keyed by Id; `upserted(runs, stream)`: what a target that upserts
-  by `id` holds after the given runs.
+  output spellings of values.py), keyed by Id; `upserted(runs, stream)`: what target-warehouse-seg
+  holds after loading the given runs (upserts by `id`; NULL where the last writer's SCHEMA lacked a column).
 """
 
 from __future__ import annotations
@@ -250,10 +250,29 @@ def normalised(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def upserted(runs: Iterable[TapRun], stream: str, key: str = "id") -> dict[str, dict[str, Any]]:
-    """What a target that upserts by `key` holds after the runs: later runs and later lines win, and a
-    record updates the columns it carries (a column deselected for a run keeps its earlier value)."""
+    """What target-warehouse-seg holds, keyed by `key`, after loading the runs' output in order.
+
+    Its rules (issue 4): a record writes its row's latest state whole, so a property its SCHEMA lacks
+    (deselected for that run, or vanished in Salesforce) is NULL in the row it writes, even where an
+    earlier run stored a value; a property never leaves the table, so every row has every property of
+    every SCHEMA of the stream, NULL where the run that last wrote the row did not carry it. Later runs and
+    later lines win: the target would also refuse an older `system_modstamp` (never regress), but a tap
+    must not emit one after a newer one (other targets just upsert), so the model does not forgive it.
+    A record with a property outside its SCHEMA fails here: the target would drop that value."""
     table: dict[str, dict[str, Any]] = {}
+    columns: dict[str, None] = {}  # every property of every SCHEMA so far, in order
+    properties: set[str] | None = None  # the current SCHEMA's
     for run in runs:
-        for record in run.records(stream):
-            table[record[key]] = {**table.get(record[key], {}), **normalised(record)}
-    return table
+        for message in run.messages:
+            if message.get("stream") != stream:
+                continue
+            if message["type"] == "SCHEMA":
+                properties = set(message["schema"]["properties"])
+                columns.update(dict.fromkeys(message["schema"]["properties"]))
+            elif message["type"] == "RECORD":
+                record = message["record"]
+                assert properties is not None, f"{stream}: RECORD before its SCHEMA"
+                outside = set(record) - properties
+                assert not outside, f"{stream} {record.get(key)}: properties not in the SCHEMA: {outside}"
+                table[record[key]] = {**dict.fromkeys(properties), **normalised(record)}
+    return {record_id: {**dict.fromkeys(columns), **row} for record_id, row in table.items()}
