@@ -59,6 +59,12 @@ def to_lines(messages: t.Iterable[t.Any]) -> str:
     return "".join((m if isinstance(m, str) else json.dumps(m, default=_default)) + "\n" for m in messages)
 
 
+def json_lines(text: str) -> list[t.Any]:
+    """The JSON messages of a Singer stdout, split on "\n" only: `str.splitlines()` also splits on
+    U+2028, U+2029 and U+0085, which JSON allows raw inside a string (a STATE value's), and more."""
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
 @dataclass
 class Run:
     states: list[t.Any]
@@ -73,7 +79,7 @@ class CliRun:
 
     @property
     def states(self) -> list[t.Any]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        return json_lines(self.stdout)
 
     @property
     def error_lines(self) -> list[str]:
@@ -105,7 +111,7 @@ class Warehouse:
                 target.process_endofpipe()
             except Exception as caught:
                 error = caught
-        return Run([json.loads(line) for line in out.getvalue().splitlines() if line.strip()], error)
+        return Run(json_lines(out.getvalue()), error)
 
     def cli(self, input_text: str, *, timeout: float = 120, **settings: t.Any) -> CliRun:
         """Run the installed console script, as users and the benchmark do."""
@@ -115,7 +121,7 @@ class Warehouse:
             [TARGET_EXECUTABLE, "--config", str(config_path)],
             input=input_text,
             capture_output=True,
-            text=True,
+            encoding="utf-8",  # whatever the locale: Singer lines are UTF-8
             timeout=timeout,
             check=False,
         )
