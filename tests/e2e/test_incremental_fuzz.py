@@ -2,18 +2,18 @@
 
 Per seed: a small org (accounts, contacts, opportunities and the custom Invoice__c, 120-260 records
 each, a few properties deselected) on a frozen clock the test moves by hand, then 3-4 runs of the
-documented pipeline (`tap | target`, then the state file: real processes, real HTTP, a DuckDB file),
-each from the state the run before left. Between runs and DURING them the org changes: inserts,
-updates, soft deletes, undeletes, bursts of 30-120 records sharing one SystemModstamp, late commits
-inside the lookback window and exactly on the previous bookmark, and changes stamped exactly on the
-whole second a run starts at (its window's exclusive end). Changes during a run are made inside the
-emulator right after one of its query snapshots (a REST query, a Bulk job, a COUNT()), so they land
-between streams and while pages are read. Each run draws REST, Bulk or auto (and its threshold), small
-pages (the emulator serves a few dozen rows per REST page and Bulk result page, as Salesforce may), small
-STATE intervals and target batches. Every run but the last meets a fault it must survive (5xx, a
-connection dropped mid-body, expired sessions, QUERY_TIMEOUT, failed Bulk jobs), and one run per seed
-stops early: the API quota (exit 2) or a SIGKILL of the whole pipeline at the first STATE that moves a
-bookmark (often inside a burst); the next run resumes from the last committed STATE.
+documented pipeline (`tap | target`, then the state file: real processes, real HTTP, a DuckDB file or a
+PostgreSQL schema of its own), each from the state the run before left. Between runs and DURING them the
+org changes: inserts, updates, soft deletes, undeletes, bursts of 30-120 records sharing one
+SystemModstamp, late commits inside the lookback window and exactly on the previous bookmark, and
+changes stamped exactly on the whole second a run starts at (its window's exclusive end). Changes during
+a run are made inside the emulator right after one of its query snapshots (a REST query, a Bulk job, a
+COUNT()), so they land between streams and while pages are read. Each run draws REST, Bulk or auto (and
+its threshold), small pages (the emulator serves a few dozen rows per REST page and Bulk result page, as
+Salesforce may), small STATE intervals and target batches. Every run but the last meets a fault it must
+survive (5xx, a connection dropped mid-body, expired sessions, QUERY_TIMEOUT, failed Bulk jobs), and one
+run per seed stops early: the API quota (exit 2) or a SIGKILL of the whole pipeline at the first STATE
+that moves a bookmark (often inside a burst); the next run resumes from the last committed STATE.
 
 After every run:
 - a finished run: every selected table equals the org row for row (every selected column, is_deleted,
@@ -30,8 +30,11 @@ One run per seed is also a full re-sync of one stream (its system_modstamp desel
 as Segment documents), and the checks hold through it and the incremental runs after it.
 
 Every choice comes from random.Random(seed) (only a kill's exact moment depends on timing); a failure
-names the seed and lists the steps taken (`-s` prints them for passing seeds too). FUZZ_SEEDS=6-40
-runs other seeds. Bugs found on the way are kept as strict xfails at the end of the file.
+names the seed and lists the steps taken (`-s` prints them for passing seeds too). The seeds of
+FUZZ_SEEDS (default 1-5) load into DuckDB, those of FUZZ_POSTGRES_SEEDS (default 6-8: two kills, a quota
+stop, lookbacks 60, 600 and 0 s) into PostgreSQL (the server of `make test`, a fresh database and the
+schema `fuzz_seed_<seed>`); FUZZ_SEEDS=6-40 FUZZ_POSTGRES_SEEDS=9-30 runs other seeds, an empty value
+none. Bugs found on the way are kept as strict xfails at the end of the file.
 """
 
 from __future__ import annotations
@@ -69,15 +72,16 @@ pytestmark = pytest.mark.slow
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    """`1,2,5` or `6-40`: more seeds for a longer hunt (FUZZ_SEEDS=6-40 pytest ...)."""
+    """`1,2,5` or `6-40`: more seeds for a longer hunt (FUZZ_SEEDS=6-40 pytest ...); `` for none."""
     seeds: list[int] = []
-    for part in text.split(","):
+    for part in filter(None, text.replace(" ", "").split(",")):
         first, _, last = part.partition("-")
         seeds += range(int(first), int(last or first) + 1)
     return tuple(seeds)
 
 
-SEEDS = _seeds(os.environ.get("FUZZ_SEEDS", "1-5"))
+SEEDS = _seeds(os.environ.get("FUZZ_SEEDS", "1-5"))  # loaded into DuckDB
+POSTGRES_SEEDS = _seeds(os.environ.get("FUZZ_POSTGRES_SEEDS", "6-8"))  # loaded into PostgreSQL
 LOOKBACKS = (0, 0, 60, 600)  # seconds; seed % 4 picks one (0: only the bookmark itself is read again)
 TRANSIENT_FAULTS = ("http", "drop", "expire", "timeout", "bulk_fail")
 STREAMS = {
@@ -233,14 +237,15 @@ class RunVersions:
 class Fuzz:
     """One seed's org, pipeline and warehouse, and the random walk through runs and changes."""
 
-    def __init__(self, seed: int, emu: Any, folder: Path) -> None:
+    def __init__(self, seed: int, emu: Any, folder: Path, target_settings: dict[str, Any]) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.emu = emu
         self.org = emu.org
         self.steps: list[str] = []
         self.lookback = LOOKBACKS[seed % len(LOOKBACKS)]
-        self.target_settings = {"engine": "duckdb", "path": str(folder / "warehouse.duckdb")}
+        self.target_settings = target_settings
+        self.engine = target_settings.get("engine", "duckdb")
         self.pipeline = Pipeline(folder / "sfdc", tap_settings(emu), self.target_settings)
         self.warehouse = Warehouse(self.target_settings)
         self.catalog = self._catalog()
@@ -260,7 +265,10 @@ class Fuzz:
         self.steps.append(text)
 
     def context(self) -> str:
-        return f"seed {self.seed} (lookback {self.lookback} s); steps:\n  " + "\n  ".join(self.steps)
+        where = f"postgres schema {self.warehouse.schema}" if self.engine == "postgres" else self.engine
+        return f"seed {self.seed} on {where} (lookback {self.lookback} s); steps:\n  " + "\n  ".join(
+            self.steps
+        )
 
     # --- setup ------------------------------------------------------------------------------------
 
@@ -607,7 +615,7 @@ class Fuzz:
 
     def stored(self) -> Tables:
         """The warehouse's rows by stream and id (none before the first run)."""
-        if not Path(self.target_settings["path"]).exists():
+        if self.engine == "duckdb" and not Path(self.target_settings["path"]).exists():
             return {}
         with self.warehouse.session():
             tables = self.warehouse.tables()
@@ -733,16 +741,36 @@ def small_pages(monkeypatch: pytest.MonkeyPatch) -> Callable[[random.Random], No
     return choose
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+def warehouse_settings(
+    engine: str, seed: int, folder: Path, request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """The target's settings for one seed: a DuckDB file, or a fresh PostgreSQL database (from the
+    `postgres_database` fixture, which fails, never skips, without the server of `make test`) and a
+    schema named after the seed."""
+    if engine == "postgres":
+        url = request.getfixturevalue("postgres_database")
+        return {"engine": "postgres", "sqlalchemy_url": url, "schema": f"fuzz_seed_{seed}"}
+    return {"engine": "duckdb", "path": str(folder / "warehouse.duckdb")}
+
+
+@pytest.mark.parametrize(
+    ("engine", "seed"),
+    [("duckdb", seed) for seed in SEEDS] + [("postgres", seed) for seed in POSTGRES_SEEDS],
+)
 def test_incremental_runs_lose_no_row_and_keep_no_stale_row(
-    seed: int, tmp_path: Path, small_pages: Callable[[random.Random], None]
+    engine: str,
+    seed: int,
+    tmp_path: Path,
+    small_pages: Callable[[random.Random], None],
+    request: pytest.FixtureRequest,
 ) -> None:
+    settings = warehouse_settings(engine, seed, tmp_path, request)
     rng = random.Random(f"{seed}/org")
     counts = {sobject: rng.randint(120, 260) for sobject in STREAMS.values()}
     small_pages(rng)
     emu = start_emulator(seed=seed, scale=0.001, counts=counts, tags=False, schedules=False)
     try:
-        fuzz = Fuzz(seed, emu, tmp_path)
+        fuzz = Fuzz(seed, emu, tmp_path, settings)
         fuzz.step(f"org: {counts}")
         fuzz.play()
         fuzz.check_equal()
