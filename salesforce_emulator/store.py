@@ -1231,6 +1231,8 @@ class QueryResult:
         return self._ahead_or_render(("csv", start, stop), self._render_csv)
 
     def _render_csv(self, start: int, size: int, count: int) -> list[bytes]:
+        if size <= 0:  # the results of a job that matched nothing: the header row alone
+            return [self.csv_header()] * count
         starts = range(start, start + size * count, size)
         return [self._render_csv_page(begin, begin + size) for begin in starts]
 

@@ -781,20 +781,17 @@ def test_incremental_runs_lose_no_row_and_keep_no_stale_row(
         emu.stop()
 
 
-# --- bugs found by the fuzz, kept as strict xfails ------------------------------------------------------
+# --- bugs found by the fuzz --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: GET .../jobs/query/ID/results of a job with 0 rows is a 500 (store._render_csv)",
-)
 def test_a_bulk_job_with_no_rows_syncs_zero_records(
     emulator_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Seed 88 (both engines): a burst moved the only invoice at the bookmark past the run's window
     (lookback 0), so the run's Bulk job matched no record; the emulator answered every GET of its results
     with 500 UNKNOWN_EXCEPTION (`ValueError: range() arg 3 must not be zero` in `QueryResult._render_csv`:
-    a page of 0 rows) and the tap, its retries spent, failed the run. An empty result is a CSV header."""
+    a page of 0 rows) and the tap, its retries spent, failed the run. An empty result is a CSV header
+    (fixed in the emulator)."""
     monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.01)  # the failure comes fast
     org = emulator_factory(scale=0.02, tags=False)
     newest = max(r["SystemModstamp"] for r in org.org.records("Account", include_deleted=True))

@@ -153,6 +153,18 @@ def test_results_without_max_records_come_in_one_page_here(http: requests.Sessio
     )
 
 
+def test_a_job_that_matches_nothing_has_a_header_only_page(http: requests.Session, emu: Emulator) -> None:
+    job_id = create_job(http, emu, "SELECT Id, Name FROM Account WHERE Name = 'no such account'").json()["id"]
+    info, _ = wait_for(http, emu, job_id)
+    assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == 0
+    for params in ({}, {"maxRecords": 400}):
+        page = results(http, emu, job_id, **params)
+        assert page.status_code == 200, page.text
+        assert page.content == b'"Id","Name"\n'
+        assert page.headers["Sforce-NumberOfRecords"] == "0"
+        assert page.headers["Sforce-Locator"] == "null"
+
+
 def test_query_all_job_includes_soft_deleted_rows(emulator_factory) -> None:
     emu = emulator_factory(scale=0.001, counts={"Account": 40})
     http = bearer_session(emu)
