@@ -5,7 +5,7 @@
    mid-job is resumable; the query travels in the body, so wide objects need no splitting).
 2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete (each poll is reported to
    `on_wait`, the progress display's hook); `expected_records` is then the job's
-   `numberRecordsProcessed`.
+   `numberRecordsProcessed`; a job that processed none ends there (its results would be a header).
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
    `null`. Each page (bounded by `maxRecords`, sized from the field count) goes through three
    stages that overlap: download (a background thread), parsing into Arrow columns and their
@@ -91,6 +91,8 @@ class BulkExtractor:
             processed = job.get("numberRecordsProcessed")
             if processed is not None:
                 self.expected_records = int(processed)
+                if self.expected_records == 0:
+                    return  # nothing matched: reading the (empty) results would only spend an API call
             converter = CsvPageConverter(
                 plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden
             )

@@ -5,6 +5,7 @@ persist end in the client's exhausted-retries error (REST pages: test_client.py)
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -72,3 +73,18 @@ def test_pages_read_in_any_chunk_size_are_whole(
     run = run_tap(tap_settings(org, api_type="bulk"), catalog)
     assert run.exit_code == 0, run.stderr
     assert upserted([run], "accounts") == expected_records(org, entry(catalog, "accounts"))
+
+
+def test_a_job_that_matched_nothing_costs_no_results_call(emulator_factory: Any) -> None:
+    """An incremental Bulk run of an object with no change: the job reports 0 records processed, so the
+    tap reads no results page (one API call less per such object and run)."""
+    org = emulator_factory(scale=0.02, tags=False)
+    newest = max(r["SystemModstamp"] for r in org.org.records("Account", include_deleted=True))
+    org.org.clock.advance(5)
+    settings = tap_settings(org, api_type="bulk", start_date=(newest + timedelta(seconds=1)).isoformat())
+    run = run_tap(settings, select(discover_catalog(settings), ["accounts"]))
+    assert run.exit_code == 0, run.stderr
+    assert run.records("accounts") == []
+    jobs = [r for r in org.requests() if r["target"].startswith("/services/data/v58.0/jobs/query")]
+    assert jobs, "a Bulk job ran"
+    assert result_pages(org) == []
