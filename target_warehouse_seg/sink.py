@@ -286,14 +286,23 @@ class StreamSink:
         """A column outgrew its kind: later rows travel wider, and the batch so far is handed over."""
         column = self._columns[need.column]
         kind = widen(column.kind, need.kind)
-        logger.warning(
-            "stream %s: widening column %s from %s to %s (%s)",
-            self.plan.stream,
-            column.name,
-            column.kind.value,
-            kind.value,
-            need.reason,
-        )
+        if kind is column.kind:  # the column is wide enough already (an earlier run widened it)
+            logger.info(
+                "stream %s: column %s: %s; its values are read as %s from here on",
+                self.plan.stream,
+                column.name,
+                need.reason,
+                kind.value,
+            )
+        else:
+            logger.warning(
+                "stream %s: widening column %s from %s to %s (%s)",
+                self.plan.stream,
+                column.name,
+                column.kind.value,
+                kind.value,
+                need.reason,
+            )
         if self._parts:
             self._seal()
         self._columns[need.column] = dataclasses.replace(column, kind=kind, wide=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
+import pytest
 from conftest import Warehouse, record, schema, state
 
 from target_warehouse_seg.errors import SchemaConflict
@@ -65,6 +67,23 @@ def test_an_integer_beyond_bigint_widens_its_column_keeping_every_value(warehous
     # Later batches of ordinary integers load into the widened column.
     assert warehouse.run([schema("b", props), record("b", {"id": 5, "n": 6})]).error is None
     assert Decimal({r["id"]: r["n"] for r in warehouse.rows("b")}[5]) == 6
+
+
+def test_a_huge_integer_in_a_column_widened_before_is_no_new_widening(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    props = {"id": {"type": "integer"}, "n": {"type": "integer"}}
+    assert warehouse.run([schema("b", props), record("b", {"id": 1, "n": 2**64})]).error is None
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="target-warehouse-seg")
+    # A later run's SCHEMA still says integer; its huge value needs no change to the (numeric) column.
+    assert warehouse.run([schema("b", props), record("b", {"id": 2, "n": -(2**63) - 5})]).error is None
+    assert {r["id"]: Decimal(r["n"]) for r in warehouse.rows("b")} == {1: 2**64, 2: -(2**63) - 5}
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "widening" in m], messages
+    assert any(
+        "column n: an integer beyond bigint's range; its values are read as number" in m for m in messages
+    )
 
 
 def test_a_changed_key_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
