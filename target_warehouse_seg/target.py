@@ -22,7 +22,7 @@ from singer_sdk.target_base import Target
 
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.convert import json_encoder
-from target_warehouse_seg.engines import REJECTED_TABLE, Engine, Rejected, create_engine
+from target_warehouse_seg.engines import DELETED_KEYS_TABLE, REJECTED_TABLE, Engine, Rejected, create_engine
 from target_warehouse_seg.errors import (
     ConfigError,
     InvalidRecord,
@@ -285,7 +285,7 @@ class TargetWarehouseSeg(Target):
         engine: Engine = t.cast(Loader, self._loader).engine
         stream = message.stream
         tables = engine.tables()
-        table = identifiers.assign([stream], tables, reserved=[REJECTED_TABLE])[stream]
+        table = identifiers.assign([stream], tables, reserved=[REJECTED_TABLE, DELETED_KEYS_TABLE])[stream]
         existing = engine.table(table) if table in tables else None
         plan = plan_stream(
             stream=stream,

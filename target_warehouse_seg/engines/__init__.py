@@ -20,6 +20,8 @@ from target_warehouse_seg.typemap import Kind, Source
 
 SYSTEM_COLUMNS = ("received_at", "uuid_ts")
 REJECTED_TABLE = "_rejected_records"
+# With hard_delete: each deleted key and the replication key it was deleted at (see merge.py).
+DELETED_KEYS_TABLE = "_deleted_keys"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
+    DELETED_KEYS_TABLE,
     REJECTED_TABLE,
     SYSTEM_COLUMNS,
     BatchColumn,
@@ -55,9 +56,10 @@ from target_warehouse_seg.engines import (
     RetryUnit,
     RowRejected,
     TableInfo,
+    merge,
 )
 from target_warehouse_seg.engines.catalog import CatalogEngine, literal
-from target_warehouse_seg.engines.merge import SEQ, statements
+from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.typemap import Kind, Source
@@ -633,7 +635,8 @@ class DuckDBEngine(CatalogEngine):
                     raise RetryUnit(batch.table) from None
                 return
             upsert = self._upsert(batch, info)
-            if upsert == "delete_insert" and batch.key and not batch.has_duplicates:
+            tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
+            if upsert == "delete_insert" and batch.key and not batch.has_duplicates and tombstones is None:
                 self._delete_then_insert(batch, table, side, source, value)
                 return
             # Duplicate keys (collapsed by DISTINCT ON), or columns to keep (an UPDATE): staged once.
@@ -643,8 +646,11 @@ class DuckDBEngine(CatalogEngine):
             staged = [*(column.name for column in batch.columns), "received_at"]
             typed = ", ".join([f"{value(name)} AS {quote(name)}" for name in staged] + [f"s.{quote(SEQ)}"])
             self._timed(batch, f"CREATE TEMP TABLE {staging} AS SELECT {typed} FROM {source} AS s")
-            for statement in statements(batch, table, staging, upsert=upsert):
+            for statement in statements(batch, table, staging, upsert=upsert, tombstones=tombstones):
                 self._timed(batch, statement)
+            if tombstones is not None:
+                for statement in merge.tombstone_statements(batch, staging, tombstones):
+                    self._timed(batch, statement)
             self._timed(batch, f"DROP TABLE {staging}")
         except _DATA_ERRORS as error:
             raise RowRejected(_refusal(error)) from None
@@ -658,6 +664,19 @@ class DuckDBEngine(CatalogEngine):
                 connection.unregister(side)
             except duckdb.Error:  # the failed statement aborted the transaction; the loader rolls back
                 self._unregister_later.append(side)
+
+    def _tombstones(self, batch: LoadBatch, types: dict[str, str]) -> Tombstones:
+        """The tombstones of the batch's table (their table created when missing, in this transaction).
+        Keys are spelled as DuckDB's JSON of the typed values (DECIMAL keeps a fixed scale, the session
+        is in UTC)."""
+        tombstones = Tombstones(
+            self.qualified(DELETED_KEYS_TABLE),
+            literal(batch.table),
+            lambda values: f"CAST(json_array({', '.join(values)}) AS VARCHAR)",
+            types[t.cast(str, batch.replication_key)],
+        )
+        self.connection.execute(tombstones.ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE"))
+        return tombstones
 
     def _keys_repeat(self, batch: LoadBatch, side: str, value: t.Callable[[str], str]) -> bool:
         """Whether two rows of the batch share a key, as the table's types compare them."""

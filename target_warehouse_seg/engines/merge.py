@@ -9,18 +9,50 @@
   never bring back old values. A NULL replication key counts as older than any
   date: such a row is stored when no dated version exists, and never replaces a dated one.
 * Hard deletes (``hard_delete: true``): rows whose ``is_deleted`` is true delete their key's row
-  (under the same "not newer" rule) instead of being upserted.
+  (under the same "not newer" rule) instead of being upserted. With a replication key, each deleted key
+  keeps a tombstone in ``_deleted_keys`` (the key as text, the newest replication key it was deleted at),
+  and a row of a key that is not stored is only inserted when it is not older than its tombstone: a
+  replay of old input cannot bring a deleted record back. Tombstones are kept and consulted only while
+  ``hard_delete`` is on.
 * Streams without key properties are appended in reading order.
 """
 
 from __future__ import annotations
 
 import typing as t
+from dataclasses import dataclass
 
 from target_warehouse_seg.engines import LoadBatch
 from target_warehouse_seg.identifiers import quote
 
 SEQ = "@seq"  # the staging column holding each row's input line (no property can take this name)
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    """Where hard deletes leave their keys, for one table, in an engine's SQL.
+
+    ``key_text`` spells a row's key values (SQL expressions, cast to the table's types) as one text that
+    is equal for equal keys; ``replication_type`` is the table's type of the replication key, which the
+    tombstones keep as text.
+    """
+
+    table: str  # the tombstones' table, quoted and qualified
+    name: str  # the table whose keys these are (a SQL literal)
+    key_text: t.Callable[[list[str]], str]
+    replication_type: str
+
+    def ddl(self, text: str, timestamp: str) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.table} (table_name {text} NOT NULL, "
+            f"record_key {text} NOT NULL, replication_value {text}, deleted_at {timestamp} NOT NULL, "
+            "PRIMARY KEY (table_name, record_key))"
+        )
+
+
+def applies(batch: LoadBatch) -> bool:
+    """Whether the batch's hard deletes keep tombstones (they need a key and a replication key)."""
+    return bool(batch.delete_flag and batch.key and batch.replication_key)
 
 
 def statements(
@@ -30,10 +62,13 @@ def statements(
     value: t.Callable[[str], str] = lambda column: f"s.{quote(column)}",
     *,
     upsert: str = "on_conflict",
+    tombstones: Tombstones | None = None,
 ) -> list[str]:
     """SQL statements applying ``staging`` to ``table`` (both already quoted and qualified).
 
     ``value(column)`` is the SELECT expression for a staged column (engines cast there if needed).
+    ``tombstones`` (for a batch with hard deletes and a replication key) keeps rows older than their
+    key's tombstone out of every INSERT; ``tombstone_statements`` then records the batch's deletes.
     ``upsert`` chooses the statements, all set-based and giving the same result in the transaction:
 
     * ``on_conflict``: one ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL's best);
@@ -54,17 +89,12 @@ def statements(
             f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {staging} AS s "
             f"ORDER BY s.{quote(SEQ)}"
         ]
-    source = f"{staging} AS s"
-    if batch.has_duplicates:
-        keys = ", ".join(value(k) for k in batch.key)
-        newest = f"{value(batch.replication_key)} DESC NULLS LAST, " if batch.replication_key else ""
-        source = (
-            f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
-            f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
-        )
+    source = _source(batch, staging, value)
     keep = f"{value(batch.delete_flag)} IS NOT TRUE" if batch.delete_flag else ""
+    # Tombstones keep out rows of keys that are not stored (a stored row follows the never-regress rule).
+    alive = _not_deleted_later(batch, value, tombstones) if tombstones is not None and applies(batch) else ""
     if upsert == "insert":
-        return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep)}"]
+        return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep, alive)}"]
     matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
     not_newer = ""  # the stored row is not newer than the incoming one (a NULL counts as oldest)
     if batch.replication_key:
@@ -72,7 +102,7 @@ def statements(
         not_newer = f"({stored} IS NULL OR {value(batch.replication_key)} >= {stored})"
     absent = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
     insert_absent = (
-        f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(absent, keep)}"
+        f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(absent, keep, alive)}"
     )
     if upsert == "delete_insert":
         return [f"DELETE FROM {table} AS t USING {source}{_where(matches, not_newer)}", insert_absent]
@@ -98,11 +128,62 @@ def statements(
         stored = f"t.{quote(batch.replication_key)}"
         guard = f" WHERE {stored} IS NULL OR EXCLUDED.{quote(batch.replication_key)} >= {stored}"
     key = ", ".join(quote(name) for name in batch.key)
+    stored_or_alive = f"(NOT {absent} OR {alive})" if alive else ""
     result.append(
         f"INSERT INTO {table} AS t ({insert_columns}) SELECT {select} FROM {source}"
-        f"{' WHERE ' + keep if keep else ''} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
+        f"{_where(keep, stored_or_alive)} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
     )
     return result
+
+
+def tombstone_statements(
+    batch: LoadBatch,
+    staging: str,
+    tombstones: Tombstones,
+    value: t.Callable[[str], str] = lambda column: f"s.{quote(column)}",
+) -> list[str]:
+    """Record the batch's deleted keys: a key's tombstone keeps the newest replication key it was
+    deleted at (a NULL one is older than any date), whether or not the delete found a row to remove."""
+    if not applies(batch):
+        return []
+    source = _source(batch, staging, value)
+    key = tombstones.key_text([value(name) for name in batch.key])
+    incoming = value(t.cast(str, batch.replication_key))
+    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
+    same_key = f"d.table_name = {tombstones.name} AND d.record_key = {key}"
+    not_older = f"(d.replication_value IS NULL OR ({incoming} IS NOT NULL AND {incoming} >= {recorded}))"
+    deleted = value(t.cast(str, batch.delete_flag))
+    return [
+        f"DELETE FROM {tombstones.table} AS d USING {source}{_where(deleted, same_key, not_older)}",
+        f"INSERT INTO {tombstones.table} (table_name, record_key, replication_value, deleted_at) "
+        f"SELECT {tombstones.name}, {key}, CAST({incoming} AS TEXT), now() FROM {source}"
+        f"{_where(deleted, f'NOT EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE {same_key})')}",
+    ]
+
+
+def _source(batch: LoadBatch, staging: str, value: t.Callable[[str], str]) -> str:
+    """The staged rows as a FROM item ``s``: one row per key when the batch repeats keys (the newest by
+    replication key, the last read among equals)."""
+    if not batch.has_duplicates:
+        return f"{staging} AS s"
+    keys = ", ".join(value(k) for k in batch.key)
+    newest = f"{value(batch.replication_key)} DESC NULLS LAST, " if batch.replication_key else ""
+    return (
+        f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
+        f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
+    )
+
+
+def _not_deleted_later(batch: LoadBatch, value: t.Callable[[str], str], tombstones: Tombstones) -> str:
+    """The row is not older than its key's tombstone (an equal replication key may follow a delete)."""
+    incoming = value(t.cast(str, batch.replication_key))
+    key = tombstones.key_text([value(name) for name in batch.key])
+    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE d.table_name = {tombstones.name} "
+        f"AND d.record_key = {key} AND d.replication_value IS NOT NULL "
+        f"AND ({incoming} IS NULL OR {incoming} < {recorded}))"
+    )
 
 
 def _where(*conditions: str) -> str:

@@ -29,6 +29,7 @@ from psycopg.pq import Format
 
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
+    DELETED_KEYS_TABLE,
     REJECTED_TABLE,
     BatchColumn,
     Codec,
@@ -37,9 +38,10 @@ from target_warehouse_seg.engines import (
     Rejected,
     RowRejected,
     TableInfo,
+    merge,
 )
-from target_warehouse_seg.engines.catalog import CatalogEngine
-from target_warehouse_seg.engines.merge import SEQ, statements
+from target_warehouse_seg.engines.catalog import CatalogEngine, literal
+from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.typemap import Kind, Source
@@ -433,8 +435,13 @@ class PostgresEngine(CatalogEngine):
                         copy.write(part)
                     copy.write(_TRAILER)
                 copied = time.perf_counter()
-                for statement in statements(batch, self.qualified(batch.table), staging, value):
+                tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
+                table = self.qualified(batch.table)
+                for statement in statements(batch, table, staging, value, tombstones=tombstones):
                     cursor.execute(statement)
+                if tombstones is not None:
+                    for statement in merge.tombstone_statements(batch, staging, tombstones, value):
+                        cursor.execute(statement)
             connection.execute(f"DROP TABLE {staging}")
             logger.debug(
                 "stream %s: staging %.3f s, COPY %.3f s, merge %.3f s",
@@ -443,6 +450,30 @@ class PostgresEngine(CatalogEngine):
                 copied - created,
                 time.perf_counter() - copied,
             )
+
+    def _tombstones(self, batch: LoadBatch, types: dict[str, str]) -> Tombstones:
+        """The tombstones of the batch's table (their table created when missing, in this transaction)."""
+
+        def key_text(values: list[str]) -> str:
+            # Equal keys, equal text: numeric without trailing zeros, instants in UTC.
+            spelled = [
+                f"trim_scale({value})"
+                if types[name] == SQL_TYPES[Kind.NUMBER]
+                else f"({value} AT TIME ZONE 'UTC')"
+                if types[name] == SQL_TYPES[Kind.TIMESTAMP]
+                else value
+                for name, value in zip(batch.key, values, strict=True)
+            ]
+            return f"json_build_array({', '.join(spelled)})::text"
+
+        tombstones = Tombstones(
+            self.qualified(DELETED_KEYS_TABLE),
+            literal(batch.table),
+            key_text,
+            types[t.cast(str, batch.replication_key)],
+        )
+        self.connection.execute(tombstones.ddl("text", "timestamp with time zone"))
+        return tombstones
 
     def quarantine(self, rows: list[Rejected]) -> None:
         if not rows:

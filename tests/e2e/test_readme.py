@@ -400,6 +400,11 @@ def test_hard_delete_setting_deletes_soft_deleted_rows(emulator_factory: Any, tm
     pipeline.sync()
     assert warehouse.count("contacts") == kept - 1
     assert live[0] not in warehouse.ids("contacts")
+    # Restored from the Recycle Bin (a newer SystemModstamp): back, past its tombstone.
+    emu.org.undelete("Contact", live[0])
+    settle(emu)
+    pipeline.sync()
+    assert warehouse.count("contacts") == kept and live[0] in warehouse.ids("contacts")
 
 
 @pytest.mark.postgres

@@ -12,10 +12,10 @@ The model's rules come from the spec (issue 4) and the target's README, not from
   date; without one the last version read wins;
 - a version that loses writes nothing (its row keeps its ``uuid_ts``); the winner writes its whole row:
   properties it lacks, or that its SCHEMA no longer has, are NULL; properties not in its SCHEMA are ignored;
-- with ``hard_delete`` a winning version with ``is_deleted = true`` deletes the row. The generator never
-  sends an older version of a key after a hard delete of it (in that run or a later one): a hard-deleted
-  row leaves no trace (the README), so such a version is stored again when it is read in a later batch,
-  though not when read in the same one, and the model does not know where batches are cut;
+- with ``hard_delete`` a winning version with ``is_deleted = true`` deletes the row, and with a replication
+  key every version with ``is_deleted = true`` leaves its key a tombstone at the newest replication key
+  deleted at: while ``hard_delete`` is on, a version of a key that is not stored and is older than its
+  tombstone is not stored (older versions after a hard delete are generated on purpose);
 - streams without key properties append every record;
 - new properties add columns (NULL in earlier rows), vanished ones keep theirs, types only widen
   (integer -> number -> text, date -> date-time -> text) and stored values keep their value (compared as
@@ -434,7 +434,6 @@ class StreamGenerator:
     dropped: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, t.Any]] = field(default_factory=list)
     recent: deque = field(default_factory=lambda: deque(maxlen=6))
-    floors: dict[tuple, tuple] = field(default_factory=dict)  # key -> order of its last hard delete
     added: int = 0
     next_rid: int = 0
 
@@ -607,10 +606,6 @@ class Scenario:
         if not stream.keys:
             stream.next_rid += 1
             values["rid"] = stream.next_rid if rng.random() < 0.95 else max(stream.next_rid - 1, 1)
-        elif hard_delete and stream.replication_key and values.get("is_deleted") is True:
-            key = tuple(values[name] for name in stream.keys)
-            floor = stream.floors.get(key, OLDEST)
-            stream.floors[key] = max(floor, order_of(values.get(stream.replication_key)))
         stream.history.append(values)
         stream.recent.append(values)
         extracted = None
@@ -618,16 +613,8 @@ class Scenario:
             extracted = self.values.datetime_text(self.values.instant())
         return RecordMessage(stream.name, values, extracted)
 
-    def _allowed(self, stream: StreamGenerator, key: tuple, stamp: str | None) -> bool:
-        """Never an older version after a hard delete of its key (see the module's doc)."""
-        floor = stream.floors.get(key)
-        return floor is None or order_of(stamp) >= floor
-
     def _replay(self, stream: StreamGenerator, old: dict[str, t.Any]) -> dict[str, t.Any] | None:
         """An earlier record again (a lookback or a replayed run), fitted to the current SCHEMA."""
-        stamp = old.get(stream.replication_key or "system_modstamp")
-        if stream.keys and not self._allowed(stream, tuple(old[k] for k in stream.keys), stamp):
-            return None
         values = {name: old[name] for name in stream.keys}
         for prop, kind in stream.properties.items():
             kept = old.get(prop)
@@ -652,11 +639,6 @@ class Scenario:
             values["is_deleted"] = rng.choices((True, False, None), (2, 6, 1))[0]
         stamped = stream.replication_key or "system_modstamp"
         values[stamped] = self._stamp(stream)
-        if stream.keys:
-            key = tuple(values[name] for name in stream.keys)
-            while not self._allowed(stream, key, values[stamped]):
-                later = stream.floors[key][1] + dt.timedelta(seconds=rng.randint(0, 3))
-                values[stamped] = self.values.datetime_text(later)
         if stream.dropped and rng.random() < 0.2:
             prop = rng.choice(sorted(stream.dropped))
             values[prop] = self._value(prop, stream.dropped[prop])  # not in the SCHEMA: ignored
@@ -692,6 +674,7 @@ class Table:
     widened_by_value: set[str] = field(default_factory=set)
     rows: dict[tuple, Row] = field(default_factory=dict)
     appended: list[Row] = field(default_factory=list)
+    tombstones: dict[tuple, tuple] = field(default_factory=dict)  # key -> order of its newest hard delete
 
 
 class Model:
@@ -730,11 +713,17 @@ class Model:
             return
         key = tuple(values[name] for name in declared.keys)
         stored = table.rows.get(key)
+        deletes = hard_delete and declared.properties.get("is_deleted") == "boolean"
+        tombstones = deletes and declared.replication_key is not None
+        deleted = deletes and values.get("is_deleted") is True
+        if tombstones and deleted:
+            table.tombstones[key] = max(table.tombstones.get(key, OLDEST), row.order)
         if stored is not None and row.order < stored.order:
             return  # never regress
-        deletes = hard_delete and declared.properties.get("is_deleted") == "boolean"
-        if deletes and values.get("is_deleted") is True:
+        if deleted:
             table.rows.pop(key, None)
+        elif stored is None and tombstones and row.order < table.tombstones.get(key, OLDEST):
+            return  # an older version of a hard-deleted record
         else:
             table.rows[key] = row
 
@@ -742,6 +731,7 @@ class Model:
 # Comparing the warehouse with the model ------------------------------------------------------------------
 
 REJECTED = "_rejected_records"
+DELETED_KEYS = "_deleted_keys"  # hard deletes' tombstones
 SQL_TYPES = {
     "postgres": {
         "string": "text",
@@ -828,7 +818,7 @@ class Comparison:
 
     def check(self) -> list[str]:
         expected_tables = set(self.model.tables)
-        actual_tables = self.warehouse.tables() - {REJECTED}
+        actual_tables = self.warehouse.tables() - {REJECTED, DELETED_KEYS}
         if actual_tables != expected_tables:
             self.problems.append(f"tables {sorted(actual_tables)} != {sorted(expected_tables)}")
         for name in sorted(expected_tables & actual_tables):

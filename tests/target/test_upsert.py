@@ -190,6 +190,68 @@ def test_hard_delete(warehouse: Warehouse) -> None:
     assert names(warehouse) == {"a": "keep", "c": "newer than the delete", "d": "back again"}
 
 
+def test_a_hard_deleted_record_does_not_come_back_from_an_older_version_read_later(
+    warehouse: Warehouse,
+) -> None:
+    setup = [accounts_schema(), account("a", "a v1", "01"), account("b", "b v1", "01")]
+    assert warehouse.run(setup, hard_delete=True).error is None
+    deletes = [
+        accounts_schema(),
+        account("a", "a deleted", "05", deleted=True),
+        account("b", "b deleted", "05", deleted=True),
+        account("n", "never stored, deleted", "05", deleted=True),
+    ]
+    assert warehouse.run(deletes, hard_delete=True).error is None
+    # A replay of older input, one row per batch and all in one batch: the deleted records stay gone,
+    # a version as new as the delete (Salesforce's undelete gets a newer stamp) or newer comes back.
+    replay = [
+        accounts_schema(),
+        account("a", "a v2, older than its delete", "03"),
+        account("n", "n without a stamp", None),
+        account("b", "b, as new as its delete", "05"),
+        account("n", "n v1, older than its delete", "04"),
+    ]
+    for batch_size_rows in (1, 100):
+        assert warehouse.run(replay, hard_delete=True, batch_size_rows=batch_size_rows).error is None
+        assert names(warehouse) == {"b": "b, as new as its delete"}
+    assert (
+        warehouse.run([accounts_schema(), account("a", "a undeleted", "06")], hard_delete=True).error is None
+    )
+    assert names(warehouse) == {"a": "a undeleted", "b": "b, as new as its delete"}
+    tombstones = warehouse.rows("_deleted_keys", columns="table_name, record_key", order_by="record_key")
+    assert [(row["table_name"], row["record_key"]) for row in tombstones] == [
+        ("accounts", '["a"]'),
+        ("accounts", '["b"]'),
+        ("accounts", '["n"]'),
+    ]
+
+
+def test_a_stale_delete_keeps_the_newest_tombstone(warehouse: Warehouse) -> None:
+    messages = [
+        accounts_schema(),
+        account("a", "deleted late", "09", deleted=True),
+        account("a", "deleted early, read later", "02", deleted=True),
+    ]
+    assert warehouse.run(messages, hard_delete=True, batch_size_rows=1).error is None
+    late = [accounts_schema(), account("a", "older than the newest delete", "05")]
+    assert warehouse.run(late, hard_delete=True).error is None
+    assert names(warehouse) == {}
+
+
+def test_a_stream_named_like_the_tombstones_table_gets_a_table_of_its_own(warehouse: Warehouse) -> None:
+    stream = "_deleted_keys"
+    messages = [
+        schema(stream, PROPERTIES, bookmark=["system_modstamp"]),
+        record(stream, {"id": "x", "is_deleted": True, "system_modstamp": "2024-01-01T00:00:05Z"}),
+        record(stream, {"id": "y", "name": "kept", "system_modstamp": "2024-01-01T00:00:05Z"}),
+    ]
+    assert warehouse.run(messages, hard_delete=True).error is None
+    (own,) = warehouse.tables() - {"_deleted_keys"}
+    assert own.startswith("_deleted_keys_") and [row["id"] for row in warehouse.rows(own)] == ["y"]
+    tombstones = warehouse.rows("_deleted_keys", columns="table_name, record_key", order_by="record_key")
+    assert [(row["table_name"], row["record_key"]) for row in tombstones] == [(own, '["x"]')]
+
+
 def test_a_property_that_disappears_keeps_its_column_with_null_from_then_on(warehouse: Warehouse) -> None:
     full = schema("things", {"id": {"type": "integer"}, "a": {"type": "string"}, "b": {"type": "string"}})
     assert (
