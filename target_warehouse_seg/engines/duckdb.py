@@ -646,7 +646,9 @@ class DuckDBEngine(CatalogEngine):
             staged = [*(column.name for column in batch.columns), "received_at"]
             typed = ", ".join([f"{value(name)} AS {quote(name)}" for name in staged] + [f"s.{quote(SEQ)}"])
             self._timed(batch, f"CREATE TEMP TABLE {staging} AS SELECT {typed} FROM {source} AS s")
-            for statement in statements(batch, table, staging, upsert=upsert, tombstones=tombstones):
+            if tombstones is not None:
+                self._timed(batch, merge.prune_statement(batch, table, staging, tombstones))
+            for statement in statements(batch, table, staging, upsert=upsert):
                 self._timed(batch, statement)
             if tombstones is not None:
                 for statement in merge.tombstone_statements(batch, staging, tombstones):

@@ -11,9 +11,9 @@
 * Hard deletes (``hard_delete: true``): rows whose ``is_deleted`` is true delete their key's row
   (under the same "not newer" rule) instead of being upserted. With a replication key, each deleted key
   keeps a tombstone in ``_deleted_keys`` (the key as text, the newest replication key it was deleted at),
-  and a row of a key that is not stored is only inserted when it is not older than its tombstone: a
-  replay of old input cannot bring a deleted record back. Tombstones are kept and consulted only while
-  ``hard_delete`` is on.
+  and a row of a key that is not stored (before the batch) is dropped from the staged batch when it is
+  older than its tombstone: a replay of old input cannot bring a deleted record back. Tombstones are
+  kept and consulted only while ``hard_delete`` is on.
 * Streams without key properties are appended in reading order.
 """
 
@@ -62,13 +62,10 @@ def statements(
     value: t.Callable[[str], str] = lambda column: f"s.{quote(column)}",
     *,
     upsert: str = "on_conflict",
-    tombstones: Tombstones | None = None,
 ) -> list[str]:
     """SQL statements applying ``staging`` to ``table`` (both already quoted and qualified).
 
     ``value(column)`` is the SELECT expression for a staged column (engines cast there if needed).
-    ``tombstones`` (for a batch with hard deletes and a replication key) keeps rows older than their
-    key's tombstone out of every INSERT; ``tombstone_statements`` then records the batch's deletes.
     ``upsert`` chooses the statements, all set-based and giving the same result in the transaction:
 
     * ``on_conflict``: one ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL's best);
@@ -91,10 +88,8 @@ def statements(
         ]
     source = _source(batch, staging, value)
     keep = f"{value(batch.delete_flag)} IS NOT TRUE" if batch.delete_flag else ""
-    # Tombstones keep out rows of keys that are not stored (a stored row follows the never-regress rule).
-    alive = _not_deleted_later(batch, value, tombstones) if tombstones is not None and applies(batch) else ""
     if upsert == "insert":
-        return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep, alive)}"]
+        return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep)}"]
     matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
     not_newer = ""  # the stored row is not newer than the incoming one (a NULL counts as oldest)
     if batch.replication_key:
@@ -102,7 +97,7 @@ def statements(
         not_newer = f"({stored} IS NULL OR {value(batch.replication_key)} >= {stored})"
     absent = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
     insert_absent = (
-        f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(absent, keep, alive)}"
+        f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(absent, keep)}"
     )
     if upsert == "delete_insert":
         return [f"DELETE FROM {table} AS t USING {source}{_where(matches, not_newer)}", insert_absent]
@@ -128,12 +123,36 @@ def statements(
         stored = f"t.{quote(batch.replication_key)}"
         guard = f" WHERE {stored} IS NULL OR EXCLUDED.{quote(batch.replication_key)} >= {stored}"
     key = ", ".join(quote(name) for name in batch.key)
-    stored_or_alive = f"(NOT {absent} OR {alive})" if alive else ""
     result.append(
         f"INSERT INTO {table} AS t ({insert_columns}) SELECT {select} FROM {source}"
-        f"{_where(keep, stored_or_alive)} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
+        f"{_where(keep)} ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}{guard}"
     )
     return result
+
+
+def prune_statement(
+    batch: LoadBatch,
+    table: str,
+    staging: str,
+    tombstones: Tombstones,
+    value: t.Callable[[str], str] = lambda column: f"s.{quote(column)}",
+) -> str:
+    """Drop from the staged batch the rows that a tombstone outdates: not deletes, of a key that is not
+    stored, and older than the key's tombstone (a NULL replication key is older; an equal one is not).
+    Run before the batch is applied, so that "stored" means before this batch (a stored row follows
+    the never-regress rule, whatever tombstone its key has)."""
+    incoming = value(t.cast(str, batch.replication_key))
+    key = tombstones.key_text([value(name) for name in batch.key])
+    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
+    matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
+    outdated = (
+        f"EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE d.table_name = {tombstones.name} "
+        f"AND d.record_key = {key} AND d.replication_value IS NOT NULL "
+        f"AND ({incoming} IS NULL OR {incoming} < {recorded}))"
+    )
+    not_stored = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+    not_deleted = f"{value(t.cast(str, batch.delete_flag))} IS NOT TRUE"
+    return f"DELETE FROM {staging} AS s{_where(not_deleted, not_stored, outdated)}"
 
 
 def tombstone_statements(
@@ -171,18 +190,6 @@ def _source(batch: LoadBatch, staging: str, value: t.Callable[[str], str]) -> st
     return (
         f"(SELECT DISTINCT ON ({keys}) s.* FROM {staging} AS s "
         f"ORDER BY {keys}, {newest}s.{quote(SEQ)} DESC) AS s"
-    )
-
-
-def _not_deleted_later(batch: LoadBatch, value: t.Callable[[str], str], tombstones: Tombstones) -> str:
-    """The row is not older than its key's tombstone (an equal replication key may follow a delete)."""
-    incoming = value(t.cast(str, batch.replication_key))
-    key = tombstones.key_text([value(name) for name in batch.key])
-    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
-    return (
-        f"NOT EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE d.table_name = {tombstones.name} "
-        f"AND d.record_key = {key} AND d.replication_value IS NOT NULL "
-        f"AND ({incoming} IS NULL OR {incoming} < {recorded}))"
     )
 
 

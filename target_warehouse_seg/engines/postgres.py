@@ -437,7 +437,9 @@ class PostgresEngine(CatalogEngine):
                 copied = time.perf_counter()
                 tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
                 table = self.qualified(batch.table)
-                for statement in statements(batch, table, staging, value, tombstones=tombstones):
+                if tombstones is not None:
+                    cursor.execute(merge.prune_statement(batch, table, staging, tombstones, value))
+                for statement in statements(batch, table, staging, value):
                     cursor.execute(statement)
                 if tombstones is not None:
                     for statement in merge.tombstone_statements(batch, staging, tombstones, value):

@@ -238,6 +238,16 @@ def test_a_stale_delete_keeps_the_newest_tombstone(warehouse: Warehouse) -> None
     assert names(warehouse) == {}
 
 
+def test_a_stored_row_is_updated_whatever_its_keys_tombstone_says(warehouse: Warehouse) -> None:
+    # Tombstones are only consulted with hard_delete on: a run without it can store an older version.
+    deleted = [accounts_schema(), account("a", "a v1", "01"), account("a", "deleted", "09", deleted=True)]
+    assert warehouse.run(deleted, hard_delete=True).error is None
+    assert warehouse.run([accounts_schema(), account("a", "a v3, soft run", "03")]).error is None
+    newer = [accounts_schema(), account("a", "a v5, newer than the stored row", "05")]
+    assert warehouse.run(newer, hard_delete=True).error is None
+    assert names(warehouse) == {"a": "a v5, newer than the stored row"}
+
+
 def test_a_stream_named_like_the_tombstones_table_gets_a_table_of_its_own(warehouse: Warehouse) -> None:
     stream = "_deleted_keys"
     messages = [
