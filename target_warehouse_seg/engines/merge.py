@@ -90,7 +90,7 @@ def statements(
     keep = f"{value(batch.delete_flag)} IS NOT TRUE" if batch.delete_flag else ""
     if upsert == "insert":
         return [f"INSERT INTO {table} ({insert_columns}) SELECT {select} FROM {source}{_where(keep)}"]
-    matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
+    matches = _matches(batch, value)
     not_newer = ""  # the stored row is not newer than the incoming one (a NULL counts as oldest)
     if batch.replication_key:
         stored = f"t.{quote(batch.replication_key)}"
@@ -141,16 +141,12 @@ def prune_statement(
     stored, and older than the key's tombstone (a NULL replication key is older; an equal one is not).
     Run before the batch is applied, so that "stored" means before this batch (a stored row follows
     the never-regress rule, whatever tombstone its key has)."""
-    incoming = value(t.cast(str, batch.replication_key))
-    key = tombstones.key_text([value(name) for name in batch.key])
-    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
-    matches = " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
+    _, same_key, incoming, recorded = _tombstone_terms(batch, tombstones, value)
     outdated = (
-        f"EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE d.table_name = {tombstones.name} "
-        f"AND d.record_key = {key} AND d.replication_value IS NOT NULL "
-        f"AND ({incoming} IS NULL OR {incoming} < {recorded}))"
+        f"EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE {same_key} "
+        f"AND d.replication_value IS NOT NULL AND ({incoming} IS NULL OR {incoming} < {recorded}))"
     )
-    not_stored = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {matches})"
+    not_stored = f"NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {_matches(batch, value)})"
     not_deleted = f"{value(t.cast(str, batch.delete_flag))} IS NOT TRUE"
     return f"DELETE FROM {staging} AS s{_where(not_deleted, not_stored, outdated)}"
 
@@ -163,13 +159,8 @@ def tombstone_statements(
 ) -> list[str]:
     """Record the batch's deleted keys: a key's tombstone keeps the newest replication key it was
     deleted at (a NULL one is older than any date), whether or not the delete found a row to remove."""
-    if not applies(batch):
-        return []
     source = _source(batch, staging, value)
-    key = tombstones.key_text([value(name) for name in batch.key])
-    incoming = value(t.cast(str, batch.replication_key))
-    recorded = f"CAST(d.replication_value AS {tombstones.replication_type})"
-    same_key = f"d.table_name = {tombstones.name} AND d.record_key = {key}"
+    key, same_key, incoming, recorded = _tombstone_terms(batch, tombstones, value)
     not_older = f"(d.replication_value IS NULL OR ({incoming} IS NOT NULL AND {incoming} >= {recorded}))"
     deleted = value(t.cast(str, batch.delete_flag))
     return [
@@ -178,6 +169,22 @@ def tombstone_statements(
         f"SELECT {tombstones.name}, {key}, CAST({incoming} AS TEXT), now() FROM {source}"
         f"{_where(deleted, f'NOT EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE {same_key})')}",
     ]
+
+
+def _tombstone_terms(
+    batch: LoadBatch, tombstones: Tombstones, value: t.Callable[[str], str]
+) -> tuple[str, str, str, str]:
+    """A staged row's key as text, the condition that tombstone ``d`` is its key's, its replication key,
+    and ``d``'s replication key as the table's type."""
+    key = tombstones.key_text([value(name) for name in batch.key])
+    same_key = f"d.table_name = {tombstones.name} AND d.record_key = {key}"
+    incoming = value(t.cast(str, batch.replication_key))
+    return key, same_key, incoming, f"CAST(d.replication_value AS {tombstones.replication_type})"
+
+
+def _matches(batch: LoadBatch, value: t.Callable[[str], str]) -> str:
+    """Stored row ``t`` has the staged row's key."""
+    return " AND ".join(f"t.{quote(k)} = {value(k)}" for k in batch.key)
 
 
 def _source(batch: LoadBatch, staging: str, value: t.Callable[[str], str]) -> str:
