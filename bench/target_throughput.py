@@ -119,9 +119,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _memory_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of one process in KiB; VmHWM is its peak since its last exec."""
-    rss = hwm = 0
+def _memory_kib(pid: int) -> tuple[int, int, int]:
+    """(VmRSS, VmHWM, RssAnon + RssShmem) of one process in KiB; VmHWM is its peak since its last exec.
+
+    The last is the memory the process allocated itself: VmRSS minus the pages of files it maps (its
+    shared libraries' code, mostly), which depend on the page cache as much as on the process.
+    """
+    rss = hwm = own = 0
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
@@ -129,40 +133,48 @@ def _memory_kib(pid: int) -> tuple[int, int]:
                     rss = int(line.split()[1])
                 elif line.startswith("VmHWM:"):
                     hwm = int(line.split()[1])
+                elif line.startswith(("RssAnon:", "RssShmem:")):
+                    own += int(line.split()[1])
     except OSError:
         pass
-    return rss, hwm
+    return rss, hwm, own
 
 
 class TreeMemorySampler:
     """Peak memory of a process tree: the largest summed VmRSS seen, or the largest single VmHWM.
 
     VmHWM catches a process's peak between two samples. ru_maxrss of the waited child is not used: Linux
-    carries the forking parent's (this harness's) high-water mark across exec into it.
+    carries the forking parent's (this harness's) high-water mark across exec into it. Also the largest
+    summed anonymous memory seen (``peak_own_kib``: VmRSS without mapped files' pages; sampled only).
     """
 
     def __init__(self, root: int) -> None:
         self.root = root
         self.peak_kib = 0
+        self.peak_own_kib = 0
 
     def sample(self) -> None:
-        total, pending, seen = 0, [self.root], set()
+        total = own_total = 0
+        pending, seen = [self.root], set()
         while pending:
             pid = pending.pop()
             if pid in seen:
                 continue
             seen.add(pid)
-            rss, hwm = _memory_kib(pid)
+            rss, hwm, own = _memory_kib(pid)
             total += rss
+            own_total += own
             self.peak_kib = max(self.peak_kib, hwm)
             pending.extend(_children(pid))
         self.peak_kib = max(self.peak_kib, total)
+        self.peak_own_kib = max(self.peak_own_kib, own_total)
 
 
 @dataclass
 class Measurement:
     wall_seconds: float
     peak_rss_bytes: int
+    peak_own_bytes: int  # anonymous memory: the peak without mapped files' pages
     returncode: int
     stderr_tail: str
 
@@ -219,7 +231,7 @@ def run_measured(
     tail = stderr.read_text(errors="replace")[-3000:]
     if timeout is not None and wall >= timeout:
         tail = f"killed after the {timeout:g} s timeout"
-    return Measurement(wall, sampler.peak_kib * 1024, returncode, tail)
+    return Measurement(wall, sampler.peak_kib * 1024, sampler.peak_own_kib * 1024, returncode, tail)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -698,6 +710,7 @@ class RunResult:
     rows: int
     wall_seconds: float | None = None
     peak_mb: float | None = None
+    own_mb: float | None = None  # the peak of anonymous memory (see TreeMemorySampler)
     ok: bool = False
     problems: list[str] = field(default_factory=list)
     load_average: float | None = None  # the machine's 1-minute load when the run started (noise)
@@ -744,6 +757,7 @@ def run_loader(loader: Loader, files: DatasetFiles, run_dir: Path) -> RunResult:
         return result
     result.wall_seconds = measured.wall_seconds
     result.peak_mb = measured.peak_rss_bytes / 1e6
+    result.own_mb = measured.peak_own_bytes / 1e6
     if measured.returncode != 0:
         lines = [line for line in measured.stderr_tail.splitlines() if line.strip()]
         result.problems = [f"exit status {measured.returncode}: " + " | ".join(lines[-3:])[-600:]]
@@ -764,6 +778,7 @@ def combine(runs: list[RunResult]) -> RunResult:
         runs[0],
         wall_seconds=statistics.median(walls),
         peak_mb=max(t.cast(float, run.peak_mb) for run in runs),
+        own_mb=max(t.cast(float, run.own_mb) for run in runs),
         load_average=max(t.cast(float, run.load_average) for run in runs),
         wall_samples=walls,
     )
@@ -782,11 +797,12 @@ def _fmt(value: float | None, pattern: str) -> str:
 def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str:
     header = (
         f"{'engine':8} {'loader':56} {'rows':>9} {'wall s':>8} {'runs (s)':>18} {'rows/s':>9} "
-        f"{'peak MB':>8} {'x base':>7} {'load':>5}  check"
+        f"{'peak MB':>8} {'anon MB':>8} {'x base':>7} {'load':>5}  check"
     )
     title = (
         f"== ({spec.key}) {spec.description} -- {phase}  (wall s: the median of the runs listed; peak MB: "
-        "the highest; load: the machine's highest 1-min load at a start)"
+        "the highest; anon MB: the highest without mapped files' pages; load: the machine's highest 1-min "
+        "load at a start)"
     )
     lines = [title, header, "-" * len(header)]
     for result in results:
@@ -799,7 +815,8 @@ def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str
         lines.append(
             f"{result.engine:8} {label:56} {result.rows:>9,} {_fmt(result.wall_seconds, '.2f'):>8} "
             f"{samples:>18} {_fmt(result.rows_per_second, ',.0f'):>9} {_fmt(result.peak_mb, '.0f'):>8} "
-            f"{_fmt(ratio(result, baseline), '.2f'):>7} {_fmt(result.load_average, '.1f'):>5}  {check}"
+            f"{_fmt(result.own_mb, '.0f'):>8} {_fmt(ratio(result, baseline), '.2f'):>7} "
+            f"{_fmt(result.load_average, '.1f'):>5}  {check}"
         )
     return "\n".join(lines)
 

@@ -85,14 +85,30 @@ def test_the_table_check_accepts_a_right_load_and_catches_a_wrong_one(tmp_path: 
 
 
 def test_repeated_runs_report_the_median_time_the_highest_memory_and_any_failure() -> None:
-    def run(wall: float, peak: float, ok: bool = True) -> target_throughput.RunResult:
+    def run(wall: float, peak: float, ok: bool = True, own: float = 150.0) -> target_throughput.RunResult:
         problems = [] if ok else ["row count 1, expected 2"]
         return target_throughput.RunResult(
-            "a", "updates", "duckdb", "duckdb-seg", "seg", 2, wall, peak, ok, problems, 0.5
+            "a",
+            "updates",
+            "duckdb",
+            "duckdb-seg",
+            "seg",
+            2,
+            wall_seconds=wall,
+            peak_mb=peak,
+            own_mb=own,
+            ok=ok,
+            problems=problems,
+            load_average=0.5,
         )
 
-    combined = target_throughput.combine([run(5.0, 250.0), run(9.0, 240.0), run(6.0, 280.0)])
-    assert (combined.wall_seconds, combined.peak_mb, combined.ok) == (6.0, 280.0, True)
+    combined = target_throughput.combine([run(5.0, 250.0, own=170.0), run(9.0, 240.0), run(6.0, 280.0)])
+    assert (combined.wall_seconds, combined.peak_mb, combined.own_mb, combined.ok) == (
+        6.0,
+        280.0,
+        170.0,
+        True,
+    )
     assert combined.wall_samples == [5.0, 9.0, 6.0]
     failed = target_throughput.combine([run(5.0, 250.0), run(4.0, 240.0, ok=False), run(6.0, 280.0)])
     assert not failed.ok and failed.problems == ["row count 1, expected 2"]
@@ -139,6 +155,7 @@ def test_tiny_benchmark_run_loads_every_dataset_correctly(postgres_url: str, tmp
                 run = runs[(dataset, phase, engine, loader)]
                 assert run["ok"], f"{dataset} {phase} {engine}/{loader}: {run['problems']}"
                 assert run["wall_seconds"] > 0 and run["peak_mb"] > 0
+                assert 0 < run["own_mb"] < run["peak_mb"]
                 # Repeated: the median of two runs is their mean, and the peak the higher one's.
                 samples = run["wall_samples"]
                 assert len(samples) == 2 and run["wall_seconds"] == pytest.approx(sum(samples) / 2)
