@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,16 @@ def test_stdout_carries_only_state(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "7\n"
     assert "committed 1 row(s)" in done.stderr
+
+
+def test_importing_the_target_starts_no_blas_threads_unless_the_user_asks() -> None:
+    """numpy arrives with singer-sdk; its OpenBLAS pool would spin a thread at every start."""
+    count_threads = "import os, target_warehouse_seg.target, numpy; print(len(os.listdir('/proc/self/task')))"
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    alone = subprocess.run([sys.executable, "-c", count_threads], env=env, capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.strip() == "1"
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    asked = subprocess.run([sys.executable, "-c", count_threads], env=env, capture_output=True, text=True)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip() == "2"
