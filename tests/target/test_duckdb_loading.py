@@ -354,6 +354,52 @@ def test_the_checkpoint_threshold_and_memory_limit_grow_with_the_columns_written
         engine.close()
 
 
+def test_duckdb_takes_the_main_threads_core_only_while_the_main_thread_waits(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB works on one thread fewer than the cores (the main thread decodes the next unit), and on
+    every core while the main thread waits for it (here: for units whose commit takes a while)."""
+    import os
+    import time
+
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    seen: list[tuple[bool, bool, str]] = []
+    lend, commit = DuckDBEngine.lend_core, DuckDBEngine.commit
+
+    def watched_lend(engine: DuckDBEngine, lent: bool) -> bool:
+        taken = lend(engine, lent)
+        with engine.connection.cursor() as cursor:
+            row = cursor.execute("SELECT current_setting('threads')").fetchone()
+        seen.append((lent, taken, str(row[0]) if row else ""))
+        return taken
+
+    def slow_commit(engine: DuckDBEngine) -> None:
+        time.sleep(0.2)  # the main thread reaches the end of its input and waits
+        commit(engine)
+
+    monkeypatch.setattr(DuckDBEngine, "lend_core", watched_lend)
+    monkeypatch.setattr(DuckDBEngine, "commit", slow_commit)
+    messages: list[dict] = [schema("s", PROPERTIES)]
+    messages += [record("s", {"id": f"k{i:03d}", "name": "x"}) for i in range(50)]
+    run = duckdb_warehouse.run([*messages, state({"n": 1})])
+    assert run.error is None, run.error
+    assert duckdb_warehouse.count("s") == 50
+    assert seen and seen[0] == (True, True, "4")
+    assert seen[-1] == (False, True, "3")
+    assert [lent for lent, _, _ in seen] == [True, False] * (len(seen) // 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one core: nothing to lend, one DuckDB thread
+    engine = DuckDBEngine(str(duckdb_warehouse.tmp_path / "one.duckdb"), "s")
+    engine.connect()
+    try:
+        assert engine.lend_core(True) is False
+        row = engine.connection.execute("SELECT current_setting('threads')").fetchone()
+        assert row is not None and str(row[0]) == "1"
+    finally:
+        engine.close()
+
+
 def test_duckdb_keeps_a_block_allocator_within_its_memory_limit(tmp_path: Path) -> None:
     """DuckDB reuses its freed buffers (fewer page faults on long loads) from a block allocator smaller
     than the memory limit, so the process's peak stays where the limit puts it."""
