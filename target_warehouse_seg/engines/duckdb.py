@@ -494,7 +494,8 @@ class DuckDBEngine(CatalogEngine):
         # The main thread's own connection to the database, for lend_core (a connection serves one
         # thread at a time, and the loader's is busy loading).
         self._lender: duckdb.DuckDBPyConnection | None = None
-        self._threads = max(1, (os.cpu_count() or 2) - 1)
+        self._cores = os.cpu_count() or 1
+        self._threads = max(1, self._cores - 1)
         self._staged = 0
         self._unregister_later: list[str] = []
         self._upserted: set[str] = set()  # tables that had keys of a batch already
@@ -546,7 +547,7 @@ class DuckDBEngine(CatalogEngine):
         two threads (its INSERTs slower, hence one thread otherwise). The (a) updates took 9% less
         time, the (c) updates 6% (alternating runs). Threads are a setting of the whole database,
         taken by the running statement's next tasks."""
-        if self._lender is None or self._threads + 1 > (os.cpu_count() or 1):
+        if self._lender is None or self._threads == self._cores:
             return False
         try:
             self._lender.execute(f"SET threads = {self._threads + 1 if lend else self._threads}")
