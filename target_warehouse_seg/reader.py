@@ -131,8 +131,9 @@ class MessageReader(GenericSingerReader[t.Any]):
                 except DECODE_ERRORS:
                     self._line_by_line(block)
                 else:
-                    self._dispatch(messages, self.line_number + 1)
-                    self.line_number += len(messages)
+                    first = self.line_number + 1
+                    self._dispatch(messages, first)
+                    self.line_number = first + len(messages) - 1
         except BaseException:
             if self.on_error is not None:
                 self.on_error()
