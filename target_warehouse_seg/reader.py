@@ -1,17 +1,22 @@
-"""Read Singer messages fast: one msgspec decode per line, records left as raw JSON for their stream.
+"""Read Singer messages fast: one msgspec decode per block of lines, each record decoded by its stream's type.
 
-The envelope of each line is decoded into a small typed message; a RECORD's ``record`` stays a
-``msgspec.Raw`` (the exact bytes), so its values are decoded once, by its stream's own typed decoder.
-Numbers that are not integers decode as ``Decimal`` (never through a float), so currency and state
-bookmarks stay exact.
+A block of lines is usually records of the stream read last: it is decoded in one pass by a decoder
+made for that stream (its RECORD message type holds the stream's own record type, see
+``TypedBlocks``), which type-checks every value in C. A block that this decoder refuses (a record of
+another stream, a bad value, a SCHEMA message, a guarded escape) is decoded again by the generic
+envelope: each line into a small typed message whose ``record`` stays a ``msgspec.Raw`` (the exact
+bytes), for its stream's sink to decode. Numbers that are not integers decode as ``Decimal`` (never
+through a float), so currency and state bookmarks stay exact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import logging
 import os
+import re
 import select
 import sys
 import typing as t
@@ -27,11 +32,14 @@ from target_warehouse_seg.errors import InvalidRecord
 logger = logging.getLogger("target-warehouse-seg")
 
 
+ZonedDateTime = t.Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
 class RecordMessage(msgspec.Struct, tag="RECORD", tag_field="type"):
     stream: str
     record: msgspec.Raw
     # Zoned only: a naive one takes the slow path (``_fallback``), which reads it as UTC.
-    time_extracted: t.Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None = None
+    time_extracted: ZonedDateTime | None = None
 
 
 class SchemaMessage(msgspec.Struct, tag="SCHEMA", tag_field="type"):
@@ -69,6 +77,41 @@ _generic = msgspec.json.Decoder(float_hook=Decimal)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 
+# After a block the stream's decoder refused: how many blocks go straight to the envelope path (input
+# that interleaves streams line by line would otherwise be decoded twice, block after block).
+TYPED_PAUSE_BLOCKS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TypedBlocks:
+    """How to decode a block of one stream's records in one pass: the stream's own RECORD message type
+    (``stream`` a literal, ``record`` the stream's record type) among the other messages. A record of
+    another stream, or a value of the wrong type, fails the whole block; so does any other message type.
+    ``guard`` finds what the sink must read slowly (NUL escapes): a block it matches is not tried."""
+
+    stream: str
+    record_class: type
+    decoder: msgspec.json.Decoder
+    guard: re.Pattern[bytes]
+
+    @classmethod
+    def of(cls, stream: str, record_type: type, guard: re.Pattern[bytes]) -> TypedBlocks:
+        record_class = msgspec.defstruct(
+            "TypedRecordMessage",
+            [
+                ("stream", t.Literal[stream]),  # type: ignore[valid-type]
+                ("record", record_type),
+                ("time_extracted", ZonedDateTime | None, None),
+            ],
+            tag="RECORD",
+            tag_field="type",
+            gc=False,
+        )
+        others = SchemaMessage | StateMessage | ActivateVersionMessage | BatchMessage
+        decoder = msgspec.json.Decoder(list[record_class | others], float_hook=Decimal)
+        return cls(stream, record_class, decoder, guard)
+
+
 class InvalidLine(t.NamedTuple):
     """A line that is not a usable Singer message."""
 
@@ -81,8 +124,10 @@ class InvalidLine(t.NamedTuple):
 class MessageReader(GenericSingerReader[t.Any]):
     """Decode Singer lines and hand the messages to the target, counting lines as it goes.
 
-    Lines are read in blocks (whatever the pipe holds, up to ``BLOCK_BYTES``) and a block's envelopes
-    are decoded by one msgspec call; runs of RECORD messages of one stream go to ``on_records`` in one
+    Lines are read in blocks (whatever the pipe holds, up to ``BLOCK_BYTES``). A block is first tried
+    with the typed decoder of the stream whose record came last (``typed_blocks``): its runs of records
+    go, decoded, to ``on_typed_records`` with their lines' text. Otherwise the block's envelopes are
+    decoded by one msgspec call, and runs of RECORD messages of one stream go to ``on_records`` in one
     call. A block that does not decode as a whole (a bad or blank line) is read again line by line, so
     errors name their exact line.
 
@@ -102,6 +147,12 @@ class MessageReader(GenericSingerReader[t.Any]):
         self.on_error: t.Callable[[], None] | None = None  # cleanup when reading stops on an error
         # Runs of records: (stream, messages, line number of the first); else RECORD one by one.
         self.on_records: t.Callable[[str, list[RecordMessage], int], None] | None = None
+        # A stream's one-pass block decoder (None: that stream's blocks take the envelope path), and
+        # where runs of records it decoded go: (stream, messages, first line, their lines' text).
+        self.typed_blocks: t.Callable[[str], TypedBlocks | None] | None = None
+        self.on_typed_records: t.Callable[[str, list[t.Any], int, bytes], None] | None = None
+        self._recent_stream: str | None = None  # the stream of the last record handed over
+        self._typed_pause = 0  # blocks left before the typed decoder is tried again
         # While the input is silent: how long to wait (None: forever), and what to do then.
         self.idle_timeout: t.Callable[[], float | None] | None = None
         self.on_idle: t.Callable[[], None] | None = None
@@ -126,6 +177,8 @@ class MessageReader(GenericSingerReader[t.Any]):
                     if self.on_idle is not None:
                         self.on_idle()
                     continue
+                if self._decode_typed(block):
+                    continue
                 try:
                     messages = _envelopes.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
                 except DECODE_ERRORS:
@@ -140,25 +193,70 @@ class MessageReader(GenericSingerReader[t.Any]):
             raise
         return self._counts
 
-    def _dispatch(self, messages: list[Message], first_line: int) -> None:
-        """Hand decoded messages over; consecutive records of one stream go in one call."""
+    def _decode_typed(self, block: bytes) -> bool:
+        """Decode and hand over a block in one pass with the recent stream's typed decoder; False when
+        the block must take the envelope path instead (nothing was handed over then)."""
+        if self._typed_pause:
+            self._typed_pause -= 1
+            return False
+        stream, lookup = self._recent_stream, self.typed_blocks
+        typed = lookup(stream) if lookup is not None and stream is not None else None
+        if typed is None or self.on_typed_records is None or typed.guard.search(block) is not None:
+            return False
+        try:
+            messages = typed.decoder.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+        except DECODE_ERRORS:
+            self._typed_pause = TYPED_PAUSE_BLOCKS
+            return False
+        kinds = set(map(type, messages))
+        if SchemaMessage in kinds:
+            return False  # the records after it may need the new schema's type
+        first = self.line_number + 1
+        if kinds == {typed.record_class}:  # the usual block: nothing but the stream's records
+            self.line_number = first
+            self.on_typed_records(typed.stream, messages, first, block[:-1])
+            self._counts["RECORD"] += len(messages)
+        else:
+            self._dispatch(messages, first, typed, block)
+        self.line_number = first + len(messages) - 1
+        return True
+
+    def _dispatch(
+        self,
+        messages: list[t.Any],
+        first_line: int,
+        typed: TypedBlocks | None = None,
+        block: bytes = b"",
+    ) -> None:
+        """Hand decoded messages over; consecutive records of one stream go in one call (with their
+        lines' text when ``typed`` decoded them from ``block``)."""
         on_records, by_class, counts = self.on_records, self._by_class, self._counts
+        typed_class = typed.record_class if typed is not None else None
+        lines: list[bytes] | None = None
         index, count = 0, len(messages)
         while index < count:
             message = messages[index]
-            if type(message) is RecordMessage and on_records is not None:
+            kind = type(message)
+            if (kind is RecordMessage and on_records is not None) or kind is typed_class:
                 end = index + 1
                 stream = message.stream
-                while end < count and type(messages[end]) is RecordMessage and messages[end].stream == stream:
+                while end < count and type(messages[end]) is kind and messages[end].stream == stream:
                     end += 1
                 self.line_number = first_line + index
-                on_records(stream, messages[index:end], first_line + index)
+                if kind is typed_class:
+                    lines = lines if lines is not None else block[:-1].split(b"\n")
+                    text = b"\n".join(lines[index:end])
+                    on_typed = t.cast(t.Callable, self.on_typed_records)
+                    on_typed(stream, messages[index:end], first_line + index, text)
+                else:
+                    t.cast(t.Callable, on_records)(stream, messages[index:end], first_line + index)
                 counts["RECORD"] += end - index
+                self._recent_stream = stream
                 index = end
                 continue
             self.line_number = first_line + index
-            by_class[type(message)](message)
-            counts[MESSAGE_TYPES[type(message)]] += 1
+            by_class[kind](message)
+            counts[MESSAGE_TYPES[kind]] += 1
             index += 1
 
     def _line_by_line(self, block: bytes) -> None:

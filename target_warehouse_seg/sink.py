@@ -1,7 +1,9 @@
 """One stream's buffer: decode its records, check them, and build its batch payload chunk by chunk.
 
-The hot path (``add``) is one substring guard on the input line, one msgspec decode into the
-stream's own record type (which type-checks every value in C) and three list appends. Every chunk
+The hot path (``add_decoded``) takes records the reader has already decoded, block by block, into
+the stream's own record type (which type-checks every value in C; see reader.TypedBlocks), with
+their lines' text: a few list appends. Records the reader left as raw JSON (``add_many``) are
+decoded here the same way, one msgspec call per run. Every chunk
 (a few thousand values, small enough to stay in the CPU cache) is checked where msgspec could not
 (key properties present, numbers well-formed) and handed to the engine's codec, which turns it into
 payload (binary COPY rows, Arrow); the decoded records are then dropped, so a batch costs about its
@@ -27,11 +29,13 @@ from target_warehouse_seg import convert
 from target_warehouse_seg.engines import BatchColumn, Codec, LoadBatch, Rejected
 from target_warehouse_seg.errors import InvalidRecord, MissingKeyProperty
 from target_warehouse_seg.plan import StreamPlan, utc_now
+from target_warehouse_seg.reader import RecordMessage, TypedBlocks
 from target_warehouse_seg.typemap import Source, widen
 
 logger = logging.getLogger("target-warehouse-seg")
 
 _generic = msgspec.json.Decoder(float_hook=Decimal)
+_envelope = msgspec.json.Decoder(RecordMessage, float_hook=Decimal)
 Reject = t.Callable[[Rejected], None]
 # Keys whose text may differ while their values are equal (the merge then always de-duplicates).
 _FUZZY_KEY_SOURCES = {Source.LOOSE, Source.TIMESTAMP_TEXT, Source.JSON}
@@ -59,7 +63,10 @@ class StreamSink:
         # Whether the engine counts a batch's distinct keys (else the sink keeps a set of them).
         self._codec_counts_keys = codec.counts_keys and bool(plan.key_columns) and not self._fuzzy_keys
         self._rows: list[t.Any] = []
-        self._raws: list[t.Any] = []  # each record's JSON text, for a codec that ``reads_json``
+        # For a codec that ``reads_json``: the chunk's records as JSON lines, in pieces of one or more
+        # lines (joined by newlines); each line is an object whose ``record`` is the record (see
+        # ``Codec``).
+        self._texts: list[bytes] = []
         self._lenient = False  # whether a record of the chunk was read leniently (not by the typed decoder)
         self._keep_raw = codec.reads_json
         self._lines: list[int] = []
@@ -68,6 +75,7 @@ class StreamSink:
         self._ready: list[LoadBatch] = []
         self.stats = convert.Stats()
         self.rows = 0  # records taken since the last hand-over
+        self.typed = TypedBlocks.of(plan.stream, plan.record_type, _NUL_OR_SURROGATE if self._json else _NUL)
         self._start_batch()
 
     def _start_batch(self) -> None:
@@ -76,6 +84,23 @@ class StreamSink:
         self._key_set: set[t.Any] = set()
 
     # The hot path -------------------------------------------------------------------------------
+
+    def add_decoded(self, messages: t.Sequence[t.Any], first_line: int, text: bytes) -> int:
+        """Take consecutive RECORD messages that the reader decoded with ``self.typed`` (lines
+        ``first_line``, ``first_line + 1``...), and ``text``, those lines joined by newlines.
+        Returns the bytes of the records' JSON taken (for batch sizing, as ``add_many`` counts them:
+        the lines less their envelopes, each taken to be as long as the first's)."""
+        if not self._rows:
+            self._read_at = utc_now()
+        self._rows.extend([message.record for message in messages])
+        if self._keep_raw:
+            self._texts.append(text)
+        self._lines.extend(range(first_line, first_line + len(messages)))
+        self._extracted.extend([message.time_extracted for message in messages])
+        self.rows += len(messages)
+        if len(self._rows) >= self._chunk_rows:
+            self.convert_chunk()
+        return max(len(messages), len(text) - len(messages) * _envelope_bytes(text))
 
     def add_many(self, messages: t.Sequence[t.Any], first_line: int) -> int:
         """Take consecutive RECORD messages (lines ``first_line``, ``first_line + 1``...).
@@ -99,7 +124,7 @@ class StreamSink:
             self._read_at = utc_now()
         self._rows.extend(rows)
         if self._keep_raw:
-            self._raws.extend(raws)
+            self._texts.append(_RECORD_LINE_START + _RECORD_LINE_BREAK.join(raws) + _RECORD_LINE_END)
         self._lines.extend(range(first_line, first_line + len(rows)))
         self._extracted.extend([message.time_extracted for message in messages])
         self.rows += len(rows)
@@ -131,7 +156,11 @@ class StreamSink:
         self._rows.append(row)
         if self._keep_raw:
             # A record read leniently travels as the JSON of what was read (NULs gone, 1.0 now 1...).
-            self._raws.append(convert.json_encoder.encode(row) if lenient else raw)
+            self._texts.append(
+                convert.json_encoder.encode({"record": row})
+                if lenient
+                else b"".join((_RECORD_LINE_START, raw, _RECORD_LINE_END))
+            )
         self._lines.append(line)
         self._extracted.append(time_extracted)
         self.rows += 1
@@ -180,8 +209,8 @@ class StreamSink:
 
     def convert_chunk(self) -> None:
         """Check the decoded records and turn them into a payload part, then drop them."""
-        rows, lines, extracted, raws = self._rows, self._lines, self._extracted, self._raws
-        self._rows, self._lines, self._extracted, self._raws = [], [], [], []
+        rows, lines, extracted, texts = self._rows, self._lines, self._extracted, self._texts
+        self._rows, self._lines, self._extracted, self._texts = [], [], [], []
         lenient, self._lenient = self._lenient, False
         read_at = self._read_at or utc_now()
         while rows:
@@ -193,20 +222,20 @@ class StreamSink:
                     rows,
                     lines,
                     received_at,
-                    raws if self._keep_raw else None,
+                    texts if self._keep_raw else None,
                     previous=self._parts[-1] if self._parts else None,
                     lenient=lenient,
                 )
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))
-                self._drop(problem.index, rows, lines, extracted, raws)
+                self._drop(problem.index, rows, lines, extracted, texts=texts)
                 continue
             except convert.ValueProblem as problem:
                 self._invalid(
                     self._error(rows, lines, problem.index, problem.column, problem.message),
                     convert.json_encoder.encode(rows[problem.index]),
                 )
-                self._drop(problem.index, rows, lines, extracted, raws)
+                self._drop(problem.index, rows, lines, extracted, texts=texts)
                 continue
             except convert.NeedsWidening as need:
                 self._widen(need)
@@ -216,9 +245,11 @@ class StreamSink:
             self._key_set.update(keys)
             return
 
-    def _drop(self, index: int, *lists: list[t.Any]) -> None:
-        """Remove a rejected record from the chunk's parallel lists."""
-        for values in lists:
+    def _drop(self, index: int, rows: list[t.Any], *lists: list[t.Any], texts: list[bytes]) -> None:
+        """Remove a rejected record from the chunk's parallel lists (its texts split into lines first)."""
+        if texts:
+            texts[:] = b"\n".join(texts).split(b"\n")  # JSON lines hold no raw newline
+        for values in (rows, *lists, texts):
             if values:
                 del values[index]
         self.rows -= 1
@@ -372,7 +403,20 @@ def _plain(value: t.Any) -> t.Any:
 
 # A NUL escape (or, in records with JSON values, a surrogate escape): the record takes the slow path.
 _NUL = re.compile(rb"\\u0000")
+# A record's raw JSON as a line for a codec that reads JSON: an object holding it as ``record``, as the
+# input's own lines do.
+_RECORD_LINE_START, _RECORD_LINE_BREAK, _RECORD_LINE_END = b'{"record":', b'}\n{"record":', b"}"
 _NUL_OR_SURROGATE = re.compile(rb"\\u(?:0000|[dD])")
+
+
+def _envelope_bytes(text: bytes) -> int:
+    """The bytes of the first line of ``text`` around its record (``{"type":"RECORD",...}``)."""
+    end = text.find(b"\n")
+    line = text if end < 0 else text[:end]
+    try:
+        return len(line) - len(_envelope.decode(line).record)
+    except (*convert.DECODE_ERRORS, AttributeError):
+        return 0
 
 
 class _RowProblem(Exception):

@@ -40,6 +40,7 @@ from target_warehouse_seg.reader import (
     RecordMessage,
     SchemaMessage,
     StateMessage,
+    TypedBlocks,
 )
 from target_warehouse_seg.sink import StreamSink
 
@@ -205,6 +206,8 @@ class TargetWarehouseSeg(Target):
         reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
         reader.on_error = self._abort
         reader.on_records = self._process_record_messages
+        reader.typed_blocks = self._typed_blocks
+        reader.on_typed_records = self._process_record_messages
         reader.idle_timeout = self._time_left
         reader.on_idle = self._on_idle
 
@@ -319,8 +322,16 @@ class TargetWarehouseSeg(Target):
         reader = t.cast(MessageReader, self.message_reader)
         self._process_record_messages(message.stream, [message], reader.line_number)
 
-    def _process_record_messages(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:
-        """Consecutive records of one stream (lines ``first_line`` on), as the reader hands them."""
+    def _typed_blocks(self, stream: str) -> TypedBlocks | None:
+        sink = self._sinks.get(stream)
+        return sink.typed if sink is not None else None
+
+    def _process_record_messages(
+        self, stream: str, messages: list[t.Any], first_line: int, text: bytes | None = None
+    ) -> None:
+        """Consecutive records of one stream (lines ``first_line`` on), as the reader hands them: raw
+        (``RecordMessage``), or decoded by the stream's ``TypedBlocks`` and with ``text``, their lines
+        joined by newlines."""
         sink = self._sinks.get(stream)
         if sink is None:
             self._records_before_schema(stream, messages, first_line)
@@ -329,9 +340,17 @@ class TargetWarehouseSeg(Target):
             self._unit_started = time.monotonic()
         limit = self.settings.batch_size_rows
         offset = 0
+        lines: list[bytes] | None = None
         while offset < len(messages):
             part = messages[offset : offset + max(1, limit - sink.rows)]
-            self._unit_bytes += sink.add_many(part, first_line + offset)
+            if text is None:
+                self._unit_bytes += sink.add_many(part, first_line + offset)
+            elif len(part) == len(messages):
+                self._unit_bytes += sink.add_decoded(part, first_line, text)
+            else:  # a batch ends inside the run: its lines are cut where its records are
+                lines = lines if lines is not None else text.split(b"\n")
+                piece = b"\n".join(lines[offset : offset + len(part)])
+                self._unit_bytes += sink.add_decoded(part, first_line + offset, piece)
             self._unit_rows += len(part)
             offset += len(part)
             # A flush also happens when the JSON read since the last one exceeds the engine's unit

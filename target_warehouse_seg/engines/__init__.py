@@ -128,9 +128,11 @@ class Codec(abc.ABC):
     ``rows`` are the stream's decoded records (msgspec structs whose fields follow ``columns``);
     every column's values are already checked for their ``source`` (see convert.py).
 
-    A codec with ``reads_json`` also gets each record's own JSON text (``raws``: the input's bytes, or
-    a canonical re-encoding of the decoded record when it was read leniently), so that the database can
-    convert the values itself from text the decoder has already checked.
+    A codec with ``reads_json`` also gets the records' own JSON text (``raws``: pieces of one or more
+    lines joined by newlines, one line per row in order; each line a JSON object whose ``record`` is the
+    record: the input's own Singer line, or a canonical ``{"record": ...}`` re-encoding when the record
+    was read leniently), so that the database can convert the values itself from text the decoder has
+    already checked.
     """
 
     reads_json: t.ClassVar[bool] = False

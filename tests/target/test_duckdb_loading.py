@@ -204,7 +204,7 @@ def test_a_batch_of_many_chunks_is_spooled_into_few_files_in_row_order(
     # Small blocks of input and the smallest chunks (256 rows): a chunk every ~300 records.
     monkeypatch.setattr(MessageReader, "BLOCK_BYTES", 16_000)
     monkeypatch.setattr(engine.DuckDBEngine, "chunk_values", 1)
-    monkeypatch.setattr(engine, "SPOOL_FILE_BYTES", 20_000)  # 2 chunks a file
+    monkeypatch.setattr(engine, "SPOOL_FILE_BYTES", 60_000)  # 2 chunks (~45 KB of lines each) a file
     batches: list[tuple[int, int]] = []  # (chunks, files) of each batch
     finish = engine.DuckDBCodec.finish
 
