@@ -177,10 +177,11 @@ class MessageReader(GenericSingerReader[t.Any]):
                     if self.on_idle is not None:
                         self.on_idle()
                     continue
-                if self._decode_typed(block):
+                array = b"[" + block[:-1].replace(b"\n", b",") + b"]"  # the block's lines as one JSON array
+                if self._decode_typed(block, array):
                     continue
                 try:
-                    messages = _envelopes.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+                    messages = _envelopes.decode(array)
                 except DECODE_ERRORS:
                     self._line_by_line(block)
                 else:
@@ -193,9 +194,10 @@ class MessageReader(GenericSingerReader[t.Any]):
             raise
         return self._counts
 
-    def _decode_typed(self, block: bytes) -> bool:
-        """Decode and hand over a block in one pass with the recent stream's typed decoder; False when
-        the block must take the envelope path instead (nothing was handed over then)."""
+    def _decode_typed(self, block: bytes, array: bytes) -> bool:
+        """Decode and hand over a block (``array``: its lines as one JSON array) in one pass with the
+        recent stream's typed decoder; False when the block must take the envelope path instead (nothing
+        was handed over then)."""
         if self._typed_pause:
             self._typed_pause -= 1
             return False
@@ -204,7 +206,7 @@ class MessageReader(GenericSingerReader[t.Any]):
         if typed is None or self.on_typed_records is None or typed.guard.search(block) is not None:
             return False
         try:
-            messages = typed.decoder.decode(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+            messages = typed.decoder.decode(array)
         except DECODE_ERRORS:
             self._typed_pause = TYPED_PAUSE_BLOCKS
             return False
