@@ -124,21 +124,33 @@ def test_a_value_duckdb_refuses_is_located_and_reported(duckdb_warehouse: Wareho
     assert json.loads(rejected[0]["record"]) == {"id": 99, "when": "2024-02-30"}
 
 
+@pytest.mark.parametrize(
+    ("second_ids", "switch"),
+    [
+        # The first record's key is stored: the table is upserted from the first batch on.
+        ([3, 4, 5, 6, 7], "its first record's key is stored already; upserting"),
+        # The first record's key is new: a plain INSERT, which the primary key refuses for k3.
+        ([5, 3, 4, 6, 7], "some keys exist already; upserting from now on"),
+    ],
+)
 def test_a_table_with_keys_already_there_is_upserted(
-    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture, second_ids: list[int], switch: str
 ) -> None:
-    """The first batch into a table is a plain INSERT; keys already there turn the table to upserts."""
+    """The first batch into a table is a plain INSERT unless its first key is stored already; keys
+    already there turn the table to upserts."""
     messages = [schema("s", PROPERTIES, bookmark=["system_modstamp"])]
     stamp = "2024-01-01T00:00:0{}Z"
     first = [record("s", {"id": f"k{i}", "name": "v1", "system_modstamp": stamp.format(1)}) for i in range(5)]
     second = [
-        record("s", {"id": f"k{i}", "name": "v2", "system_modstamp": stamp.format(i % 3)})
-        for i in range(3, 8)
+        record("s", {"id": f"k{i}", "name": "v2", "system_modstamp": stamp.format(i % 3)}) for i in second_ids
     ]
-    assert duckdb_warehouse.run([*messages, *first]).error is None
+    with caplog.at_level(logging.INFO, logger="target-warehouse-seg"):
+        assert duckdb_warehouse.run([*messages, *first]).error is None
+    assert not any("upserting" in message for message in caplog.messages)  # a new table: appended
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="target-warehouse-seg"):
         assert duckdb_warehouse.run([*messages, *second], batch_size_rows=2).error is None
-    assert any("upserting from now on" in message for message in caplog.messages)
+    assert [message for message in caplog.messages if "upserting" in message] == [f"stream s: {switch}"]
     # k3 arrives with stamp 0 (older than stored 1): kept; k4 with 1 (equal): replaced; k5..k7 are new.
     assert names(duckdb_warehouse) == {
         "k0": "v1",
@@ -415,6 +427,33 @@ def test_duckdb_keeps_a_block_allocator_within_its_memory_limit(tmp_path: Path) 
     amount, unit = value[0].split()
     assert unit == "MiB" and round(float(amount) * 1.048576) == BLOCK_ALLOCATOR_MB
     assert BLOCK_ALLOCATOR_MB < MEMORY_LIMIT_MB
+
+
+def test_duckdb_vacuums_only_when_closing(tmp_path: Path) -> None:
+    """Checkpoints while loading do not compact row groups that hold deleted rows (upserts delete the
+    rows they replace: each checkpoint rewrote the same row groups again); DuckDB's checkpoint on
+    closing does, with its default."""
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+
+    path = str(tmp_path / "w.duckdb")
+    engine = DuckDBEngine(path, "s")
+    engine.connect()
+    try:
+        connection = engine.connection
+        assert connection.execute("SELECT current_setting('max_vacuum_tasks')").fetchone() == (0,)
+        connection.execute("CREATE TABLE t AS SELECT range AS id FROM range(400000)")
+        connection.execute("CHECKPOINT")
+        connection.execute("SET checkpoint_threshold = '1GB'")  # the deletes wait in the WAL
+        connection.execute("DELETE FROM t WHERE id % 4 <> 0")
+    finally:
+        engine.close()
+    reopened = duckdb.connect(path)
+    try:
+        row_groups = reopened.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')")
+        assert row_groups.fetchone() == (1,)  # 100,000 rows left, compacted from 4 row groups into one
+        assert reopened.execute("SELECT count(*), sum(id % 4) FROM t").fetchone() == (100000, 0)
+    finally:
+        reopened.close()
 
 
 def test_a_record_longer_than_the_readers_default_object_size_loads(duckdb_warehouse: Warehouse) -> None:
