@@ -91,6 +91,10 @@ class Loader:
             self._raise_failures()
         self._queued.append(self._executor.submit(self._apply, unit))
 
+    def finishing(self) -> None:
+        """Let the engine know, on the loader thread, that the unit submitted next is the run's last."""
+        self._queued.append(self._executor.submit(self.engine.finishing))
+
     def _raise_failures(self) -> None:
         for future in [future for future in self._queued if future.done()]:
             self._queued.remove(future)

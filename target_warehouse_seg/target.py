@@ -450,6 +450,8 @@ class TargetWarehouseSeg(Target):
 
     def process_endofpipe(self) -> None:
         try:
+            if self._loader is not None:
+                self._loader.finishing()
             self._flush()
         except BaseException:
             self._abort()

@@ -227,6 +227,9 @@ class Engine(abc.ABC):
         Returns whether the engine took it (then it is called again with False)."""
         return False
 
+    def finishing(self) -> None:  # noqa: B027 (optional hook, nothing to do by default)
+        """Called on the loader thread before the run's last unit (the input has ended)."""
+
     @abc.abstractmethod
     def commit(self) -> None: ...
 

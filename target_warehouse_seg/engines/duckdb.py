@@ -571,6 +571,11 @@ class DuckDBEngine(CatalogEngine):
             return False
         return True
 
+    def finishing(self) -> None:
+        """The run's last unit, and the checkpoint DuckDB makes on closing, vacuum with DuckDB's
+        default (see VACUUM_TASKS_WHILE_LOADING)."""
+        _optional_setting(self.connection, "RESET max_vacuum_tasks")
+
     def close(self) -> None:
         try:
             if self._lender is not None:

@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import tempfile
+import typing as t
 from decimal import Decimal
 from pathlib import Path
 
@@ -454,6 +455,36 @@ def test_duckdb_vacuums_only_when_closing(tmp_path: Path) -> None:
         assert reopened.execute("SELECT count(*), sum(id % 4) FROM t").fetchone() == (100000, 0)
     finally:
         reopened.close()
+
+
+def test_the_last_unit_of_a_run_vacuums(duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the run's last commit checkpoints (nothing is left for the checkpoint on closing), that
+    checkpoint vacuums: the row groups that upserts left partly deleted are compacted."""
+    from target_warehouse_seg.engines import duckdb as engine_module
+
+    # Every commit checkpoints (a 1 MB threshold).
+    monkeypatch.setattr(engine_module, "CHECKPOINT_BASE_MB", 1)
+    monkeypatch.setattr(engine_module, "CHECKPOINT_MAX_MB", 1)
+    properties = {"id": {"type": "integer"}, "system_modstamp": PROPERTIES["system_modstamp"]}
+    messages = [schema("s", properties, bookmark=["system_modstamp"])]
+
+    def records(ids: t.Iterable[int], stamp: str) -> list[dict[str, t.Any]]:
+        return [record("s", {"id": i, "system_modstamp": stamp}) for i in ids]
+
+    assert duckdb_warehouse.run([*messages, *records(range(250_000), "2024-01-01T00:00:00Z")]).error is None
+    # Three rows in four replaced: the 250,000 rows' three row groups keep a quarter of their rows.
+    updated = [i for i in range(250_000) if i % 4]
+    assert duckdb_warehouse.run([*messages, *records(updated, "2024-01-02T00:00:00Z")]).error is None
+    connection = duckdb.connect(duckdb_warehouse.base_config["path"], read_only=True)
+    try:
+        stored = connection.execute("SELECT count(*), count(DISTINCT id) FROM salesforce.s").fetchone()
+        row_groups = connection.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('salesforce.s')"
+        )
+        # 62,500 kept rows compacted into one row group, 187,500 new ones in two (five without vacuum).
+        assert (stored, row_groups.fetchone()) == ((250_000, 250_000), (3,))
+    finally:
+        connection.close()
 
 
 def test_a_record_longer_than_the_readers_default_object_size_loads(duckdb_warehouse: Warehouse) -> None:
