@@ -574,7 +574,8 @@ class DuckDBEngine(CatalogEngine):
     def finishing(self) -> None:
         """The run's last unit, and the checkpoint DuckDB makes on closing, vacuum with DuckDB's
         default (see VACUUM_TASKS_WHILE_LOADING)."""
-        _optional_setting(self.connection, "RESET max_vacuum_tasks")
+        if self._connection is not None:
+            _optional_setting(self._connection, "RESET max_vacuum_tasks")
 
     def close(self) -> None:
         try:
