@@ -91,10 +91,11 @@ BLOCK_ALLOCATOR_MB = 32
 # the row groups that hold deleted rows, remapping the index to the moved rows. Upserts delete the rows
 # they replace, so while loading nearly every checkpoint did that, over and over for the same row
 # groups: 100,000-row upserts of random keys into 1,000,000 rows spent 10.7 s in commits with it and
-# 4.2 s without; the (a) updates took 4.0-4.2 s instead of 4.3-4.7 s; and on the (c) updates a
+# 4.2 s without; the (a) updates took 3.9-4.2 s instead of 4.2-4.7 s; and on the (c) updates a
 # checkpoint's cost hung on where the units' bounds fell in the row groups (0.15 s or 0.7 s). So no
 # vacuuming while loading (DuckDB 1.x never vacuumed such tables): a row group whose rows are all
-# deleted is still dropped, and DuckDB's own checkpoint on closing compacts with its default.
+# deleted is still dropped, and the run's last unit (or DuckDB's checkpoint on closing) vacuums with
+# DuckDB's default, once per run (``finishing``).
 VACUUM_TASKS_WHILE_LOADING = 0
 SQL_TYPES = {
     Kind.BOOLEAN: "BOOLEAN",
