@@ -92,7 +92,7 @@ BLOCK_ALLOCATOR_MB = 32
 # they replace, so while loading nearly every checkpoint did that, over and over for the same row
 # groups: 100,000-row upserts of random keys into 1,000,000 rows spent 10.7 s in commits with it and
 # 4.2 s without; the (a) updates took 3.9-4.2 s instead of 4.2-4.7 s; and on the (c) updates a
-# checkpoint's cost hung on where the units' bounds fell in the row groups (0.15 s or 0.7 s). So no
+# checkpoint's cost hung on where the units' bounds fell in the row groups (0.15 s or 0.6-0.9 s). So no
 # vacuuming while loading (DuckDB 1.x never vacuumed such tables): a row group whose rows are all
 # deleted is still dropped, and the run's last unit (or DuckDB's checkpoint on closing) vacuums with
 # DuckDB's default, once per run (``finishing``).
