@@ -584,9 +584,7 @@ class DuckDBEngine(CatalogEngine):
                 self._lender.close()
                 self._lender = None
             if self._connection is not None:
-                # The checkpoint DuckDB makes on closing (of what the WAL still holds) compacts row
-                # groups as DuckDB does by default.
-                _optional_setting(self._connection, "RESET max_vacuum_tasks")
+                self.finishing()  # also after an error: the checkpoint on closing vacuums as by default
                 self._connection.close()
                 self._connection = None
         finally:
