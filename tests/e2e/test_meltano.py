@@ -359,6 +359,9 @@ def test_dev_run_then_incremental_run_from_meltano_state(
             "Status": "Open",
         },
     )
+    # The tap reads up to its start by Salesforce's clock, known in whole seconds: a change in the second
+    # the run starts would wait for the next run.
+    org.clock.advance(2)
     before_second_run = datetime.now(timezone.utc)
 
     second = meltano("--environment", "dev", "run", TAP, TARGET, **variables)
