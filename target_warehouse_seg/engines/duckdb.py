@@ -42,6 +42,7 @@ from pathlib import Path
 
 import duckdb
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from target_warehouse_seg import convert
@@ -165,9 +166,24 @@ def _raw_texts(values: t.Sequence[t.Any]) -> list[bytes]:
     return b"\x00".join([value or _NULL for value in values]).split(b"\x00")
 
 
-def _temporal_texts(values: t.Sequence[t.Any]) -> list[bytes]:
-    """Dates, times and datetimes as RFC 3339 text (``null`` for NULL), from one JSON encode."""
-    return _encode(values)[1:-1].replace(b'"', b"").split(b",")
+def _temporal_array(values: t.Sequence[t.Any]) -> pa.Array:
+    """Dates, times and datetimes as an Arrow array of RFC 3339 text (``null`` for NULL).
+
+    One msgspec encode of the column, then Arrow's buffers straight from it (the offsets from where
+    its commas were): no Python object per value, half the time of splitting the text in Python.
+    """
+    # Such text holds no comma, quote or escape: its quotes go, and its commas separate the values.
+    text = _encode(values)[1:-1].replace(b'"', b"")
+    data = text.replace(b",", b"")
+    commas = np.flatnonzero(np.frombuffer(text, np.uint8) == ord(","))
+    if len(commas) != max(len(values) - 1, 0):
+        raise RuntimeError(f"{len(values)} dates or times encoded as {len(commas) + 1} values")
+    offsets = np.empty(len(values) + 1, np.int32)
+    offsets[0], offsets[-1] = 0, len(data)
+    # Value i ends where comma i was, less the i commas before it that ``data`` lacks.
+    offsets[1:-1] = commas - np.arange(len(commas), dtype=commas.dtype)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
 
 
 def _text_array(position: int, texts: list[bytes]) -> pa.Array:
@@ -325,7 +341,7 @@ class DuckDBCodec(Codec):
         arrays.append(pa.array(lines, pa.int64()))
         # As RFC 3339 text from one msgspec encode (Arrow converts datetime objects one by one, ~10x
         # slower); DuckDB parses it in the merge.
-        arrays.append(pa.array(_temporal_texts(received_at), pa.string()))
+        arrays.append(_temporal_array(received_at))
         side = pa.RecordBatch.from_arrays(arrays, schema=self._side_schema(columns))
         texts = raws if raws is not None else [_encode({"record": row}) for row in rows]
         # Spooled now (memory holds one chunk at most), into files of a few MB: DuckDB's reader pays
@@ -378,7 +394,7 @@ class DuckDBCodec(Codec):
         if source is Source.JSON:
             return _text_array(position, _raw_texts(values))
         if source in (Source.TIMESTAMP, Source.DATE, Source.TIME):
-            return pa.array(_temporal_texts(values), pa.string())
+            return _temporal_array(values)
         if source is Source.LOOSE:
             return pa.array([convert.text_of(value) for value in values], pa.string())
         if source is Source.INTEGER:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pytest
 from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state
 
@@ -67,6 +68,34 @@ def test_duckdb_reads_the_values_it_was_given(duckdb_warehouse: Warehouse) -> No
     assert (rows["b"]["name"], rows["b"]["amount"], rows["b"]["count"]) == ("1.50", Decimal(100), 7)
     assert rows["b"]["system_modstamp"] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert rows["c"]["name"] is None and rows["c"]["amount"] is None and rows["c"]["flag"] is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [None],
+        [dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)],
+        [
+            None,
+            dt.datetime(2024, 1, 2, 3, 4, 5, 6000, tzinfo=UTC),
+            dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+            None,
+            dt.datetime(1, 1, 1, tzinfo=UTC),
+            None,
+        ],
+        [dt.date(2024, 2, 29), None, dt.date(9999, 12, 31)],
+        [dt.time(0, 0), dt.time(23, 59, 59, 999999), None],
+    ],
+    ids=["none", "one null", "one", "date-times of several widths", "dates", "times"],
+)
+def test_dates_and_times_travel_as_their_rfc_3339_text(values: list[t.Any]) -> None:
+    from target_warehouse_seg.engines.duckdb import _temporal_array
+
+    array = _temporal_array(values)
+    array.validate(full=True)
+    texts = [msgspec.json.encode(value).decode().strip('"') for value in values]  # None: "null"
+    assert array.to_pylist() == texts
 
 
 def test_a_record_duckdb_refuses_for_what_the_decoder_ignores_is_re_encoded(
