@@ -994,7 +994,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-TARGET_LAUNCHER = "from target_warehouse_seg.target import TargetWarehouseSeg; TargetWarehouseSeg.cli()"
+# The console script's entry (``__main__.main``); a snapshot from before it existed runs the class's CLI.
+TARGET_LAUNCHER = (
+    "import importlib.util as u\n"
+    "if u.find_spec('target_warehouse_seg.__main__'):\n"
+    "    from target_warehouse_seg.__main__ import main; main()\n"
+    "else:\n"
+    "    from target_warehouse_seg.target import TargetWarehouseSeg; TargetWarehouseSeg.cli()\n"
+)
 
 
 def _git(*arguments: str) -> str:
