@@ -2,9 +2,9 @@
 
 When the run returns, everything is committed, the database is closed, and every STATE line has been
 written and flushed; the process then ends at once. Python's own teardown (freeing the modules of
-singer-sdk, DuckDB, Arrow, numpy...) took ~80 ms more, a sixth of a small incremental run, for nothing.
-Only the command does this: code that runs the target inside its own process (the tests, say) calls
-``TargetWarehouseSeg.cli`` and keeps its interpreter.
+singer-sdk, DuckDB, Arrow, numpy...) took 70 to 90 ms more, a sixth of a small incremental run, for
+nothing. Only the command does this: code that runs the target inside its own process (the tests, say)
+calls ``TargetWarehouseSeg.cli`` and keeps its interpreter.
 """
 
 from __future__ import annotations
