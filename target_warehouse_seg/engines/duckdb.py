@@ -206,8 +206,9 @@ def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
         return False
     for value in filter(None, map(convert.raw_or_none, present)):
         number = convert.decimal_of(value)
-        exact = number.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT)
-        if abs(number) >= _DECIMAL_LIMIT or number != exact:
+        if abs(number) >= _DECIMAL_LIMIT:  # first: quantize() refuses a result past 38 digits
+            return True
+        if number != number.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT):
             return True
     return False
 

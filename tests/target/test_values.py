@@ -156,6 +156,23 @@ def test_numbers_that_duckdb_decimal_cannot_hold_are_never_rounded(warehouse: Wa
     assert Decimal(str(stored[1])) == Decimal("2.5")
 
 
+def test_numbers_past_twenty_digits_before_the_point_are_kept_exact(warehouse: Warehouse) -> None:
+    # DuckDB's DECIMAL(38,18) holds 20 digits before the point: these widen its column to exact text
+    # (checking them once raised Python's decimal.InvalidOperation, and the run ended in a traceback).
+    big = {2: "123456789012345678901", 3: "-99999999999999999999999999.5", 4: "1E+20", 5: "2.5e400"}
+    lines = [
+        json.dumps(schema("wide", {"id": {"type": "integer"}, "x": {"type": ["null", "number"]}})),
+        '{"type": "RECORD", "stream": "wide", "record": {"id": 1, "x": 2.5}}',
+        *(
+            f'{{"type": "RECORD", "stream": "wide", "record": {{"id": {i}, "x": {text}}}}}'
+            for i, text in big.items()
+        ),
+    ]
+    assert warehouse.run(lines).error is None
+    stored = {row["id"]: Decimal(str(row["x"])) for row in warehouse.rows("wide")}
+    assert stored == {1: Decimal("2.5"), **{i: Decimal(text) for i, text in big.items()}}
+
+
 def test_nul_characters_are_removed_and_counted(
     warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
