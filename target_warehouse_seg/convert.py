@@ -5,8 +5,9 @@ checks strings, bounded integers, booleans, zoned date-times, dates and times in
 checked here, column by column over a chunk:
 
 * numbers arrive as the exact JSON text (``msgspec.Raw``); one ``translate`` over the joined column
-  proves every value is a JSON number (``check_numbers``), so no ``Decimal`` is ever built and
-  nothing passes through a float;
+  (``scan_numbers``) proves every value is a JSON number, so no ``Decimal`` is ever built and
+  nothing passes through a float, and shows an engine whose numbers have a limit (DuckDB's DECIMAL)
+  whether any value comes near it;
 * mixed-type ("loose") values become text (``text_of``).
 
 A record the typed decoder refuses takes the slow path (``lenient``): each value is read on its own,
@@ -29,6 +30,14 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _NUMBER_BYTES = b"0123456789+-.eEnul\x00"
+# The translation of ``scan_numbers``: what JSON numbers and null are written with stays (``\x00``
+# separates the values), except digits, which all become "9" (a run of digits is then a run of nines),
+# and every other byte becomes ``NOT_NUMBER``.
+NOT_NUMBER = b"!"
+_NUMBER_SCAN = bytes(
+    ord("9") if byte in b"0123456789" else byte if byte in _NUMBER_BYTES else NOT_NUMBER[0]
+    for byte in range(256)
+)
 RAW_NULL = msgspec.Raw(b"null")
 # What a msgspec decode raises for bad input: its own errors, and (msgspec before 0.23) UnicodeDecodeError
 # for bytes that are not UTF-8 in a string it decodes; 0.23 raises its DecodeError for those.
@@ -96,18 +105,21 @@ def describe(value: t.Any) -> str:
 # Per-chunk checks ----------------------------------------------------------------------------------
 
 
-def check_numbers(values: t.Sequence[msgspec.Raw | None]) -> int | None:
-    """The index of the first value that is not a JSON number or null (None when all are).
+def scan_numbers(values: t.Iterable[msgspec.Raw | None]) -> bytes:
+    """A number column's values (None for a missing one), as one text that shows what they hold.
 
     Every value is already valid JSON (msgspec checked it), and the only JSON values written with
-    nothing but digits, signs, points, exponents and the letters of ``null`` are numbers and null:
-    so one ``translate`` over the joined column proves them all.
+    nothing but digits, signs, points, exponents and the letters of ``null`` are numbers and null: so
+    the column holds only those when ``NOT_NUMBER`` is not in the scan (``first_non_number`` finds
+    the value that is). Digits show as nines, so a run of N nines is a run of N digits.
     """
-    present = [value for value in values if value is not None]
-    if not present or not b"\x00".join(present).translate(None, _NUMBER_BYTES):
-        return None
+    return b"\x00".join(filter(None, values)).translate(_NUMBER_SCAN)
+
+
+def first_non_number(values: t.Sequence[msgspec.Raw | None]) -> int | None:
+    """The index of the first value that is not a JSON number or null (None when all are)."""
     for index, value in enumerate(values):
-        if value is not None and bytes(value).translate(None, _NUMBER_BYTES):
+        if value is not None and NOT_NUMBER in bytes(value).translate(_NUMBER_SCAN):
             return index
     return None
 

@@ -215,7 +215,7 @@ class StreamSink:
         read_at = self._read_at or utc_now()
         while rows:
             try:
-                keys = self._check(rows, lines)
+                keys, number_scans = self._check(rows, lines)
                 received_at = [stamp or read_at for stamp in extracted]
                 part = self._codec.encode(
                     self._columns,
@@ -225,6 +225,7 @@ class StreamSink:
                     texts if self._keep_raw else None,
                     previous=self._parts[-1] if self._parts else None,
                     lenient=lenient,
+                    number_scans=number_scans,
                 )
             except _RowProblem as problem:
                 self._invalid(problem.error, convert.json_encoder.encode(rows[problem.index]))
@@ -254,9 +255,11 @@ class StreamSink:
                 del values[index]
         self.rows -= 1
 
-    def _check(self, rows: list[t.Any], lines: list[int]) -> list[t.Any]:
+    def _check(self, rows: list[t.Any], lines: list[int]) -> tuple[list[t.Any], dict[int, bytes]]:
         """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys, for
-        the sink's own count of distinct keys (none when the engine counts them)."""
+        the sink's own count of distinct keys (none when the engine counts them), and each number
+        column's scan (``convert.scan_numbers``: the codec reads there whether a value needs a closer
+        look, without going over the column again)."""
         key_values = [self._values(rows, i) for i in self._key_positions]
         for position, values in zip(self._key_positions, key_values, strict=True):
             if None in values:
@@ -272,9 +275,11 @@ class StreamSink:
                         field=prop,
                     ),
                 )
+        number_scans: dict[int, bytes] = {}
         for position in self._number_positions:
-            index = convert.check_numbers(list(map(operator.attrgetter(f"f{position}"), rows)))
-            if index is not None:
+            scan = convert.scan_numbers(map(operator.attrgetter(f"f{position}"), rows))
+            if convert.NOT_NUMBER in scan:
+                index = t.cast(int, convert.first_non_number(self._values(rows, position)))
                 value = getattr(rows[index], f"f{position}")
                 raise _RowProblem(
                     index,
@@ -282,13 +287,15 @@ class StreamSink:
                         rows, lines, index, position, f"expected a number, got {convert.describe(value)}"
                     ),
                 )
+            number_scans[position] = scan
         if not key_values or self._codec_counts_keys:
-            return []
+            return [], number_scans
         comparable = [
             self._comparable(position, values)
             for position, values in zip(self._key_positions, key_values, strict=True)
         ]
-        return comparable[0] if len(comparable) == 1 else list(zip(*comparable, strict=True))
+        keys = comparable[0] if len(comparable) == 1 else list(zip(*comparable, strict=True))
+        return keys, number_scans
 
     def _values(self, rows: list[t.Any], position: int) -> list[t.Any]:
         values = list(map(operator.attrgetter(f"f{position}"), rows))

@@ -150,12 +150,14 @@ class Codec(abc.ABC):
         raws: list[t.Any] | None = None,
         previous: t.Any | None = None,
         lenient: bool = True,
+        number_scans: t.Mapping[int, bytes] | None = None,
     ) -> t.Any:
         """One chunk's payload part. May raise ``ValueProblem`` or ``NeedsWidening``.
 
         ``previous`` is the batch's part before this one (None for its first): a codec may add this
         chunk to what that part holds (DuckDB's spool file). ``lenient`` is false when every row came
-        through the typed decoder, whose bounds (bigint integers) then hold for every value."""
+        through the typed decoder, whose bounds (bigint integers) then hold for every value.
+        ``number_scans`` holds the sink's ``convert.scan_numbers`` of number columns, by position."""
 
     @abc.abstractmethod
     def finish(self, columns: list[BatchColumn], parts: list[t.Any]) -> t.Any:

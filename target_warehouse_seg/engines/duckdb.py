@@ -146,9 +146,7 @@ _DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 # quantize() needs room for all 38 digits (the default context keeps 28: InvalidOperation past it).
 _DECIMAL_CONTEXT = Context(prec=DECIMAL_PRECISION)
-# Digits become "9": then a run of 19 nines means 19 digits in a row (too many after the point, or
-# close to too many before it) and only then is each value checked exactly.
-_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+# In a number column's scan (digits shown as nines), 19 digits in a row.
 _LONG_RUN = b"9" * (DECIMAL_SCALE + 1)
 
 
@@ -198,19 +196,27 @@ def _text_array(position: int, texts: list[bytes]) -> pa.Array:
         raise
 
 
-def _decimal_misfit(values: t.Sequence[t.Any]) -> bool:
-    """Whether a JSON number would not fit DECIMAL(38,18) exactly."""
-    present = list(filter(None, values))
-    joined = b"\x00".join(present).translate(_DIGITS_AS_NINES)
-    if not present or (_LONG_RUN not in joined and b"e" not in joined and b"E" not in joined):
+def _decimal_misfit(values: t.Sequence[t.Any], scan: bytes | None = None) -> bool:
+    """Whether a JSON number would not fit DECIMAL(38,18) exactly (``scan``: the column's
+    ``convert.scan_numbers``, when the sink made it already).
+
+    Only a column whose scan shows a run of 19 digits (too many after the point, or close to too
+    many before it) or an exponent is checked value by value.
+    """
+    if not _near_decimal_limit(convert.scan_numbers(values) if scan is None else scan):
         return False
-    for value in filter(None, map(convert.raw_or_none, present)):
+    for value in filter(None, map(convert.raw_or_none, values)):
         number = convert.decimal_of(value)
         if abs(number) >= _DECIMAL_LIMIT:  # first: quantize() refuses a result past 38 digits
             return True
         if number != number.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT):
             return True
     return False
+
+
+def _near_decimal_limit(scan: bytes) -> bool:
+    """Whether a number column's scan shows 19 digits in a row or an exponent."""
+    return _LONG_RUN in scan or b"e" in scan or b"E" in scan
 
 
 # How DuckDB reads a column from the record's JSON (None: the column travels in the side table).
@@ -332,12 +338,15 @@ class DuckDBCodec(Codec):
         raws: list[t.Any] | None = None,
         previous: Part | None = None,
         lenient: bool = True,
+        number_scans: t.Mapping[int, bytes] | None = None,
     ) -> Part:
         layout = self.layout(columns)
+        scans = number_scans or {}
         for position in layout.read:
-            self._check_read(position, columns[position], rows, lenient)
+            self._check_read(position, columns[position], rows, lenient, scans.get(position))
         arrays = [
-            self._array(position, columns[position], _column(rows, position)) for position in layout.side
+            self._array(position, columns[position], _column(rows, position), scans.get(position))
+            for position in layout.side
         ]
         arrays.append(pa.array(lines, pa.int64()))
         # As RFC 3339 text from one msgspec encode (Arrow converts datetime objects one by one, ~10x
@@ -363,10 +372,13 @@ class DuckDBCodec(Codec):
         return Part(path, side, longest, type(rows[0]), file_bytes)
 
     @staticmethod
-    def _check_read(position: int, column: BatchColumn, rows: list[t.Any], lenient: bool) -> None:
+    def _check_read(
+        position: int, column: BatchColumn, rows: list[t.Any], lenient: bool, scan: bytes | None
+    ) -> None:
         """What DuckDB's reader would not refuse but round or overflow: widen the column instead."""
         if column.source is Source.NUMBER:
-            if _decimal_misfit(_column(rows, position)):
+            # The column's values are gathered only when the sink's scan does not clear them.
+            if (scan is None or _near_decimal_limit(scan)) and _decimal_misfit(_column(rows, position), scan):
                 raise convert.NeedsWidening(
                     position,
                     Kind.TEXT,
@@ -381,10 +393,12 @@ class DuckDBCodec(Codec):
                 raise convert.NeedsWidening(position, Kind.NUMBER, "an integer beyond bigint's range")
 
     @staticmethod
-    def _array(position: int, column: BatchColumn, values: t.Sequence[t.Any]) -> pa.Array:
+    def _array(
+        position: int, column: BatchColumn, values: t.Sequence[t.Any], scan: bytes | None = None
+    ) -> pa.Array:
         source = column.source
         if source is Source.NUMBER:
-            if column.kind is Kind.NUMBER and _decimal_misfit(values):
+            if column.kind is Kind.NUMBER and _decimal_misfit(values, scan):
                 raise convert.NeedsWidening(
                     position,
                     Kind.TEXT,

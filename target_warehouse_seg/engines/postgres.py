@@ -134,6 +134,7 @@ class PostgresCodec(Codec):
         raws: list[t.Any] | None = None,
         previous: t.Any | None = None,
         lenient: bool = True,
+        number_scans: t.Mapping[int, bytes] | None = None,
     ) -> bytes:
         if self._cursor is None:
             raise DatabaseError("PostgreSQL codec used before connecting")

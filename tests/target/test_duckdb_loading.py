@@ -98,6 +98,39 @@ def test_dates_and_times_travel_as_their_rfc_3339_text(values: list[t.Any]) -> N
     assert array.to_pylist() == texts
 
 
+NUMBER_COLUMNS = {
+    "small": (["1", "-2.5", "null", None, "0.000000000000000001", "99999999999999999999.5"], False),
+    "exponent that fits": (["1.5e3", "2E-2", "7"], False),
+    "19 decimals": (["1", "0.1234567890123456789"], True),
+    "21 digits before the point": (["123456789012345678901"], True),
+    "exponent past the scale": (["1e-19"], True),
+    "exponent past the precision": (["1E+20"], True),
+    "nothing": ([None, None], False),
+}
+
+
+@pytest.mark.parametrize("texts, misfit", NUMBER_COLUMNS.values(), ids=NUMBER_COLUMNS.keys())
+def test_a_number_column_is_scanned_once_for_both_checks(texts: list[str | None], misfit: bool) -> None:
+    from target_warehouse_seg import convert
+    from target_warehouse_seg.engines.duckdb import _decimal_misfit
+
+    values = [None if text is None else msgspec.Raw(text.encode()) for text in texts]
+    scan = convert.scan_numbers(values)
+    assert convert.NOT_NUMBER not in scan and convert.first_non_number(values) is None
+    # The sink's scan gives the codec the answer it would find by itself.
+    assert _decimal_misfit(values, scan) is misfit
+    assert _decimal_misfit(values) is misfit
+
+
+@pytest.mark.parametrize("bad", ['"12.5"', "true", "[1]", '{"n": 1}'])
+def test_a_number_column_scan_finds_what_is_not_a_number(bad: str) -> None:
+    from target_warehouse_seg import convert
+
+    values = [msgspec.Raw(b"1.5"), None, msgspec.Raw(bad.encode()), msgspec.Raw(b"null")]
+    assert convert.NOT_NUMBER in convert.scan_numbers(values)
+    assert convert.first_non_number(values) == 2
+
+
 def test_a_record_duckdb_refuses_for_what_the_decoder_ignores_is_re_encoded(
     duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
