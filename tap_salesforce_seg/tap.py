@@ -24,7 +24,6 @@ import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.helpers._util import read_json_file
 from singer_sdk.plugin_base import SingerCommand
 from singer_sdk.singerlib import Catalog, SingerMessageType
 
@@ -47,7 +46,14 @@ from tap_salesforce_seg.discovery import (
     discover,
     is_selected,
 )
-from tap_salesforce_seg.errors import ConfigError, OutputClosed, TapError
+from tap_salesforce_seg.errors import CatalogError, ConfigError, OutputClosed, TapError
+from tap_salesforce_seg.inputs import (
+    checked_json_file,
+    read_catalog,
+    read_config,
+    read_json_object,
+    read_state,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -208,6 +214,8 @@ class TapSalesforceSeg(Tap):
         setup_mapper: bool = True,
         message_writer: t.Any = None,
     ) -> None:
+        # Files named on the command line are read here, so that a missing or malformed one is one line.
+        config, catalog, state = read_config(config), read_catalog(catalog), read_state(state)
         # singer-sdk's Catalog keeps only the metadata keys it knows; ours (salesforce-object, ...) are
         # read from the raw catalog.
         self._raw_catalog = _raw_catalog(catalog)
@@ -309,20 +317,41 @@ class TapSalesforceSeg(Tap):
     # --- CLI ------------------------------------------------------------------------------------
 
     @classmethod
+    def invoke(  # type: ignore[override]
+        cls, *, state: t.IO[str] | None = None, catalog: t.IO[str] | None = None, **options: t.Any
+    ) -> None:
+        """singer-sdk's, with ``--state`` and ``--catalog`` files that are not JSON objects as one line."""
+        state = checked_json_file(state, "state file")
+        catalog = checked_json_file(catalog, "catalog file", CatalogError)
+        super().invoke(state=state, catalog=catalog, **options)
+
+    @classmethod
     def get_singer_command(cls) -> click.Command:
         command = super().get_singer_command()
         command.__class__ = _OneLineErrorsCommand
+        for param in command.params:
+            if param.name == "config" and param.callback is not None:
+                param.callback = _config_files_read_first(param.callback)
         return command
 
 
-def _raw_catalog(catalog: PurePath | str | dict | Catalog | None) -> dict | None:
-    if catalog is None:
-        return None
+def _config_files_read_first(callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """``--config``'s callback, run once every file it names has been read as a JSON object here: a
+    missing or malformed one is then one line, not singer-sdk's traceback."""
+
+    def read_then_call(context: click.Context, param: click.Parameter, value: t.Any) -> t.Any:
+        for path in value or ():
+            if path != "ENV":  # singer-sdk's word for "settings from the environment"
+                read_json_object(path, "config file")
+        return callback(context, param, value)
+
+    return read_then_call
+
+
+def _raw_catalog(catalog: dict | Catalog | None) -> dict | None:
     if isinstance(catalog, Catalog):
         return catalog.to_dict()
-    if isinstance(catalog, dict):
-        return catalog
-    return read_json_file(catalog)
+    return catalog
 
 
 if __name__ == "__main__":

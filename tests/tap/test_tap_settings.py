@@ -305,3 +305,65 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     tap = TapSalesforceSeg(config={**PASSWORD_LOGIN}, parse_env_config=True)
     assert tap.tap_config.lookback_seconds == 30
     assert tap.tap_config.login_base_url == "https://test.salesforce.com"
+
+
+FILE_PROBLEMS = {
+    "missing": (None, "was not found"),
+    "not JSON": (
+        '{"username": "u", "password": "SECRET"',
+        "is not valid JSON: Expecting ',' delimiter or '}' at line 1, column 39",
+    ),
+    "an array": ("[1, 2]", "holds a JSON array, not an object"),
+    "empty": ("", "is empty"),
+    "a folder": ("folder", "is a folder, not a file"),
+}
+
+
+def write_problem(tmp_path: Path, text: str | None) -> Path:
+    path = tmp_path / "given.json"
+    if text == "folder":
+        path.mkdir()
+    elif text is not None:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "problem"), FILE_PROBLEMS.values(), ids=FILE_PROBLEMS.keys())
+@pytest.mark.parametrize("option", ["--config", "--state", "--catalog"])
+def test_a_bad_file_on_the_command_line_is_one_line(
+    tmp_path: Path, option: str, text: str | None, problem: str
+) -> None:
+    given = write_problem(tmp_path, text)
+    settings = {**PASSWORD_LOGIN, "domain": f"http://127.0.0.1:{closed_port()}"}
+    if option == "--config":
+        result = subprocess.run([*TAP, "--config", str(given)], capture_output=True, text=True, timeout=60)
+    else:
+        result = run_tap([option, str(given)], settings, tmp_path)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "Traceback" not in result.stderr and "SECRET" not in result.stderr
+    if option != "--config" and text in (None, "folder"):
+        # click opens --state and --catalog itself, and says so in its own one line.
+        assert "Invalid value for" in result.stderr, result.stderr
+        return
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, result.stderr
+    what = {"--config": "config", "--state": "state", "--catalog": "catalog"}[option]
+    assert f"| {what} file '{given}' {problem}" in errors[0]
+
+
+def test_config_and_state_files_given_as_paths_are_read(tmp_path: Path) -> None:
+    config_file, state_file = tmp_path / "config.json", tmp_path / "state.json"
+    config_file.write_text(json.dumps({**PASSWORD_LOGIN, "lookback_seconds": 7}))
+    state_file.write_text(
+        json.dumps({"bookmarks": {"accounts": {"replication_key_value": "2024-01-01T00:00:00Z"}}})
+    )
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text('{"streams": []}')  # no discovery: nothing here reaches the network
+    tap = TapSalesforceSeg(config=[str(config_file)], state=str(state_file), catalog=str(catalog_file))
+    assert tap.config["lookback_seconds"] == 7
+    assert tap.state["bookmarks"]["accounts"]["replication_key_value"] == "2024-01-01T00:00:00Z"
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"^state file '.*bad.json' is not valid JSON"):
+        TapSalesforceSeg(
+            config=[str(config_file)], state=str(tmp_path / "bad.json"), catalog=str(catalog_file)
+        )
