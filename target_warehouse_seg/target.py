@@ -15,12 +15,14 @@ import time
 import typing as t
 from dataclasses import dataclass
 
+import click
 import jsonschema
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
 from target_warehouse_seg import identifiers
+from target_warehouse_seg.config_file import check_config_file
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import DELETED_KEYS_TABLE, REJECTED_TABLE, Engine, Rejected, create_engine
 from target_warehouse_seg.errors import (
@@ -230,6 +232,15 @@ class TargetWarehouseSeg(Target):
         except TargetError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """singer-sdk's command, whose ``--config`` files are checked first (one line for a bad one)."""
+        command = super().get_singer_command()
+        for param in command.params:
+            if param.name == "config" and param.callback is not None:
+                param.callback = _config_files_checked_first(param.callback)
+        return command
 
     def _handle_termination(self, signum: int, frame: t.Any) -> None:
         """SIGTERM/SIGINT: stop reading. Batches already handed over still commit (and their STATE is
@@ -467,3 +478,19 @@ class TargetWarehouseSeg(Target):
 
 
 __all__ = ["SchemaConflict", "TargetWarehouseSeg"]
+
+
+def _config_files_checked_first(callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """``--config``'s callback, run once every file it names is known to hold a JSON object."""
+
+    def check_then_call(context: click.Context, param: click.Parameter, value: t.Any) -> t.Any:
+        try:
+            for path in value or ():
+                if path != "ENV":  # singer-sdk's word for "settings from the environment"
+                    check_config_file(path)
+        except ConfigError as error:
+            TargetWarehouseSeg.logger.error("%s", error)
+            sys.exit(1)
+        return callback(context, param, value)
+
+    return check_then_call

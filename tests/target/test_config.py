@@ -183,3 +183,32 @@ def test_importing_the_target_starts_no_blas_threads_unless_the_user_asks() -> N
     asked = subprocess.run([sys.executable, "-c", count_threads], env=env, capture_output=True, text=True)
     assert asked.returncode == 0, asked.stderr
     assert asked.stdout.strip() == "2"
+
+
+CONFIG_FILE_PROBLEMS = {
+    "missing": (None, "was not found"),
+    "not JSON": (
+        '{"engine": "postgres", "password": "pw-SECRET"',
+        "is not valid JSON: Expecting ',' delimiter",
+    ),
+    "an array": ('["engine"]', "holds an array, not an object"),
+    "empty": ("  \n", "is empty"),
+    "a folder": ("folder", "is a folder, not a file"),
+}
+
+
+@pytest.mark.parametrize(("text", "problem"), CONFIG_FILE_PROBLEMS.values(), ids=CONFIG_FILE_PROBLEMS.keys())
+def test_a_bad_config_file_is_one_line(text: str | None, problem: str, tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    if text == "folder":
+        path.mkdir()
+    elif text is not None:
+        path.write_text(text)
+    done = subprocess.run(
+        [TARGET_EXECUTABLE, "--config", str(path)], input=INPUT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Traceback" not in done.stderr and "SECRET" not in done.stderr
+    errors = error_lines(done)
+    assert len(errors) == 1, done.stderr
+    assert f"| config file '{path}' {problem}" in errors[0]
