@@ -39,9 +39,19 @@ _NUMBER_SCAN = bytes(
     for byte in range(256)
 )
 RAW_NULL = msgspec.Raw(b"null")
-# What a msgspec decode raises for bad input: its own errors, and (msgspec before 0.23) UnicodeDecodeError
-# for bytes that are not UTF-8 in a string it decodes; 0.23 raises its DecodeError for those.
-DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError)
+# What a msgspec decode raises for bad input: its own errors, (msgspec before 0.23) UnicodeDecodeError
+# for bytes that are not UTF-8 in a string it decodes (0.23 raises its DecodeError for those), and
+# RecursionError for objects or arrays nested about as deep as Python's recursion limit (1,000).
+DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
+def decode_problem(error: BaseException) -> str:
+    """What was wrong with JSON that a msgspec decode refused, in words ("not valid JSON (...)", ...)."""
+    if isinstance(error, RecursionError):
+        return "not readable: objects or arrays nested about 1,000 levels deep"
+    if str(error).startswith("Integer value out of range"):  # Python's limit on an integer's digits
+        return "not readable: an integer of more than 4,300 digits"
+    return f"not valid JSON ({error})"
 
 
 def utf8_problem(data: t.Any) -> str | None:

@@ -26,7 +26,7 @@ from decimal import Decimal
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from target_warehouse_seg.convert import DECODE_ERRORS, utf8_problem
+from target_warehouse_seg.convert import DECODE_ERRORS, decode_problem, utf8_problem
 from target_warehouse_seg.errors import InvalidRecord
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -285,7 +285,7 @@ class MessageReader(GenericSingerReader[t.Any]):
             reason = utf8_problem(line)
             if reason is not None:
                 return self._invalid(InvalidLine(number, text, f"not UTF-8 text ({reason})", None))
-            return self._invalid(InvalidLine(number, text, f"not valid JSON ({error})", None))
+            return self._invalid(InvalidLine(number, text, decode_problem(error), None))
         if not isinstance(payload, dict):
             return self._invalid(InvalidLine(number, text, "not a Singer message (not a JSON object)", None))
         kind = payload.get("type")

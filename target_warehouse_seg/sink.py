@@ -175,7 +175,7 @@ class StreamSink:
         except convert.DECODE_ERRORS as problem:
             reason = convert.utf8_problem(raw)
             problem_text = (
-                f"record is not valid JSON ({problem})"
+                f"record is {convert.decode_problem(problem)}"
                 if reason is None
                 else f"record holds text that is not UTF-8 ({reason})"
             )

@@ -207,7 +207,9 @@ def _decimal_misfit(values: t.Sequence[t.Any], scan: bytes | None = None) -> boo
         return False
     for value in filter(None, map(convert.raw_or_none, values)):
         number = convert.decimal_of(value)
-        if abs(number) >= _DECIMAL_LIMIT:  # first: quantize() refuses a result past 38 digits
+        # 10^20 or more, read from the exponent (abs() overflows Python's context at 1e999999999), and
+        # checked first: quantize() refuses a result past 38 digits.
+        if number.adjusted() >= DECIMAL_PRECISION - DECIMAL_SCALE:
             return True
         if number != number.quantize(_DECIMAL_QUANTUM, context=_DECIMAL_CONTEXT):
             return True

@@ -66,6 +66,16 @@ CASES = {
         '{"type": "RECORD", "stream": "s\udcff", "record": {"id": 4}}',
         "line 6: not UTF-8 text",
     ),
+    # Valid JSON that msgspec (and so Python) cannot read: deeper than the recursion limit, or an
+    # integer longer than Python reads from text.
+    "nested too deeply": (
+        '{"type": "RECORD", "stream": "s", "record": {"id": 4, "note": ' + "[" * 1200 + "]" * 1200 + "}}",
+        "line 6: not readable: objects or arrays nested about 1,000 levels deep",
+    ),
+    "integer of 5,000 digits": (
+        '{"type": "RECORD", "stream": "s", "record": {"id": 4, "n": ' + "7" * 5000 + "}}",
+        "line 6, stream s: record is not readable: an integer of more than 4,300 digits",
+    ),
     # Only the database knows this one is impossible: the batch is re-checked to find the line.
     "refused by the database": (
         json.dumps(record("s", {"id": 4, "day_or_time": "2024-02-30"})),

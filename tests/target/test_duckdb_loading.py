@@ -105,6 +105,8 @@ NUMBER_COLUMNS = {
     "21 digits before the point": (["123456789012345678901"], True),
     "exponent past the scale": (["1e-19"], True),
     "exponent past the precision": (["1E+20"], True),
+    "exponents past Python's context": (["1", "1e999999999"], True),
+    "exponents below Python's context": (["1e-999999999"], True),
     "nothing": ([None, None], False),
 }
 
