@@ -19,6 +19,18 @@ class SchemaConflict(TargetError):
     """A stream's schema cannot be applied to its existing table (changed key, too many columns)."""
 
 
+def key_widening_conflict(
+    stream: str, table: str, column: str, stored: str, wanted: str, cause: str
+) -> SchemaConflict:
+    """A key column that would have to widen where the engine cannot change a primary key's type."""
+    return SchemaConflict(
+        f"stream {stream}: key column {column} of table {table} would have to widen from {stored} to "
+        f"{wanted} ({cause}), and DuckDB cannot change the type of a primary key column; nothing was "
+        "written. Rename or drop that table so that it is rebuilt with the wider key (and re-sync the "
+        "stream), or send the key with its former type"
+    )
+
+
 class DatabaseError(TargetError):
     """The warehouse failed in a way that is not about one record (connection, permissions)."""
 

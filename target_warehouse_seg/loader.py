@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
-from target_warehouse_seg.errors import InvalidRecord
-from target_warehouse_seg.typemap import holds
+from target_warehouse_seg.errors import InvalidRecord, key_widening_conflict
+from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
 _NO_STATE = object()
@@ -182,6 +182,15 @@ class Loader:
         for column in batch.columns:
             current = info.columns.get(column.name)
             if current is not None and current.kind is not None and not holds(current.kind, column.kind):
+                if column.name in info.primary_key and not self.engine.widens_key_columns:
+                    raise key_widening_conflict(
+                        batch.stream,
+                        self.engine.qualified(batch.table),
+                        column.name,
+                        current.kind.value,
+                        t.cast(Kind, column.kind).value,
+                        "a value of this run",
+                    )
                 self.engine.widen_column(batch.table, column.name, column.kind)
 
     def _try(self, batch: LoadBatch) -> RowRejected | None:

@@ -16,7 +16,7 @@ import msgspec
 
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.engines import SYSTEM_COLUMNS, Column, TableInfo
-from target_warehouse_seg.errors import SchemaConflict
+from target_warehouse_seg.errors import SchemaConflict, key_widening_conflict
 from target_warehouse_seg.typemap import Kind, Source, decode_type, kind_of, source_of, type_tokens, widen
 
 DELETE_FLAG_COLUMN = "is_deleted"
@@ -69,6 +69,7 @@ def plan_stream(
     hard_delete: bool,
     max_columns: int | None,
     qualified_table: str,
+    widens_key_columns: bool = True,
 ) -> StreamPlan:
     properties = schema_properties(stream, schema)
     keys = tuple(key_properties or ())
@@ -99,6 +100,13 @@ def plan_stream(
         columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}"))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
+    if existing is not None and not widens_key_columns:
+        for name, kind in widened:
+            if name in key_columns:
+                stored = t.cast(Kind, existing.columns[name].kind)
+                raise key_widening_conflict(
+                    stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type"
+                )
     _check_column_count(stream, existing, add, max_columns, qualified_table)
     replication = next((names[name] for name in bookmark_properties or () if name in names), None)
     by_name = {column.name: column for column in columns}

@@ -311,6 +311,7 @@ class TargetWarehouseSeg(Target):
             hard_delete=self.settings.hard_delete,
             max_columns=engine.max_columns,
             qualified_table=f"{self.settings.schema}.{table}",
+            widens_key_columns=engine.widens_key_columns,
         )
         if plan.ddl_needed:
             engine.begin()

@@ -185,6 +185,8 @@ class Engine(abc.ABC):
 
     name: str
     max_columns: int | None = None
+    # Whether the database can change the type of a primary key column (DuckDB cannot).
+    widens_key_columns: bool = True
     codec: Codec
     unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
     # The first unit's size (None: ``unit_bytes``). Smaller, the database starts loading sooner (while

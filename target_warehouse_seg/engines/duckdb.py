@@ -531,6 +531,7 @@ SELECT view_name, comment FROM duckdb_views()
 class DuckDBEngine(CatalogEngine):
     name = "duckdb"
     max_columns = None
+    widens_key_columns = False  # ALTER ... SET DATA TYPE refuses a primary key column
     # Bigger units than PostgreSQL's: each upsert joins the batch with the whole table (the DELETE) and
     # each commit may checkpoint, so fewer units win; Arrow keeps a unit compact in memory.
     unit_bytes = 32 * 1024 * 1024

@@ -97,6 +97,31 @@ def test_a_changed_key_is_refused_before_anything_is_written(warehouse: Warehous
     assert warehouse.count("k") == 1
 
 
+@pytest.mark.parametrize("cause", ["schema", "value"])
+def test_a_key_column_that_must_widen(warehouse: Warehouse, cause: str) -> None:
+    props = {"id": {"type": "integer"}, "code": {"type": "string"}}
+    assert warehouse.run([schema("k", props), record("k", {"id": 1, "code": "a"}), state(1)]).error is None
+    if cause == "schema":  # the key property turns to text
+        lines = [schema("k", {**props, "id": {"type": "string"}}), record("k", {"id": "x-2", "code": "b"})]
+        new_key: object = "x-2"
+    else:  # an integer beyond bigint (and beyond DuckDB's DECIMAL(38,18))
+        new_key = 10**30
+        lines = [schema("k", props), record("k", {"id": new_key, "code": "b"})]
+    run = warehouse.run([*lines, state(2)])
+    if warehouse.engine == "postgres":  # PostgreSQL changes the key column's type in place
+        assert run.error is None and run.states == [2]
+        stored = {str(row["id"]): row["code"] for row in warehouse.rows("k")}
+        assert stored == {"1": "a", str(new_key): "b"}
+        return
+    # DuckDB cannot change a primary key column's type: one clear line, nothing written, no STATE.
+    assert isinstance(run.error, SchemaConflict)
+    message = str(run.error)
+    assert message.startswith("stream k: key column id of table ") and "from integer to" in message
+    assert "Rename or drop that table" in message
+    assert run.states == []
+    assert [(row["id"], row["code"]) for row in warehouse.rows("k")] == [(1, "a")]
+
+
 def test_postgres_column_limit_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
     wide = {"id": {"type": "integer"}, **{f"c{i}": {"type": "string"} for i in range(1, 1600)}}
     run = warehouse.run([schema("wide", wide), record("wide", {"id": 1, "c1": "x"}), state(1)])
