@@ -305,8 +305,11 @@ class StreamSink:
 
     def _comparable(self, position: int, values: list[t.Any]) -> list[t.Any]:
         """Key values that compare as the database compares them (numbers by value)."""
-        if self.plan.columns[position].source is Source.NUMBER:
+        source = self.plan.columns[position].source
+        if source is Source.NUMBER:
             return [convert.decimal_of(value) for value in values]
+        if source is Source.JSON:  # raw JSON (msgspec.Raw cannot be hashed): its text
+            return [bytes(value) for value in values]
         return values
 
     def _error(

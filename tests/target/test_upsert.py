@@ -75,6 +75,11 @@ def _number_key(i: int, again: bool = False) -> dict:
     return {"id": float(i) if again else i}  # 3.0 and 3: written differently, one key
 
 
+def _untyped_key(i: int) -> dict:
+    # A key property whose schema gives no type is a JSON column; any JSON value can be a key.
+    return {"id": [i, {"k": f"v{i}"}] if i % 3 == 0 else i if i % 3 == 1 else f"k{i}"}
+
+
 KEY_SHAPES = {
     "text": ({"id": {"type": "string"}}, ["id"], _text_key),
     "integer": ({"id": {"type": "integer"}}, ["id"], _integer_key),
@@ -84,6 +89,7 @@ KEY_SHAPES = {
         _composite_key,
     ),
     "number": ({"id": {"type": "number"}}, ["id"], _number_key),
+    "untyped": ({"id": {}}, ["id"], _untyped_key),
 }
 
 
