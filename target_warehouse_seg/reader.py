@@ -172,7 +172,8 @@ class MessageReader(GenericSingerReader[t.Any]):
         self._by_class = {cls: callbacks[name] for cls, name in MESSAGE_TYPES.items()}
         self._counts: Counter[str] = Counter()
         try:
-            for block in _blocks(file_input or self.default_input, self.BLOCK_BYTES, self.idle_timeout):
+            blocks = _blocks(file_input or self.default_input, self.BLOCK_BYTES, self.idle_timeout)
+            for block in _without_byte_order_mark(blocks):
                 if not block:
                     if self.on_idle is not None:
                         self.on_idle()
@@ -360,6 +361,19 @@ def _blocks(
             lines = b"".join(pending) + lines
         pending = [data[cut:]] if cut < len(data) else []
         yield lines
+
+
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+def _without_byte_order_mark(blocks: t.Iterator[bytes]) -> t.Iterator[bytes]:
+    """The blocks, less a UTF-8 byte order mark before the first line (some Windows tools write one)."""
+    for block in blocks:
+        if block:
+            yield block.removeprefix(_BYTE_ORDER_MARK)
+            break
+        yield block
+    yield from blocks
 
 
 def _binary_fd(source: t.IO[t.Any]) -> int | None:

@@ -98,6 +98,13 @@ def messages(bad_line: str) -> list:
     ]
 
 
+def test_input_that_starts_with_a_byte_order_mark_loads(warehouse: Warehouse) -> None:
+    lines = ["\ufeff" + json.dumps(schema("s", PROPERTIES)), json.dumps(good(1)), json.dumps(state(1))]
+    run = warehouse.run(lines)
+    assert run.error is None and run.states == [1]
+    assert [row["id"] for row in warehouse.rows("s")] == [1]
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_stops_the_run(warehouse: Warehouse, case: str) -> None:
     bad_line, expected = CASES[case]

@@ -6,7 +6,7 @@ import io
 import os
 import threading
 
-from target_warehouse_seg.reader import _blocks
+from target_warehouse_seg.reader import _blocks, _without_byte_order_mark
 
 
 def test_blocks_from_a_pipe_are_whole_lines_in_order_even_past_the_block_size() -> None:
@@ -32,3 +32,9 @@ def test_blocks_from_a_pipe_are_whole_lines_in_order_even_past_the_block_size() 
 def test_blocks_from_text_input_are_encoded_lines() -> None:
     text = "x\n" + "é" * 100_000 + "\ny"
     assert b"".join(_blocks(io.StringIO(text), 1 << 16)) == (text + "\n").encode()
+
+
+def test_a_byte_order_mark_before_the_first_line_is_dropped() -> None:
+    blocks = iter([b"", b"\xef\xbb\xbf{}\n", b"\xef\xbb\xbf{}\n"])
+    # Only the input's first bytes: one later in the input is the line's own (and not JSON).
+    assert list(_without_byte_order_mark(blocks)) == [b"", b"{}\n", b"\xef\xbb\xbf{}\n"]
