@@ -118,6 +118,45 @@ def _stream_objects(org: Mapping[str, Mapping[str, Any]], logger: logging.Logger
 # --- from a catalog ---------------------------------------------------------------------------------
 
 
+def check_catalog_shape(catalog: Any) -> None:
+    """Raise CatalogError (one line, naming the entry) unless the catalog has the Singer shape that the
+    tap and singer-sdk read: ``streams``, a list of objects whose ``schema`` and ``properties`` are
+    objects and whose ``metadata`` is a list of ``{"breadcrumb": [...], "metadata": {...}}``."""
+    if not isinstance(catalog, Mapping):
+        raise CatalogError("catalog: not a JSON object")
+    streams = catalog.get("streams", [])
+    if not isinstance(streams, list):
+        raise CatalogError("catalog: `streams` is not a list")
+    for index, entry in enumerate(streams):
+        where = f"catalog: streams[{index}]"
+        if not isinstance(entry, Mapping):
+            raise CatalogError(f"{where} is not an object")
+        for key in ("tap_stream_id", "stream"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise CatalogError(f"{where}: `{key}` is not a string")
+        where = f"{where} ({entry.get('tap_stream_id') or entry.get('stream') or 'unnamed'})"
+        schema = entry.get("schema", {})
+        if not isinstance(schema, Mapping):
+            raise CatalogError(f"{where}: `schema` is not an object")
+        properties = schema.get("properties", {})
+        if not isinstance(properties, Mapping) or not all(
+            isinstance(p, Mapping) for p in properties.values()
+        ):
+            raise CatalogError(f"{where}: `schema.properties` is not an object of property schemas")
+        metadata = entry.get("metadata", [])
+        if not isinstance(metadata, list):
+            raise CatalogError(f"{where}: `metadata` is not a list")
+        for item in metadata:
+            if not (
+                isinstance(item, Mapping)
+                and isinstance(item.get("breadcrumb", []), list)
+                and isinstance(item.get("metadata", {}), Mapping)
+            ):
+                raise CatalogError(
+                    f'{where}: a `metadata` entry is not {{"breadcrumb": [...], "metadata": {{...}}}}'
+                )
+
+
 def definitions_from_catalog(catalog: Mapping[str, Any], naming: str) -> list[StreamDefinition]:
     """Stream definitions from a catalog that discovery wrote (its metadata names the Salesforce side)."""
     definitions = [_definition(entry, naming) for entry in catalog.get("streams", [])]

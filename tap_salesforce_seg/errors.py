@@ -3,6 +3,7 @@
 - `TapError`: base class; `exit_code` is the process exit status the CLI uses for it.
 - `ConfigError("<setting>: <what>")`: a bad or missing setting, raised before any network call.
 - `CatalogError`: a --catalog that names streams the org does not have (lists the valid names).
+- `StateError`: a --state whose `bookmarks` are not an object of per-stream objects.
 - `AuthenticationError`: login refused (one line, with the sandbox hint when `domain` is `login`).
 - `SalesforceApiError(status, error_code, message)`: an error answer of the REST API
   (INVALID_FIELD, MALFORMED_QUERY, QUERY_TIMEOUT, ...), after retries where retries apply.
@@ -48,6 +49,10 @@ class ConfigError(TapError):
 
 class CatalogError(TapError):
     """The input catalog does not match what the org offers."""
+
+
+class StateError(TapError):
+    """The input state (``--state``) is not the shape Singer state has."""
 
 
 class AuthenticationError(TapError):

@@ -13,7 +13,7 @@ from pathlib import Path, PurePath
 
 from singer_sdk.helpers._util import load_json
 
-from tap_salesforce_seg.errors import CatalogError, ConfigError, TapError
+from tap_salesforce_seg.errors import CatalogError, ConfigError, StateError, TapError
 
 FilePath = str | PurePath
 
@@ -87,8 +87,18 @@ def read_catalog(catalog: t.Any) -> t.Any:
 def read_state(state: t.Any) -> t.Any:
     """The state as a dict when ``state`` is a path, else ``state`` itself."""
     if isinstance(state, (str, PurePath)):
-        return read_json_object(state, "state file")
+        return read_json_object(state, "state file", StateError)
     return state
+
+
+def check_state_shape(state: t.Any) -> None:
+    """Raise StateError unless ``state``'s ``bookmarks`` (when it has them) map streams to objects."""
+    bookmarks = state.get("bookmarks", {}) if isinstance(state, dict) else None
+    if not isinstance(bookmarks, dict):
+        raise StateError("state: `bookmarks` is not an object (stream name -> that stream's bookmark)")
+    for stream, bookmark in bookmarks.items():
+        if not isinstance(bookmark, dict):
+            raise StateError(f"state: the bookmark of stream '{stream}' is not an object")
 
 
 def _position(problem: ValueError) -> str:

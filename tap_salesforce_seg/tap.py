@@ -41,13 +41,15 @@ from tap_salesforce_seg.config import (
 from tap_salesforce_seg.describe import describe_global
 from tap_salesforce_seg.discovery import (
     StreamDefinition,
+    check_catalog_shape,
     check_selected_against_org,
     definitions_from_catalog,
     discover,
     is_selected,
 )
-from tap_salesforce_seg.errors import CatalogError, ConfigError, OutputClosed, TapError
+from tap_salesforce_seg.errors import CatalogError, ConfigError, OutputClosed, StateError, TapError
 from tap_salesforce_seg.inputs import (
+    check_state_shape,
     checked_json_file,
     read_catalog,
     read_config,
@@ -216,6 +218,11 @@ class TapSalesforceSeg(Tap):
     ) -> None:
         # Files named on the command line are read here, so that a missing or malformed one is one line.
         config, catalog, state = read_config(config), read_catalog(catalog), read_state(state)
+        # singer-sdk's reading of a malformed catalog or state ends in a traceback.
+        if isinstance(catalog, dict):
+            check_catalog_shape(catalog)
+        if state is not None:
+            check_state_shape(state)
         # singer-sdk's Catalog keeps only the metadata keys it knows; ours (salesforce-object, ...) are
         # read from the raw catalog.
         self._raw_catalog = _raw_catalog(catalog)
@@ -321,7 +328,7 @@ class TapSalesforceSeg(Tap):
         cls, *, state: t.IO[str] | None = None, catalog: t.IO[str] | None = None, **options: t.Any
     ) -> None:
         """singer-sdk's, with ``--state`` and ``--catalog`` files that are not JSON objects as one line."""
-        state = checked_json_file(state, "state file")
+        state = checked_json_file(state, "state file", StateError)
         catalog = checked_json_file(catalog, "catalog file", CatalogError)
         super().invoke(state=state, catalog=catalog, **options)
 

@@ -20,7 +20,7 @@ from tap_salesforce_seg.config import (
     AUTH_REFRESH_TOKEN,
     TapConfig,
 )
-from tap_salesforce_seg.errors import ConfigError
+from tap_salesforce_seg.errors import CatalogError, ConfigError, StateError
 from tap_salesforce_seg.tap import TapSalesforceSeg
 
 PASSWORD_LOGIN = {"username": "admin@example.com", "password": "pw-SECRET", "security_token": "tok-SECRET"}
@@ -363,7 +363,75 @@ def test_config_and_state_files_given_as_paths_are_read(tmp_path: Path) -> None:
     assert tap.config["lookback_seconds"] == 7
     assert tap.state["bookmarks"]["accounts"]["replication_key_value"] == "2024-01-01T00:00:00Z"
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(ConfigError, match=r"^state file '.*bad.json' is not valid JSON"):
+    with pytest.raises(StateError, match=r"^state file '.*bad.json' is not valid JSON"):
         TapSalesforceSeg(
             config=[str(config_file)], state=str(tmp_path / "bad.json"), catalog=str(catalog_file)
         )
+
+
+CATALOG_SHAPES = {
+    "streams not a list": ({"streams": 5}, "catalog: `streams` is not a list"),
+    "a stream not an object": ({"streams": [5]}, "catalog: streams[0] is not an object"),
+    "a numeric id": (
+        {"streams": [{"tap_stream_id": 1}]},
+        "catalog: streams[0]: `tap_stream_id` is not a string",
+    ),
+    "schema not an object": (
+        {"streams": [{"tap_stream_id": "accounts", "schema": 5}]},
+        "catalog: streams[0] (accounts): `schema` is not an object",
+    ),
+    "a property schema not an object": (
+        {"streams": [{"stream": "accounts", "schema": {"properties": {"id": "string"}}}]},
+        "catalog: streams[0] (accounts): `schema.properties` is not an object of property schemas",
+    ),
+    "metadata not a list": (
+        {"streams": [{"tap_stream_id": "accounts", "metadata": {}}]},
+        "catalog: streams[0] (accounts): `metadata` is not a list",
+    ),
+    "a breadcrumb not a list": (
+        {"streams": [{"tap_stream_id": "accounts", "metadata": [{"breadcrumb": "x", "metadata": {}}]}]},
+        "catalog: streams[0] (accounts): a `metadata` entry is not",
+    ),
+}
+STATE_SHAPES = {
+    "bookmarks not an object": ({"bookmarks": []}, "state: `bookmarks` is not an object"),
+    "a bookmark not an object": (
+        {"bookmarks": {"accounts": "2024"}},
+        "state: the bookmark of stream 'accounts' is not an object",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        *(("--catalog", content, message) for content, message in CATALOG_SHAPES.values()),
+        *(("--state", content, message) for content, message in STATE_SHAPES.values()),
+    ],
+    ids=[*CATALOG_SHAPES, *STATE_SHAPES],
+)
+def test_a_catalog_or_state_of_the_wrong_shape_is_one_line(
+    tmp_path: Path, option: str, content: object, message: str
+) -> None:
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps(content))
+    settings = {**PASSWORD_LOGIN, "domain": f"http://127.0.0.1:{closed_port()}"}
+    extra = [] if option == "--catalog" else ["--catalog", str(catalog_without_streams(tmp_path))]
+    result = run_tap([*extra, option, str(given)], settings, tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"| {message}" in errors[0], result.stderr
+
+
+def catalog_without_streams(tmp_path: Path) -> Path:
+    path = tmp_path / "empty-catalog.json"
+    path.write_text('{"streams": []}')
+    return path
+
+
+def test_shapes_are_checked_when_the_tap_is_made_in_code() -> None:
+    with pytest.raises(CatalogError, match="`streams` is not a list"):
+        TapSalesforceSeg(config=dict(PASSWORD_LOGIN), catalog={"streams": {}})
+    with pytest.raises(StateError, match="bookmark of stream 'x'"):
+        TapSalesforceSeg(config=dict(PASSWORD_LOGIN), catalog={"streams": []}, state={"bookmarks": {"x": 1}})
