@@ -731,6 +731,14 @@ def test_stream_missing_message(emulator_factory: Any, tmp_path: Path) -> None:
     assert_logged(block("stream-missing"), done.stderr)
 
 
+def test_state_empty_message(tmp_path: Path) -> None:
+    (tmp_path / "tap.json").write_text(json.dumps({"username": "u", "password": "p", "security_token": ""}))
+    (tmp_path / "state.json").write_text("")
+    done = bash("tap-salesforce-seg --config tap.json --state state.json", tmp_path, path=[BIN_DIR])
+    assert done.returncode == 1 and done.stdout == ""
+    assert_logged(block("state-empty"), done.stderr)
+
+
 def test_duckdb_locked_message(tmp_path: Path) -> None:
     folder = tmp_path / "acme-prod"
     folder.mkdir()
