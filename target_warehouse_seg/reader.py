@@ -50,7 +50,8 @@ class SchemaMessage(msgspec.Struct, tag="SCHEMA", tag_field="type"):
 
 
 class StateMessage(msgspec.Struct, tag="STATE", tag_field="type"):
-    value: t.Any = None
+    # Required: passed on without one, it would become a `null` state for the next run to stumble on.
+    value: t.Any
 
 
 class ActivateVersionMessage(msgspec.Struct, tag="ACTIVATE_VERSION", tag_field="type"):

@@ -66,6 +66,7 @@ CASES = {
         '{"type": "RECORD", "stream": "s\udcff", "record": {"id": 4}}',
         "line 6: not UTF-8 text",
     ),
+    "state without a value": ('{"type": "STATE"}', "line 6: malformed STATE message"),
     # Valid JSON that msgspec (and so Python) cannot read: deeper than the recursion limit, or an
     # integer longer than Python reads from text.
     "nested too deeply": (
