@@ -17,14 +17,9 @@ def check_config_file(path: str) -> None:
     name = f"config file '{path}'"
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{name} was not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{name} is a folder, not a file") from None
-    except OSError as error:
-        raise ConfigError(f"{name} cannot be read: {error.strerror or type(error).__name__}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{name} is not UTF-8 text (byte {error.start})") from None
+    except (OSError, UnicodeDecodeError) as error:  # "No such file or directory", "Is a directory"...
+        reason = error.reason if isinstance(error, UnicodeDecodeError) else error.strerror
+        raise ConfigError(f"{name} cannot be read: {reason or type(error).__name__}") from None
     if not text.strip():
         raise ConfigError(f"{name} is empty")
     try:

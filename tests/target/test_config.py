@@ -186,14 +186,15 @@ def test_importing_the_target_starts_no_blas_threads_unless_the_user_asks() -> N
 
 
 CONFIG_FILE_PROBLEMS = {
-    "missing": (None, "was not found"),
+    "missing": (None, "cannot be read: No such file or directory"),
     "not JSON": (
         '{"engine": "postgres", "password": "pw-SECRET"',
         "is not valid JSON: Expecting ',' delimiter",
     ),
     "an array": ('["engine"]', "holds an array, not an object"),
     "empty": ("  \n", "is empty"),
-    "a folder": ("folder", "is a folder, not a file"),
+    "a folder": ("folder", "cannot be read: Is a directory"),
+    "not UTF-8": ("latin-1", "cannot be read: invalid continuation byte"),
 }
 
 
@@ -202,6 +203,8 @@ def test_a_bad_config_file_is_one_line(text: str | None, problem: str, tmp_path:
     path = tmp_path / "config.json"
     if text == "folder":
         path.mkdir()
+    elif text == "latin-1":
+        path.write_bytes('{"schema": "café"}'.encode("latin-1"))
     elif text is not None:
         path.write_text(text)
     done = subprocess.run(
