@@ -145,6 +145,10 @@ class PostgresCodec(Codec):
             for column in columns
         ]
         copy.set_types([*dumpers, "int8", "timestamptz"])
+        scans = number_scans or {}
+        for position, column in enumerate(columns):
+            if column.source is Source.NUMBER and column.kind is Kind.NUMBER:
+                _check_numeric(position, rows, scans.get(position))
         loose = [index for index, column in enumerate(columns) if column.source is Source.LOOSE]
         write_row = copy.write_row
         try:
@@ -177,6 +181,45 @@ class PostgresCodec(Codec):
         for column, field in zip(columns, fields, strict=False):
             result[column.prop] = None if field is None else _load(staging_type(column), field)
         return result
+
+
+# What PostgreSQL's numeric holds: 131,072 digits before the point, 16,383 after, and an exponent (as
+# written) below 2^30 - 1 either way. Beyond, its input refuses the value ("value overflows numeric
+# format") without naming the column, so such a value is refused here, naming it.
+NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE, NUMERIC_MAX_EXPONENT = 131_072, 16_383, 2**30 - 1
+# In a number column's scan (``convert.scan_numbers``: digits shown as nines), a run that long.
+_NUMERIC_LONG_RUN = b"9" * (NUMERIC_MAX_SCALE + 1)
+
+
+def _check_numeric(position: int, rows: list[t.Any], scan: bytes | None) -> None:
+    """Refuse a number that PostgreSQL's numeric cannot hold (only a column whose scan shows an
+    exponent or a 16,384-digit run is looked at value by value)."""
+    if scan is None:
+        scan = convert.scan_numbers(map(operator.attrgetter(f"f{position}"), rows))
+    if b"e" not in scan and b"E" not in scan and _NUMERIC_LONG_RUN not in scan:
+        return
+    values = list(map(operator.attrgetter(f"f{position}"), rows))
+    for index, value in enumerate(values):
+        raw = convert.raw_or_none(value)
+        if raw is not None and not fits_numeric(bytes(raw)):
+            raise convert.ValueProblem(
+                index,
+                f"a number beyond what PostgreSQL's numeric holds ({NUMERIC_MAX_INTEGER_DIGITS:,} digits "
+                f"before the point, {NUMERIC_MAX_SCALE:,} after): {convert.describe(value)}",
+                position,
+            )
+
+
+def fits_numeric(text: bytes) -> bool:
+    """Whether PostgreSQL's numeric takes this JSON number's text."""
+    written = text.lower().partition(b"e")[2]
+    if written and abs(int(written)) >= NUMERIC_MAX_EXPONENT:
+        return False
+    number = convert.decimal_of(msgspec.Raw(text))
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > NUMERIC_MAX_SCALE:
+        return False
+    return not number or number.adjusted() < NUMERIC_MAX_INTEGER_DIGITS
 
 
 def _overflow(columns: list[BatchColumn], rows: list[t.Any]) -> convert.NeedsWidening:

@@ -202,6 +202,50 @@ def test_numbers_past_twenty_digits_before_the_point_are_kept_exact(warehouse: W
     assert stored == {1: Decimal("2.5"), **{i: Decimal(text) for i, text in big.items()}}
 
 
+# Numbers at the edges of PostgreSQL's numeric (131,072 digits before the point, 16,383 after, an
+# exponent below 2^30 - 1 as written), on both sides.
+NUMERIC_EDGES = [
+    "1e131071", "1e131072", "9.9e131071", "10e131070", "100e131070", "0.01e131073", "0.1e131073",
+    "-1e131071", "1e-16383", "1e-16384", "1.5e-16383", "0e-16383", "0.0e-16383", "1.000e-16380",
+    "1.0000e-16380", "0e999999", "0e1073741822", "0e1073741823", "0e-99999", "1e999999999", "2.5",
+    "0." + "0" * 16382 + "1", "0." + "0" * 16383 + "1", "1" + "0" * 131071, "1" + "0" * 131072,
+]  # fmt: skip
+
+
+def test_the_numeric_check_agrees_with_postgresql(postgres_database: str) -> None:
+    import psycopg
+
+    from target_warehouse_seg.engines.postgres import fits_numeric
+
+    with psycopg.connect(postgres_database, autocommit=True) as connection:
+        for text in NUMERIC_EDGES:
+            try:
+                connection.execute("SELECT CAST(%s::text AS numeric)", [text])
+                server = True
+            except psycopg.DataError:
+                server = False
+            assert fits_numeric(text.encode()) is server, text[:40]
+
+
+def test_a_number_numeric_cannot_hold(warehouse: Warehouse) -> None:
+    # PostgreSQL refuses it naming the field (its own message names none); DuckDB keeps it as text.
+    lines = [
+        json.dumps(schema("huge", {"id": {"type": "integer"}, "x": {"type": ["null", "number"]}})),
+        '{"type": "RECORD", "stream": "huge", "record": {"id": 1, "x": 2.5}}',
+        '{"type": "RECORD", "stream": "huge", "record": {"id": 2, "x": 1e999999999}}',
+    ]
+    run = warehouse.run(lines)
+    if warehouse.engine == "postgres":
+        assert str(run.error).startswith(
+            "Invalid input: line 3, stream huge, key id=2, field x: a number beyond what PostgreSQL's "
+            "numeric holds (131,072 digits before the point, 16,383 after): JSON 1e999999999"
+        ), run.error
+        assert warehouse.count("huge") == 0
+    else:
+        assert run.error is None
+        assert {row["id"]: row["x"] for row in warehouse.rows("huge")} == {1: "2.5", 2: "1e999999999"}
+
+
 def test_nul_characters_are_removed_and_counted(
     warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
