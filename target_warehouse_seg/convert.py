@@ -265,6 +265,10 @@ def _timestamp(value: t.Any) -> datetime.datetime:
         raise ValueError(f"expected a date-time, got {describe(value)}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=datetime.timezone.utc)  # a date-time without zone is UTC
+    if t.cast(datetime.timedelta, parsed.utcoffset()) % _MINUTE:
+        # An offset with seconds (Python reads ``+00:00:30``): msgspec writes offsets in whole
+        # minutes, so such a value goes on as the same instant in UTC.
+        return parsed.astimezone(datetime.timezone.utc)
     return parsed
 
 
@@ -272,6 +276,9 @@ def _timestamp_text(value: t.Any) -> str:
     if isinstance(value, str) and parse_timestamp(value) is not None:
         return value
     raise ValueError(f"expected a date or date-time, got {describe(value)}")
+
+
+_MINUTE = datetime.timedelta(minutes=1)
 
 
 def parse_timestamp(text: str) -> datetime.datetime | None:

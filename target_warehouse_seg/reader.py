@@ -322,8 +322,9 @@ def _zoned(value: t.Any, number: int) -> str | None:
         logger.warning("line %d: ignoring time_extracted %r (not a date-time)", number, value)
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.isoformat()
+        return parsed.replace(tzinfo=datetime.timezone.utc).isoformat()
+    # As the same instant in UTC: an offset with seconds (which Python reads) is no RFC 3339 offset.
+    return parsed.astimezone(datetime.timezone.utc).isoformat()
 
 
 def _blocks(
