@@ -90,7 +90,7 @@ def test_duckdb_reads_the_values_it_was_given(duckdb_warehouse: Warehouse) -> No
     ids=["none", "one null", "one", "date-times of several widths", "dates", "times"],
 )
 def test_dates_and_times_travel_as_their_rfc_3339_text(values: list[t.Any]) -> None:
-    from target_warehouse_seg.engines.duckdb import _temporal_array
+    from target_warehouse_seg.engines.duckdb_codec import _temporal_array
 
     array = _temporal_array(values)
     array.validate(full=True)
@@ -114,7 +114,7 @@ NUMBER_COLUMNS = {
 @pytest.mark.parametrize("texts, misfit", NUMBER_COLUMNS.values(), ids=NUMBER_COLUMNS.keys())
 def test_a_number_column_is_scanned_once_for_both_checks(texts: list[str | None], misfit: bool) -> None:
     from target_warehouse_seg import convert
-    from target_warehouse_seg.engines.duckdb import _decimal_misfit
+    from target_warehouse_seg.engines.duckdb_codec import _decimal_misfit
 
     values = [None if text is None else msgspec.Raw(text.encode()) for text in texts]
     scan = convert.scan_numbers(values)
@@ -276,21 +276,22 @@ def test_a_batch_of_many_chunks_is_spooled_into_few_files_in_row_order(
     DuckDB joins the files' rows with the side table by position, so each row must keep its own
     values and its own received_at (its time_extracted, which travels aside)."""
     from target_warehouse_seg.engines import duckdb as engine
+    from target_warehouse_seg.engines import duckdb_codec as codec
     from target_warehouse_seg.reader import MessageReader
 
     # Small blocks of input and the smallest chunks (256 rows): a chunk every ~300 records.
     monkeypatch.setattr(MessageReader, "BLOCK_BYTES", 16_000)
     monkeypatch.setattr(engine.DuckDBEngine, "chunk_values", 1)
-    monkeypatch.setattr(engine, "SPOOL_FILE_BYTES", 60_000)  # 2 chunks (~45 KB of lines each) a file
+    monkeypatch.setattr(codec, "SPOOL_FILE_BYTES", 60_000)  # 2 chunks (~45 KB of lines each) a file
     batches: list[tuple[int, int]] = []  # (chunks, files) of each batch
-    finish = engine.DuckDBCodec.finish
+    finish = codec.DuckDBCodec.finish
 
-    def counting_finish(self: engine.DuckDBCodec, columns: list, parts: list) -> engine.JsonPayload:
+    def counting_finish(self: codec.DuckDBCodec, columns: list, parts: list) -> codec.JsonPayload:
         payload = finish(self, columns, parts)
         batches.append((len(parts), len(payload.paths)))
         return payload
 
-    monkeypatch.setattr(engine.DuckDBCodec, "finish", counting_finish)
+    monkeypatch.setattr(codec.DuckDBCodec, "finish", counting_finish)
     stamp = dt.datetime(2024, 6, 1, tzinfo=UTC)
     messages: list[object] = [schema("s", PROPERTIES)]
     for i in range(3000):

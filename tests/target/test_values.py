@@ -215,7 +215,7 @@ NUMERIC_EDGES = [
 def test_the_numeric_check_agrees_with_postgresql(postgres_database: str) -> None:
     import psycopg
 
-    from target_warehouse_seg.engines.postgres import fits_numeric
+    from target_warehouse_seg.engines.postgres_codec import fits_numeric
 
     with psycopg.connect(postgres_database, autocommit=True) as connection:
         for text in NUMERIC_EDGES:
