@@ -16,7 +16,7 @@ through a float). DuckDB's DECIMAL holds at most 38 digits, so a ``number`` colu
 ``DECIMAL(38,18)``: 20 digits before the point and 18 after. Every Salesforce number fits (at most 18
 digits, at most 17 after the point), and so does every bigint. A value that does not fit exactly (more
 digits before or after the point) widens its column to VARCHAR holding the exact decimal text, with a
-warning: a value is never rounded. PostgreSQL's ``numeric`` has no such limit.
+warning: a value is never rounded. PostgreSQL's ``numeric`` holds far more (postgres_codec.py).
 """
 
 from __future__ import annotations
