@@ -19,6 +19,7 @@ the exact problem is reported against the record's line.
 from __future__ import annotations
 
 import datetime
+import re
 import typing as t
 from decimal import Decimal, InvalidOperation
 
@@ -281,12 +282,29 @@ def _timestamp_text(value: t.Any) -> str:
 _MINUTE = datetime.timedelta(minutes=1)
 
 
+_RFC3339 = msgspec.json.Decoder(datetime.datetime)
+_SUBMICROSECOND = re.compile(r"[T ]\d\d:\d\d:\d\d[.,]\d{6}(\d)")
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
 def parse_timestamp(text: str) -> datetime.datetime | None:
-    """A lenient ISO 8601 reading (``2024-01-02``, ``...T03:04:05+0200``); None when it is not one."""
+    """A lenient ISO 8601 reading (``2024-01-02``, ``...T03:04:05+0200``); None when it is not one.
+
+    RFC 3339 text is read as the typed decoder reads it (digits past the microsecond rounded, as
+    msgspec does, where Python's own reading drops them), so a record read here stores the same
+    instant as one read by the fast path.
+    """
     try:
-        return datetime.datetime.fromisoformat(text.strip())
+        return _RFC3339.decode(json_encoder.encode(text.strip()))
+    except msgspec.ValidationError:
+        pass
+    try:
+        parsed = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
         return None
+    # Python drops digits past the microsecond; round them as msgspec does (half up).
+    extra = _SUBMICROSECOND.search(text)
+    return parsed + _MICROSECOND if extra and extra.group(1) >= "5" else parsed
 
 
 def _date(value: t.Any) -> datetime.date:

@@ -26,7 +26,7 @@ from decimal import Decimal
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from target_warehouse_seg.convert import DECODE_ERRORS, decode_problem, utf8_problem
+from target_warehouse_seg.convert import DECODE_ERRORS, decode_problem, parse_timestamp, utf8_problem
 from target_warehouse_seg.errors import InvalidRecord
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -316,9 +316,8 @@ def _zoned(value: t.Any, number: int) -> str | None:
 
     An unreadable time_extracted is not worth losing a record: the read time stands in.
     """
-    try:
-        parsed = datetime.datetime.fromisoformat(str(value).strip())
-    except ValueError:
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
         logger.warning("line %d: ignoring time_extracted %r (not a date-time)", number, value)
         return None
     if parsed.tzinfo is None:

@@ -268,15 +268,25 @@ def test_nul_characters_are_removed_and_counted(
 def test_date_times_keep_their_instant_in_every_form(warehouse: Warehouse) -> None:
     # Offsets of whole minutes come through the fast decoder; one with seconds (which Python reads,
     # RFC 3339 does not) through the lenient one; the last instants of year 9999; a leap day.
-    properties = {"id": {"type": "integer"}, "at": {"type": ["null", "string"], "format": "date-time"}}
+    properties = {
+        "id": {"type": "integer"},
+        "at": {"type": ["null", "string"], "format": "date-time"},
+        "note": {"type": ["null", "string"]},
+    }
     stamps = {
         1: ("2024-03-10T01:02:03.000004-09:30", dt.datetime(2024, 3, 10, 10, 32, 3, 4, tzinfo=UTC)),
         2: ("2024-03-10T01:02:03+00:00:30", dt.datetime(2024, 3, 10, 1, 1, 33, tzinfo=UTC)),
         3: ("9999-12-31T23:59:59.999999Z", dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
         4: ("2000-02-29T23:00:00-01:00", dt.datetime(2000, 3, 1, tzinfo=UTC)),
+        # Digits past the microsecond round, on the fast path and on the lenient one (a NUL in `note`).
+        5: ("2024-03-10T01:02:03.1234567Z", dt.datetime(2024, 3, 10, 1, 2, 3, 123457, tzinfo=UTC)),
+        6: ("2024-03-10T01:02:03.9999995Z", dt.datetime(2024, 3, 10, 1, 2, 4, tzinfo=UTC)),
     }
+    notes = {6: "a\u0000b"}
     lines = [schema("forms", properties, bookmark=["at"])]
-    lines += [record("forms", {"id": key, "at": text}) for key, (text, _) in stamps.items()]
+    lines += [
+        record("forms", {"id": key, "at": text, "note": notes.get(key)}) for key, (text, _) in stamps.items()
+    ]
     assert warehouse.run(lines).error is None
     assert {row["id"]: row["at"] for row in warehouse.rows("forms")} == {k: v for k, (_, v) in stamps.items()}
 
@@ -289,6 +299,9 @@ def test_time_extracted_and_read_time(warehouse: Warehouse) -> None:
         record("stamps", {"id": 3}, time_extracted="2021-01-02T03:04:05"),  # no zone: UTC
         record("stamps", {"id": 4}, time_extracted="yesterday"),  # unreadable: the read time
         record("stamps", {"id": 5}, time_extracted="2020-05-06T07:08:09+00:00:30"),  # seconds too
+        # Rounded past the microsecond, also when read leniently (no zone, or an offset with seconds).
+        record("stamps", {"id": 6}, time_extracted="2020-05-06T07:08:09.9999996"),
+        record("stamps", {"id": 7}, time_extracted="2020-05-06T07:08:09.1234565+00:00:30"),
     ]
     before = dt.datetime.now(UTC)
     assert warehouse.run(lines).error is None
@@ -298,4 +311,6 @@ def test_time_extracted_and_read_time(warehouse: Warehouse) -> None:
     assert rows[3]["received_at"] == dt.datetime(2021, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert before - dt.timedelta(seconds=5) <= rows[4]["received_at"] <= dt.datetime.now(UTC)
     assert rows[5]["received_at"] == dt.datetime(2020, 5, 6, 7, 7, 39, tzinfo=UTC)
+    assert rows[6]["received_at"] == dt.datetime(2020, 5, 6, 7, 8, 10, tzinfo=UTC)
+    assert rows[7]["received_at"] == dt.datetime(2020, 5, 6, 7, 7, 39, 123457, tzinfo=UTC)
     assert rows[1]["uuid_ts"] >= before - dt.timedelta(seconds=5)
