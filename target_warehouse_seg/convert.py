@@ -319,10 +319,19 @@ def _date(value: t.Any) -> datetime.date:
     raise ValueError(f"expected a date, got {describe(value)}")
 
 
+_RFC3339_TIME = msgspec.json.Decoder(datetime.time)
+
+
 def _time(value: t.Any) -> datetime.time:
+    """A time of day (its zone dropped), read as the typed decoder reads it when it can."""
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return datetime.time.fromisoformat(value.strip()).replace(tzinfo=None)
+            return _RFC3339_TIME.decode(json_encoder.encode(text)).replace(tzinfo=None)
+        except msgspec.ValidationError:
+            pass
+        try:
+            return datetime.time.fromisoformat(text).replace(tzinfo=None)
         except ValueError:
             pass
     raise ValueError(f"expected a time, got {describe(value)}")
