@@ -280,11 +280,10 @@ def _timestamp_text(value: t.Any) -> str:
 
 
 _MINUTE = datetime.timedelta(minutes=1)
-
-
-_RFC3339 = msgspec.json.Decoder(datetime.datetime)
-_SUBMICROSECOND = re.compile(r"[T ]\d\d:\d\d:\d\d[.,]\d{6}(\d)")
 _MICROSECOND = datetime.timedelta(microseconds=1)
+_RFC3339 = msgspec.json.Decoder(datetime.datetime)
+# The digit after a time's sixth decimal (Python's own reading drops it and those after).
+_SUBMICROSECOND = re.compile(r"[T ]\d\d:\d\d:\d\d[.,]\d{6}(\d)")
 
 
 def parse_timestamp(text: str) -> datetime.datetime | None:
