@@ -127,6 +127,12 @@ def scan_numbers(values: t.Iterable[msgspec.Raw | None]) -> bytes:
     return b"\x00".join(filter(None, values)).translate(_NUMBER_SCAN)
 
 
+def shows_exponent_or_run(scan: bytes, digits: int) -> bool:
+    """Whether a number column's scan shows an exponent or a run of ``digits`` digits: only then may
+    a value pass a database's limits, and the column is looked at value by value."""
+    return b"e" in scan or b"E" in scan or b"9" * digits in scan
+
+
 def first_non_number(values: t.Sequence[msgspec.Raw | None]) -> int | None:
     """The index of the first value that is not a JSON number or null (None when all are)."""
     for index, value in enumerate(values):

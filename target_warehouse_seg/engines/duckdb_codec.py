@@ -81,8 +81,6 @@ _DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
 _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 # quantize() needs room for all 38 digits (the default context keeps 28: InvalidOperation past it).
 _DECIMAL_CONTEXT = Context(prec=DECIMAL_PRECISION)
-# In a number column's scan (digits shown as nines), 19 digits in a row.
-_LONG_RUN = b"9" * (DECIMAL_SCALE + 1)
 
 
 def arrow_type(column: BatchColumn) -> pa.DataType:
@@ -153,7 +151,7 @@ def _decimal_misfit(values: t.Sequence[t.Any], scan: bytes | None = None) -> boo
 
 def _near_decimal_limit(scan: bytes) -> bool:
     """Whether a number column's scan shows 19 digits in a row or an exponent."""
-    return _LONG_RUN in scan or b"e" in scan or b"E" in scan
+    return convert.shows_exponent_or_run(scan, DECIMAL_SCALE + 1)
 
 
 # How DuckDB reads a column from the record's JSON (None: the column travels in the side table).

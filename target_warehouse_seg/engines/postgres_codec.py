@@ -146,8 +146,6 @@ class PostgresCodec(Codec):
 # written) below 2^30 - 1 either way. Beyond, its input refuses the value ("value overflows numeric
 # format") without naming the column, so such a value is refused here, naming it.
 NUMERIC_MAX_INTEGER_DIGITS, NUMERIC_MAX_SCALE, NUMERIC_MAX_EXPONENT = 131_072, 16_383, 2**30 - 1
-# In a number column's scan (``convert.scan_numbers``: digits shown as nines), a run that long.
-_NUMERIC_LONG_RUN = b"9" * (NUMERIC_MAX_SCALE + 1)
 
 
 def _check_numeric(position: int, rows: list[t.Any], scan: bytes | None) -> None:
@@ -155,7 +153,7 @@ def _check_numeric(position: int, rows: list[t.Any], scan: bytes | None) -> None
     exponent or a 16,384-digit run is looked at value by value)."""
     if scan is None:
         scan = convert.scan_numbers(map(operator.attrgetter(f"f{position}"), rows))
-    if b"e" not in scan and b"E" not in scan and _NUMERIC_LONG_RUN not in scan:
+    if not convert.shows_exponent_or_run(scan, NUMERIC_MAX_SCALE + 1):
         return
     values = list(map(operator.attrgetter(f"f{position}"), rows))
     for index, value in enumerate(values):
