@@ -258,10 +258,9 @@ class StreamSink:
 
     def _check(self, rows: list[t.Any], lines: list[int]) -> tuple[list[t.Any], dict[int, bytes]]:
         """Check what msgspec did not (keys present, numbers well-formed, raw JSON of the declared
-        types); return the chunk's keys, for
-        the sink's own count of distinct keys (none when the engine counts them), and each number
-        column's scan (``convert.scan_numbers``: the codec reads there whether a value needs a closer
-        look, without going over the column again)."""
+        types); return the chunk's keys, for the sink's own count of distinct keys (none when the
+        engine counts them), and each number column's scan (``convert.scan_numbers``: the codec reads
+        there whether a value needs a closer look, without going over the column again)."""
         key_values = [self._values(rows, i) for i in self._key_positions]
         for position, values in zip(self._key_positions, key_values, strict=True):
             if None in values:
