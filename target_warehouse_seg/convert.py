@@ -141,60 +141,6 @@ def first_non_number(values: t.Sequence[msgspec.Raw | None]) -> int | None:
     return None
 
 
-# A JSON value's type shows in its first byte (msgspec's raw values start at the value itself).
-_FIRST_BYTES = {
-    "object": b"{",
-    "array": b"[",
-    "string": b'"',
-    "datetime": b'"',
-    "date": b'"',
-    "time": b'"',
-    "integer": b"-0123456789",
-    "number": b"-0123456789",
-    "boolean": b"tf",
-}
-_SHAPE_WORDS = {
-    "object": "an object",
-    "array": "an array",
-    "string": "a string",
-    "datetime": "a string",
-    "date": "a string",
-    "time": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "a boolean",
-}
-_NULL_FIRST = ord("n")
-_NUMBER_FIRST = frozenset(_FIRST_BYTES["number"])
-
-
-class JsonShape:
-    """The JSON types a property carried as raw JSON admits (``typemap.json_shapes``), checked by each
-    value's first byte: an array property refuses ``"abc"`` as an integer property refuses text."""
-
-    def __init__(self, shapes: frozenset[str]) -> None:
-        self.first_bytes = b"n" + b"".join(sorted(set(map(_FIRST_BYTES.__getitem__, shapes))))
-        # JSON Schema's integer is a number without a fraction (1.0 is one, 1.5 is not).
-        self.integral_only = "integer" in shapes and "number" not in shapes
-        self.expected = " or ".join(sorted({_SHAPE_WORDS[shape] for shape in shapes}))
-
-    def first_misfit(self, values: t.Sequence[msgspec.Raw | None]) -> int | None:
-        """The index of the first value of another JSON type (None when all fit)."""
-        firsts = bytes([_NULL_FIRST if value is None else memoryview(value)[0] for value in values])
-        if firsts.translate(None, self.first_bytes):
-            return next(index for index, first in enumerate(firsts) if first not in self.first_bytes)
-        if self.integral_only:
-            for index, first in enumerate(firsts):
-                if first in _NUMBER_FIRST and not _integral(t.cast(msgspec.Raw, values[index])):
-                    return index
-        return None
-
-
-def _integral(raw: msgspec.Raw) -> bool:
-    number = decimal_of(raw)
-    return number == number.to_integral_value()
-
-
 def text_of(value: t.Any) -> str | None:
     """Any JSON value as text: exact digits for numbers, ISO 8601 for dates, JSON for structures."""
     if value is None or isinstance(value, str):

@@ -17,16 +17,7 @@ import msgspec
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.engines import SYSTEM_COLUMNS, Column, TableInfo
 from target_warehouse_seg.errors import SchemaConflict, key_widening_conflict
-from target_warehouse_seg.typemap import (
-    Kind,
-    Source,
-    decode_type,
-    json_shapes,
-    kind_of,
-    source_of,
-    type_tokens,
-    widen,
-)
+from target_warehouse_seg.typemap import Kind, Source, decode_type, kind_of, source_of, type_tokens, widen
 
 DELETE_FLAG_COLUMN = "is_deleted"
 
@@ -38,8 +29,6 @@ class PlannedColumn:
     kind: Kind  # the column's kind in the table (after any widening)
     source: Source  # how the property's values are decoded and carried
     field: str  # the attribute holding the property in the stream's decoded records
-    # For a property carried as raw JSON: the JSON types its values must have (none: any value).
-    shapes: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -108,7 +97,7 @@ def plan_stream(
             kind = widen(current.kind, declared)
             if kind != current.kind:
                 widened.append((name, kind))
-        columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}", json_shapes(tokens)))
+        columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}"))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
     if existing is not None and not widens_key_columns:

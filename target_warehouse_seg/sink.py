@@ -59,7 +59,6 @@ class StreamSink:
         positions = {column.name: index for index, column in enumerate(plan.columns)}
         self._key_positions = [positions[name] for name in plan.key_columns]
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
-        self._shaped = [(i, convert.JsonShape(c.shapes)) for i, c in enumerate(plan.columns) if c.shapes]
         self._fuzzy_keys = any(plan.columns[i].source in _FUZZY_KEY_SOURCES for i in self._key_positions)
         # Whether the engine counts a batch's distinct keys (else the sink keeps a set of them).
         self._codec_counts_keys = codec.counts_keys and bool(plan.key_columns) and not self._fuzzy_keys
@@ -257,10 +256,10 @@ class StreamSink:
         self.rows -= 1
 
     def _check(self, rows: list[t.Any], lines: list[int]) -> tuple[list[t.Any], dict[int, bytes]]:
-        """Check what msgspec did not (keys present, numbers well-formed, raw JSON of the declared
-        types); return the chunk's keys, for the sink's own count of distinct keys (none when the
-        engine counts them), and each number column's scan (``convert.scan_numbers``: the codec reads
-        there whether a value needs a closer look, without going over the column again)."""
+        """Check what msgspec did not (keys present, numbers well-formed); return the chunk's keys, for
+        the sink's own count of distinct keys (none when the engine counts them), and each number
+        column's scan (``convert.scan_numbers``: the codec reads there whether a value needs a closer
+        look, without going over the column again)."""
         key_values = [self._values(rows, i) for i in self._key_positions]
         for position, values in zip(self._key_positions, key_values, strict=True):
             if None in values:
@@ -289,12 +288,6 @@ class StreamSink:
                     ),
                 )
             number_scans[position] = scan
-        for position, shape in self._shaped:
-            misfit = shape.first_misfit(list(map(operator.attrgetter(f"f{position}"), rows)))
-            if misfit is not None:
-                value = getattr(rows[misfit], f"f{position}")
-                message = f"expected {shape.expected}, got {convert.describe(value)}"
-                raise _RowProblem(misfit, self._error(rows, lines, misfit, position, message))
         if not key_values or self._codec_counts_keys:
             return [], number_scans
         comparable = [

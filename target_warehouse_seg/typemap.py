@@ -22,9 +22,6 @@ a mix that includes object or array        JSON
 A column never narrows. When a property's kind changes, the column widens to a kind that holds both
 the stored and the new values: INTEGER -> NUMBER -> TEXT, DATE -> TIMESTAMP -> TEXT, BOOLEAN/TIME ->
 TEXT. TEXT and JSON hold everything (a JSON value in a TEXT column is stored as JSON text).
-
-Values of a JSON-kind property travel as the JSON that came and are checked against the property's
-declared types (``json_shapes``): an array property refuses a string, as an integer one refuses text.
 """
 
 from __future__ import annotations
@@ -173,18 +170,6 @@ def source_of(tokens: frozenset[str]) -> Source:
     if kind is Kind.TIMESTAMP:
         return Source.TIMESTAMP if tokens == frozenset({"datetime"}) else Source.TIMESTAMP_TEXT
     return Source(kind.value)
-
-
-# The JSON types whose values a JSON column can tell apart by their first byte (see ``json_shapes``).
-_SHAPED = frozenset({"object", "array", "string", "datetime", "date", "time", "integer", "number", "boolean"})
-
-
-def json_shapes(tokens: frozenset[str]) -> frozenset[str]:
-    """The JSON types that a property carried as raw JSON must hold (an object property: objects), or
-    none when any value goes (no type declared, or a type name we do not know)."""
-    if source_of(tokens) is not Source.JSON or not tokens or not tokens <= _SHAPED:
-        return frozenset()
-    return tokens
 
 
 def decode_type(source: Source) -> t.Any:
