@@ -218,10 +218,6 @@ def _timestamp(value: t.Any) -> datetime.datetime:
         raise ValueError(f"expected a date-time, got {describe(value)}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=datetime.timezone.utc)  # a date-time without zone is UTC
-    if t.cast(datetime.timedelta, parsed.utcoffset()) % _MINUTE:
-        # An offset with seconds (Python reads ``+00:00:30``): msgspec writes offsets in whole
-        # minutes, so such a value goes on as the same instant in UTC.
-        return parsed.astimezone(datetime.timezone.utc)
     return parsed
 
 
@@ -255,7 +251,14 @@ def parse_timestamp(text: str) -> datetime.datetime | None:
         return None
     # Python drops digits past the microsecond; round them as msgspec does (half up).
     extra = _SUBMICROSECOND.search(text)
-    return parsed + _MICROSECOND if extra and extra.group(1) >= "5" else parsed
+    if extra and extra.group(1) >= "5":
+        parsed += _MICROSECOND
+    offset = parsed.utcoffset()
+    if offset is not None and offset % _MINUTE:
+        # An offset with seconds (Python reads ``+00:00:30``, RFC 3339 has none): msgspec writes
+        # offsets in whole minutes, so such a value goes on as the same instant in UTC.
+        return parsed.astimezone(datetime.timezone.utc)
+    return parsed
 
 
 def _date(value: t.Any) -> datetime.date:
