@@ -227,6 +227,23 @@ def _timestamp_text(value: t.Any) -> str:
     raise ValueError(f"expected a date or date-time, got {describe(value)}")
 
 
+def instant_text(value: t.Any) -> str:
+    """A date or a date-time (a property that may hold either) as the ISO 8601 text of the instant the
+    target reads in it (a bare date: midnight UTC; no offset: UTC; digits past the microsecond
+    rounded), for the database to parse.
+
+    The database must not read such text itself: each reads a different set of forms (DuckDB refuses
+    ``2024-01-02t03:04:05z``, PostgreSQL the week date ``2024-W01-2``), accepts words (``now``,
+    ``epoch``, ``infinity``) and zone names, and DuckDB drops digits past the microsecond.
+    """
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(f"expected a date or date-time, got {describe(value)}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.isoformat(timespec="microseconds")
+
+
 _MINUTE = datetime.timedelta(minutes=1)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 _RFC3339 = msgspec.json.Decoder(datetime.datetime)

@@ -30,7 +30,7 @@ from target_warehouse_seg.engines import BatchColumn, Codec, LoadBatch, Rejected
 from target_warehouse_seg.errors import InvalidRecord, MissingKeyProperty
 from target_warehouse_seg.plan import StreamPlan, utc_now
 from target_warehouse_seg.reader import RecordMessage, TypedBlocks
-from target_warehouse_seg.typemap import Source, widen
+from target_warehouse_seg.typemap import Kind, Source, widen
 
 logger = logging.getLogger("target-warehouse-seg")
 
@@ -59,6 +59,9 @@ class StreamSink:
         positions = {column.name: index for index, column in enumerate(plan.columns)}
         self._key_positions = [positions[name] for name in plan.key_columns]
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
+        self._date_or_time_positions = [
+            i for i, c in enumerate(plan.columns) if c.source is Source.TIMESTAMP_TEXT
+        ]
         self._fuzzy_keys = any(plan.columns[i].source in _FUZZY_KEY_SOURCES for i in self._key_positions)
         # Whether the engine counts a batch's distinct keys (else the sink keeps a set of them).
         self._codec_counts_keys = codec.counts_keys and bool(plan.key_columns) and not self._fuzzy_keys
@@ -260,6 +263,8 @@ class StreamSink:
         the sink's own count of distinct keys (none when the engine counts them), and each number
         column's scan (``convert.scan_numbers``: the codec reads there whether a value needs a closer
         look, without going over the column again)."""
+        for position in self._date_or_time_positions:
+            self._read_instants(rows, lines, position)
         key_values = [self._values(rows, i) for i in self._key_positions]
         for position, values in zip(self._key_positions, key_values, strict=True):
             if None in values:
@@ -296,6 +301,23 @@ class StreamSink:
         ]
         keys = comparable[0] if len(comparable) == 1 else list(zip(*comparable, strict=True))
         return keys, number_scans
+
+    def _read_instants(self, rows: list[t.Any], lines: list[int], position: int) -> None:
+        """Check each value of a property that may hold a date or a date-time and, in a timestamp
+        column, put the text of its instant in its place (``convert.instant_text``): the database
+        then parses only that form. A text column keeps the value as it came."""
+        field = f"f{position}"
+        to_instant = self._columns[position].kind is Kind.TIMESTAMP
+        for index, row in enumerate(rows):
+            value = getattr(row, field)
+            if value is None:
+                continue
+            try:
+                instant = convert.instant_text(value)
+            except ValueError as problem:
+                raise _RowProblem(index, self._error(rows, lines, index, position, str(problem))) from None
+            if to_instant:
+                setattr(row, field, instant)
 
     def _values(self, rows: list[t.Any], position: int) -> list[t.Any]:
         values = list(map(operator.attrgetter(f"f{position}"), rows))

@@ -139,7 +139,7 @@ class Source(str, enum.Enum):
     NUMBER = "number"  # msgspec.Raw: the exact JSON number text, checked per chunk
     BOOLEAN = "boolean"  # bool
     TIMESTAMP = "timestamp"  # timezone-aware datetime
-    TIMESTAMP_TEXT = "timestamp_text"  # str holding a date or a date-time (the database parses it)
+    TIMESTAMP_TEXT = "timestamp_text"  # str: a date or a date-time (the sink puts its instant's text)
     DATE = "date"  # date
     TIME = "time"  # time without zone
     JSON = "json"  # msgspec.Raw: the exact JSON text

@@ -156,10 +156,10 @@ def _near_decimal_limit(scan: bytes) -> bool:
 
 # How DuckDB reads a column from the record's JSON (None: the column travels in the side table).
 # Only what the decoder checked strictly and DuckDB converts exactly: strings, bigints, booleans, and
-# numbers into DECIMAL(38,18) (checked to fit by ``_decimal_misfit``).
+# numbers into DECIMAL(38,18) (checked to fit by ``_decimal_misfit``). A property that may hold a date
+# or a date-time travels aside, as the text of the instant the sink read in it.
 _JSON_READ = {
     Source.TEXT: "VARCHAR",
-    Source.TIMESTAMP_TEXT: "VARCHAR",
     Source.INTEGER: "BIGINT",
     Source.BOOLEAN: "BOOLEAN",
     Source.NUMBER: SQL_TYPES[Kind.NUMBER],

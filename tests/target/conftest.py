@@ -144,6 +144,24 @@ class Warehouse:
         finally:
             connection.close()
 
+    def execute(self, *statements: str) -> None:
+        """Run statements (DDL, say) in one committed transaction, as another user of the database."""
+        if self.engine == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.base_config["sqlalchemy_url"]) as connection:
+                for statement in statements:
+                    connection.execute(statement)
+            return
+        import duckdb
+
+        connection = duckdb.connect(self.base_config["path"])
+        try:
+            for statement in statements:
+                connection.execute(statement)
+        finally:
+            connection.close()
+
     def rows(self, table: str, order_by: str = "id", columns: str = "*") -> list[dict[str, t.Any]]:
         names = (
             [name for name, _ in self.columns(table).items()]

@@ -77,10 +77,14 @@ CASES = {
         '{"type": "RECORD", "stream": "s", "record": {"id": 4, "n": ' + "7" * 5000 + "}}",
         "line 6, stream s: record is not readable: an integer of more than 4,300 digits",
     ),
-    # Only the database knows this one is impossible: the batch is re-checked to find the line.
-    "refused by the database": (
+    # A property that may hold a date or a date-time is read by the target too, not left to the database.
+    "impossible date in a date-or-date-time property": (
         json.dumps(record("s", {"id": 4, "day_or_time": "2024-02-30"})),
-        "line 6, stream s, key id=4, field day_or_time: ",
+        "line 6, stream s, key id=4, field day_or_time: expected a date or date-time, got text '2024-02-30'",
+    ),
+    "a word the database would read as a date-time": (
+        json.dumps(record("s", {"id": 4, "day_or_time": "now"})),
+        "line 6, stream s, key id=4, field day_or_time: expected a date or date-time, got text 'now'",
     ),
 }
 
@@ -137,6 +141,32 @@ def test_quarantine_sets_the_record_aside_and_goes_on(warehouse: Warehouse, case
         assert row["error"].startswith(expected.split(": ", 1)[1])
     assert row["record"]  # the record (or line) itself, to replay once fixed
     assert row["rejected_at"] is not None
+
+
+def test_a_row_the_database_refuses_is_located(warehouse: Warehouse) -> None:
+    """The database may refuse a row the target found valid, for reasons of its own (here a CHECK
+    constraint someone put on the table): the unit is rolled back, and the refused row is found by
+    trying its batch in parts, so the error names its line and key."""
+    warehouse.execute(
+        "CREATE SCHEMA salesforce",
+        "CREATE TABLE salesforce.s (id BIGINT PRIMARY KEY, n BIGINT CHECK (n < 100), "
+        "received_at TIMESTAMP WITH TIME ZONE, uuid_ts TIMESTAMP WITH TIME ZONE)",
+    )
+    properties = {"id": {"type": "integer"}, "n": {"type": ["null", "integer"]}}
+    lines = [schema("s", properties)]
+    lines += [record("s", {"id": key, "n": 500 if key == 24 else key}) for key in range(1, 40)]
+    lines += [state({"n": 39})]
+    run = warehouse.run(lines)
+    assert isinstance(run.error, InvalidRecord), run.error
+    assert str(run.error).startswith("Invalid input: line 25, stream s, key id=24"), str(run.error)
+    assert "\n" not in str(run.error)
+    assert run.states == [] and warehouse.count("s") == 0  # the unit was rolled back whole
+
+    quarantined = warehouse.run(lines, on_invalid_record="quarantine")
+    assert quarantined.error is None and quarantined.states == [{"n": 39}]
+    assert [row["id"] for row in warehouse.rows("s")] == [key for key in range(1, 40) if key != 24]
+    rejected = warehouse.rows("_rejected_records", order_by="line")
+    assert [(row["line"], json.loads(row["record"])) for row in rejected] == [(25, {"id": 24, "n": 500})]
 
 
 def test_cli_reports_one_line_and_exits_non_zero(warehouse: Warehouse) -> None:

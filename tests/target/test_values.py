@@ -26,6 +26,9 @@ PROPERTIES = {
     "anything": {},
 }
 TRICKY_TEXT = "Zoë ☃ 日本語 🎉 \"quoted\" 'single' back\\slash\ttab\nnewline\r\nend"
+DATE_OR_DATE_TIME = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
 # Written as raw JSON so that numbers keep every digit (no float anywhere in the test either).
 LINES = [
     json.dumps(schema("values", PROPERTIES)),
@@ -273,6 +276,57 @@ def test_date_times_keep_their_instant_in_every_form(warehouse: Warehouse) -> No
     ]
     assert warehouse.run(lines).error is None
     assert {row["id"]: row["at"] for row in warehouse.rows("forms")} == {k: v for k, (_, v) in stamps.items()}
+
+
+def test_a_date_or_date_time_property_stores_the_instant_a_date_time_property_does(
+    warehouse: Warehouse,
+) -> None:
+    # The same text in a property that may hold a date or a date-time (`either`) and in a date-time
+    # property (`at`): the forms the target reads (ISO 8601's lowercase, basic, week-date and comma
+    # forms, digits past the microsecond) store the same instant in both, whichever forms the
+    # database would read itself; what the target does not read as a date-time, the database does
+    # not get to read either (PostgreSQL takes `now` as the load's time, DuckDB `infinity` as 9999).
+    properties = {
+        "id": {"type": "integer"},
+        "at": {"type": ["null", "string"], "format": "date-time"},
+        "either": DATE_OR_DATE_TIME,
+    }
+    stamps = {
+        1: ("2024-03-10", dt.datetime(2024, 3, 10, tzinfo=UTC)),
+        2: ("2024-03-10T01:02:03.1234567Z", dt.datetime(2024, 3, 10, 1, 2, 3, 123457, tzinfo=UTC)),
+        3: ("2024-03-10T01:02:03.9999995+05:30", dt.datetime(2024, 3, 9, 19, 32, 4, tzinfo=UTC)),
+        4: ("2024-03-10t01:02:03z", dt.datetime(2024, 3, 10, 1, 2, 3, tzinfo=UTC)),
+        5: ("20240310T010203", dt.datetime(2024, 3, 10, 1, 2, 3, tzinfo=UTC)),
+        6: ("2024-W10-7", dt.datetime(2024, 3, 10, tzinfo=UTC)),
+        7: ("2024-03-10T01:02:03,5-01:00", dt.datetime(2024, 3, 10, 2, 2, 3, 500000, tzinfo=UTC)),
+        8: ("2024-03-10T01:02:03+00:00:30", dt.datetime(2024, 3, 10, 1, 1, 33, tzinfo=UTC)),
+        9: ("0001-01-01T00:00:00Z", dt.datetime(1, 1, 1, tzinfo=UTC)),
+    }
+    words = ["now", "today", "epoch", "infinity", "-infinity", "2024-03-10 01:02:03 PST", "2024-3-10"]
+    lines = [schema("forms", properties)]
+    lines += [record("forms", {"id": key, "at": text, "either": text}) for key, (text, _) in stamps.items()]
+    lines += [record("forms", {"id": 100 + index, "either": word}) for index, word in enumerate(words)]
+    # One record per batch: a batch holding only such a word once reached the database as it came.
+    run = warehouse.run(lines, batch_size_rows=1, on_invalid_record="quarantine")
+    assert run.error is None, run.error
+    stored = {row["id"]: (row["at"], row["either"]) for row in warehouse.rows("forms")}
+    assert stored == {key: (instant, instant) for key, (_, instant) in stamps.items()}
+    rejected = warehouse.rows("_rejected_records", order_by="line")
+    assert [(row["field"], row["error"]) for row in rejected] == [
+        ("either", f"expected a date or date-time, got text {word!r}") for word in words
+    ]
+
+
+def test_a_date_or_date_time_property_in_a_text_column_keeps_its_text(warehouse: Warehouse) -> None:
+    # A text column (the property was plain text before) keeps each value as it came, once checked.
+    first = {"id": {"type": "integer"}, "either": {"type": ["null", "string"]}}
+    assert warehouse.run([schema("kept", first), record("kept", {"id": 1, "either": "hello"})]).error is None
+    lines = [schema("kept", {**first, "either": DATE_OR_DATE_TIME})]
+    lines += [record("kept", {"id": 2, "either": "2024-03-10"}), record("kept", {"id": 3, "either": "soon"})]
+    run = warehouse.run(lines, on_invalid_record="quarantine")
+    assert run.error is None, run.error
+    assert {row["id"]: row["either"] for row in warehouse.rows("kept")} == {1: "hello", 2: "2024-03-10"}
+    assert [row["line"] for row in warehouse.rows("_rejected_records", order_by="line")] == [3]
 
 
 def test_times_of_day_read_alike_on_both_paths(warehouse: Warehouse) -> None:
