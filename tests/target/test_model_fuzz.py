@@ -99,8 +99,10 @@ KINDS_TO_ADD = (
     "object",
     "array",
     "mixed",
+    "either",
 )
 FORMATTED = ("date-time", "date", "time")  # strings with a format
+EITHER_FORMATS = [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
 BASE_PROPERTIES = {
     "name": "string",
     "amount": "number",
@@ -120,6 +122,7 @@ BAD_VALUES = {  # values that do not fit a property of the kind
     "date-time": ("2024-02-30T00:00:00Z", "not a date", 20240101),
     "date": ("2024-02-30", "tomorrow"),
     "time": ("25:61:00", "noon"),
+    "either": ("2024-02-30", "now", "epoch", "infinity"),  # words a database would read as date-times
 }
 FIXED = {"system_modstamp", "updated_at", "is_deleted", "rid", "n", "d"}  # never dropped from a SCHEMA
 WIDENING = {"n": ("integer", "number", "string"), "d": ("date", "date-time", "string")}
@@ -251,6 +254,8 @@ class Values:
             return self.time_text()
         if kind == "array":
             return [self.json_value(1) for _ in range(rng.randint(0, 4))]
+        if kind == "either":
+            return self.date_text() if rng.random() < 0.5 else self.datetime_text(self.instant())
         if kind == "mixed":  # integer or string: a text column
             return self.integer() if rng.random() < 0.5 else self.text()
         return {rng.choice(JSON_KEYS): self.json_value(1) for _ in range(rng.randint(0, 4))}
@@ -305,6 +310,8 @@ def fits(value: t.Any, kind: str) -> bool:
         return is_datetime_text(value)
     if kind == "date":
         return is_date_text(value)
+    if kind == "either":
+        return is_date_text(value) or is_datetime_text(value)
     if kind == "time":
         return isinstance(value, str) and value[2:3] == ":"
     return isinstance(value, list if kind == "array" else dict)
@@ -329,6 +336,8 @@ def tag(value: t.Any, kind: str) -> Tagged:
         return ("bool", value)
     if kind == "date-time":
         return ("dt", parse_instant(value))
+    if kind == "either":  # a text column keeps the text as it came
+        return ("either", (value, parse_instant(value)))
     if kind == "date":
         return ("date", dt.date.fromisoformat(value))
     if kind == "time":
@@ -343,7 +352,7 @@ def column_name(prop: str) -> str:
 
 def widen(old: str | None, new: str) -> str:
     """The kind of a column that held `old` and now takes `new` ("mixed", integer or string, is text)."""
-    new = "string" if new == "mixed" else new
+    new = {"mixed": "string", "either": "date-time"}.get(new, new)
     if old is None or old == new:
         return new
     if {old, new} == {"integer", "number"}:
@@ -370,6 +379,8 @@ class SchemaMessage:
             properties[name] = {"type": ["null", "string" if formatted else kind]}
             if kind == "mixed":
                 properties[name]["type"] = ["null", "integer", "string"]
+            if kind == "either":  # a date or a date-time: a timestamp column
+                properties[name] = {"anyOf": [{"type": "null"}, *EITHER_FORMATS]}
             if formatted:
                 properties[name]["format"] = kind
             if kind == "array":
@@ -798,6 +809,11 @@ def matches(expected: Tagged, actual: t.Any, column_kind: str) -> bool:
     if expected is None or actual is None:
         return expected is None and actual is None
     what, value = expected
+    if what == "either":  # as it came in a text column, or the instant (a timestamp column's, as text)
+        text, instant = value
+        if column_kind == "string":
+            return isinstance(actual, str) and (actual == text or as_instant(actual) == instant)
+        return column_kind == "date-time" and isinstance(actual, dt.datetime) and actual == instant
     if column_kind == "string":
         if not isinstance(actual, str):
             return False
