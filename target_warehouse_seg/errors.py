@@ -20,14 +20,13 @@ class SchemaConflict(TargetError):
 
 
 def key_widening_conflict(
-    stream: str, table: str, column: str, stored: str, wanted: str, cause: str
+    stream: str, table: str, column: str, stored: str, wanted: str, cause: str, obstacle: str
 ) -> SchemaConflict:
-    """A key column that would have to widen where the engine cannot change a primary key's type."""
+    """A key column that would have to widen where the engine cannot change its type (``obstacle``)."""
     return SchemaConflict(
         f"stream {stream}: key column {column} of table {table} would have to widen from {stored} to "
-        f"{wanted} ({cause}), and DuckDB cannot change the type of a primary key column; nothing was "
-        "written. Rename or drop that table so that it is rebuilt with the wider key (and re-sync the "
-        "stream), or send the key with its former type"
+        f"{wanted} ({cause}), but {obstacle}; nothing was written. Drop those (or the table, to "
+        "re-sync the stream), or send the key with its former type"
     )
 
 

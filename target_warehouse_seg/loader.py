@@ -164,13 +164,13 @@ class Loader:
                 self._evolve(batch)
                 engine.load(batch)
             engine.quarantine(rejected)
+            if commit:
+                engine.commit()  # a failed commit undoes the transaction (out of memory: RetryUnit)
         except BaseException:
             engine.rollback()
             engine.forget()  # DDL inside the transaction was undone too
             raise
-        if commit:
-            engine.commit()
-        else:
+        if not commit:
             engine.rollback()
             engine.forget()
 
@@ -182,7 +182,12 @@ class Loader:
         for column in batch.columns:
             current = info.columns.get(column.name)
             if current is not None and current.kind is not None and not holds(current.kind, column.kind):
-                if column.name in info.primary_key and not self.engine.widens_key_columns:
+                obstacle = (
+                    self.engine.key_widening_obstacle(batch.table)
+                    if column.name in info.primary_key
+                    else None
+                )
+                if obstacle is not None:
                     raise key_widening_conflict(
                         batch.stream,
                         self.engine.qualified(batch.table),
@@ -190,6 +195,7 @@ class Loader:
                         current.kind.value,
                         t.cast(Kind, column.kind).value,
                         "a value of this run",
+                        obstacle,
                     )
                 self.engine.widen_column(batch.table, column.name, column.kind)
 

@@ -24,7 +24,14 @@ from singer_sdk.target_base import Target
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.config_file import check_config_file
 from target_warehouse_seg.convert import json_encoder
-from target_warehouse_seg.engines import DELETED_KEYS_TABLE, REJECTED_TABLE, Engine, Rejected, create_engine
+from target_warehouse_seg.engines import (
+    DELETED_KEYS_TABLE,
+    REJECTED_TABLE,
+    Engine,
+    Rejected,
+    RetryUnit,
+    create_engine,
+)
 from target_warehouse_seg.errors import (
     ConfigError,
     InvalidRecord,
@@ -311,9 +318,9 @@ class TargetWarehouseSeg(Target):
             hard_delete=self.settings.hard_delete,
             max_columns=engine.max_columns,
             qualified_table=f"{self.settings.schema}.{table}",
-            widens_key_columns=engine.widens_key_columns,
+            key_widening_obstacle=lambda: engine.key_widening_obstacle(table),
         )
-        if plan.ddl_needed:
+        while plan.ddl_needed:
             engine.begin()
             try:
                 if plan.create is not None:
@@ -324,6 +331,10 @@ class TargetWarehouseSeg(Target):
                         self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
                         engine.widen_column(table, name, kind)
                 engine.commit()
+                break
+            except RetryUnit:  # out of the database's memory, which it has raised: again
+                engine.rollback()
+                engine.forget()
             except BaseException:
                 engine.rollback()
                 engine.forget()

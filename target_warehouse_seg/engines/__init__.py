@@ -185,8 +185,6 @@ class Engine(abc.ABC):
 
     name: str
     max_columns: int | None = None
-    # Whether the database can change the type of a primary key column (DuckDB cannot).
-    widens_key_columns: bool = True
     codec: Codec
     unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
     # The first unit's size (None: ``unit_bytes``). Smaller, the database starts loading sooner (while
@@ -221,6 +219,10 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def widen_column(self, table: str, column: str, kind: Kind) -> None: ...
+
+    def key_widening_obstacle(self, table: str) -> str | None:
+        """Why a primary key column of this table cannot widen, in words (None: it can)."""
+        return None
 
     @abc.abstractmethod
     def begin(self) -> None: ...

@@ -13,6 +13,7 @@ inside the loader's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -105,6 +106,20 @@ JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
 WHERE c.database_name = current_database() AND c.schema_name = ? AND c.table_name = ?
 ORDER BY c.column_index
 """
+# What others added to a table that rebuilding it would lose: indexes, constraints beyond the primary
+# key (and its columns' NOT NULL), defaults.
+_ADDITIONS_QUERY = """
+SELECT 'index ' || index_name, NULL FROM duckdb_indexes()
+ WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
+UNION ALL
+SELECT lower(constraint_type) || ' constraint', constraint_column_names FROM duckdb_constraints()
+ WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
+   AND constraint_type <> 'PRIMARY KEY'
+UNION ALL
+SELECT 'default of column ' || column_name, NULL FROM duckdb_columns()
+ WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
+   AND column_default IS NOT NULL
+"""
 _TABLES_QUERY = """
 SELECT table_name, comment FROM duckdb_tables()
  WHERE database_name = current_database() AND schema_name = ?
@@ -117,7 +132,6 @@ SELECT view_name, comment FROM duckdb_views()
 class DuckDBEngine(CatalogEngine):
     name = "duckdb"
     max_columns = None
-    widens_key_columns = False  # ALTER ... SET DATA TYPE refuses a primary key column
     # Bigger units than PostgreSQL's: each upsert joins the batch with the whole table (the DELETE) and
     # each commit may checkpoint, so fewer units win; Arrow keeps a unit compact in memory.
     unit_bytes = 32 * 1024 * 1024
@@ -192,6 +206,18 @@ class DuckDBEngine(CatalogEngine):
             return False
         return True
 
+    def _reopen(self) -> None:
+        """Open the database again (after DuckDB invalidated it), keeping the memory limit wanted."""
+        wanted = self._memory_wanted_mb
+        for connection in (self._lender, self._connection):
+            if connection is not None:
+                with contextlib.suppress(duckdb.Error):
+                    connection.close()
+        self._lender = self._connection = None
+        self._unregister_later.clear()  # registrations went with the connection
+        self.connect()
+        self._memory_wanted_mb = wanted
+
     def finishing(self) -> None:
         """The run's last unit, and the checkpoint DuckDB makes on closing, vacuum with DuckDB's
         default (see VACUUM_TASKS_WHILE_LOADING)."""
@@ -211,7 +237,7 @@ class DuckDBEngine(CatalogEngine):
             self.codec.close()
 
     def _execute(
-        self, statement: str, parameters: t.Sequence[t.Any] | None = None
+        self, statement: str, parameters: t.Sequence[t.Any] | t.Mapping[str, t.Any] | None = None
     ) -> duckdb.DuckDBPyConnection:
         try:
             return self.connection.execute(statement, parameters)
@@ -237,6 +263,75 @@ class DuckDBEngine(CatalogEngine):
         }
         return TableInfo(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
 
+    # A primary key column's type ------------------------------------------------------------------
+
+    def key_widening_obstacle(self, table: str) -> str | None:
+        info = self.table(table)
+        key = set(info.primary_key) if info is not None else set()
+        rows = self._execute(_ADDITIONS_QUERY, {"schema": self.schema, "table": table}).fetchall()
+        # The key columns' NOT NULL comes with the primary key (the rebuilt table has it again).
+        additions = [
+            what for what, columns in rows if not (what == "not null constraint" and set(columns) <= key)
+        ]
+        if not additions:
+            return None
+        return (
+            "DuckDB changes a primary key column's type by rebuilding the table, which would lose what "
+            f"others added to it ({', '.join(additions)})"
+        )
+
+    def widen_column(self, table: str, column: str, kind: Kind) -> None:
+        info = self.table(table)
+        if info is None or column not in info.primary_key:
+            super().widen_column(table, column, kind)
+            return
+        self._rebuild(table, info, column, kind)
+
+    def _rebuild(self, table: str, info: TableInfo, column: str, kind: Kind) -> None:
+        """Widen a primary key column, which ``ALTER ... SET DATA TYPE`` refuses: in the open transaction,
+        the table is set aside, made again (its columns in order, comments and primary key) with the
+        wider type, filled with the stored rows in their order, and dropped."""
+        logger.info(
+            "table %s: rebuilding it to widen key column %s to %s (DuckDB cannot change a primary key "
+            "column's type in place)",
+            self.qualified(table),
+            column,
+            kind.value,
+        )
+        aside = f"{table}__tws_rebuilt"
+        self._run(f"ALTER TABLE {self.qualified(table)} RENAME TO {quote(aside)}")
+        columns = [
+            dataclasses.replace(stored, kind=kind, sql_type=None) if stored.name == column else stored
+            for stored in info.columns.values()
+        ]
+        # With its primary key from the start: one added after the rows (faster) makes DuckDB 2.0.1
+        # refuse, at the commit, a key that the same transaction deletes and inserts again (an upsert).
+        self.create_table(table, info.owner or "", columns, info.primary_key)
+        if info.owner is None:
+            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS NULL")
+            self.tables()[table] = None
+        selected = ", ".join(
+            f"CAST({quote(stored.name)} AS {self.sql_type(stored)})"
+            if stored.name == column
+            else quote(stored.name)
+            for stored in columns
+        )
+        try:
+            self.connection.execute(
+                f"INSERT INTO {self.qualified(table)} SELECT {selected} FROM {self.qualified(aside)}"
+            )
+        except duckdb.OutOfMemoryException as error:
+            # The index is built in memory: a large table may need a higher limit, which the next try
+            # of the unit (or of the SCHEMA's changes) gets.
+            self._grow_memory(_first_line(error))
+            raise RetryUnit(table) from None
+        except duckdb.Error as error:
+            raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
+        self._run(f"DROP TABLE {self.qualified(aside)}")
+        self._table_info[table] = dataclasses.replace(
+            t.cast(TableInfo, self._table_info[table]), owner=info.owner
+        )
+
     # Transactions and loading ---------------------------------------------------------------------
 
     def begin(self) -> None:
@@ -252,7 +347,17 @@ class DuckDBEngine(CatalogEngine):
 
     def commit(self) -> None:
         started = time.perf_counter()
-        self._execute("COMMIT")
+        try:
+            self.connection.execute("COMMIT")
+        except duckdb.Error as error:
+            # A commit writes the transaction's rows and indexes, which may take more memory than its
+            # statements did (a rebuilt table's primary key: ~36 bytes a key). DuckDB then undoes
+            # the transaction and refuses any further work until the database is opened again.
+            if isinstance(error, duckdb.OutOfMemoryException) or "could not allocate" in str(error):
+                self._grow_memory(_first_line(error))
+                self._reopen()
+                raise RetryUnit("commit") from None
+            raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         logger.debug("commit %.3f s", time.perf_counter() - started)
 
     def rollback(self) -> None:

@@ -180,6 +180,17 @@ class Warehouse:
         )
         return {name: sql_type.lower() for name, sql_type in rows}
 
+    def key_columns(self, table: str) -> list[str]:
+        """The table's primary key columns, in order."""
+        rows = self.query(
+            "SELECT k.column_name FROM information_schema.table_constraints c "
+            "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
+            "AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
+            f"WHERE c.table_schema = '{self.schema_name}' AND c.table_name = '{table}' "
+            "AND c.constraint_type = 'PRIMARY KEY' ORDER BY k.ordinal_position"
+        )
+        return [name for (name,) in rows]
+
     def tables(self) -> set[str]:
         rows = self.query(
             f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{self.schema_name}'"
@@ -204,3 +215,8 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     return Warehouse(
         "duckdb", {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}, tmp_path=tmp_path
     )
+
+
+@pytest.fixture
+def duckdb_warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse("duckdb", {"engine": "duckdb", "path": str(tmp_path / "w.duckdb")}, tmp_path=tmp_path)

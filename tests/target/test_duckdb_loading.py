@@ -30,11 +30,6 @@ PROPERTIES = {
 }
 
 
-@pytest.fixture
-def duckdb_warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse("duckdb", {"engine": "duckdb", "path": str(tmp_path / "w.duckdb")}, tmp_path=tmp_path)
-
-
 def line(values: str, stream: str = "s") -> str:
     """A RECORD line with the record written verbatim (exact numbers, odd JSON)."""
     return f'{{"type": "RECORD", "stream": "{stream}", "record": {values}}}'
@@ -566,3 +561,30 @@ def test_a_record_longer_than_the_readers_default_object_size_loads(duckdb_wareh
         "SELECT id, length(name), name = repeat('x', 17 * 1024 * 1024) FROM salesforce.s ORDER BY id"
     )
     assert stored == [("long", len(long_name), True), ("short", 1, False)]
+
+
+def test_a_large_table_is_rebuilt_with_a_wider_key_beyond_the_memory_limit(
+    duckdb_warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rebuilding a table of 3,000,000 rows with a text key builds its index in memory: past the 90 MB
+    limit the statement runs out (the limit doubles, the SCHEMA's changes run again), and at 180 MB
+    the commit does, which leaves DuckDB refusing all work until the database is opened again: it is,
+    the limit doubles again, and the rebuild completes, every row kept."""
+    caplog.set_level(logging.INFO, logger="target-warehouse-seg")
+    props = {"id": {"type": "integer"}, "code": {"type": "string"}}
+    assert duckdb_warehouse.run([schema("k", props), record("k", {"id": -1, "code": "a"})]).error is None
+    duckdb_warehouse.execute(
+        "INSERT INTO salesforce.k SELECT i, 'code-' || i, now(), now() FROM range(3000000) AS r(i)"
+    )
+    lines = [schema("k", {**props, "id": {"type": "string"}}), record("k", {"id": "x-1", "code": "b"})]
+    run = duckdb_warehouse.run([*lines, state(1)])
+    assert run.error is None, run.error
+    assert run.states == [1]
+    assert duckdb_warehouse.query(
+        "SELECT count(*), count(DISTINCT id), max(CASE WHEN id = '2999999' THEN code END) FROM salesforce.k"
+    ) == [(3_000_002, 3_000_002, "code-2999999")]
+    assert duckdb_warehouse.columns("k")["id"] == "varchar" and duckdb_warehouse.key_columns("k") == ["id"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "ran out of its 90 MB memory limit" in warnings[0], warnings
+    assert "ran out of its 180 MB memory limit" in warnings[1] and "Failed to commit" in warnings[1], warnings
