@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import typing as t
 
-from target_warehouse_seg.engines import Column, Engine, TableInfo
+from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, TableInfo
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.typemap import Kind
 
@@ -41,6 +41,15 @@ class CatalogEngine(Engine, abc.ABC):
     @abc.abstractmethod
     def _read_table(self, name: str) -> TableInfo | None:
         """One table's columns, comments and primary key (one query)."""
+
+    @abc.abstractmethod
+    def key_text(self, key: t.Sequence[str], types: t.Mapping[str, str]) -> t.Callable[[list[str]], str]:
+        """How the tombstones spell a key: SQL expressions of the key's values, of these SQL types, to
+        one text, equal for equal keys."""
+
+    @abc.abstractmethod
+    def _json_element(self, text: str, index: int) -> str:
+        """SQL for the element at ``index`` of the JSON array in the text column ``text``, as text."""
 
     def qualified(self, table: str) -> str:
         return f"{quote(self.schema)}.{quote(table)}"
@@ -99,13 +108,36 @@ class CatalogEngine(Engine, abc.ABC):
     def widen_column(self, table: str, column: str, kind: Kind) -> None:
         sql_type = self.sql_types[kind]
         name = quote(column)
+        info = self.table(table)
+        stored_type = self.sql_type(info.columns[column]) if info is not None else None
         self._run(
             f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {name} SET DATA TYPE {sql_type} "
             f"USING CAST({name} AS {sql_type})"
         )
-        info = self._table_info.get(table)
         if info is not None:
             info.columns[column] = Column(column, kind, info.columns[column].owner, sql_type)
+            if column in info.primary_key:
+                self._respell_tombstones(table, column, t.cast(str, stored_type))
+
+    def _respell_tombstones(self, table: str, column: str, stored_type: str) -> None:
+        """After a key column widened (it was ``stored_type``): the table's tombstones, which spell its
+        hard-deleted keys from their typed values, spelled again from the wider type, so that they go on
+        meeting those keys (an older version of a deleted row must not come back)."""
+        if self._read_table(DELETED_KEYS_TABLE) is None:
+            return
+        info = t.cast(TableInfo, self.table(table))
+        types = {name: self.sql_type(info.columns[name]) for name in info.primary_key}
+        values = []
+        for index, name in enumerate(info.primary_key):
+            value = self._json_element("record_key", index)
+            if name == column:
+                value = f"CAST({value} AS {stored_type})"
+            values.append(f"CAST({value} AS {types[name]})")
+        spelled = self.key_text(info.primary_key, types)(values)
+        self._run(
+            f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} SET record_key = {spelled} "
+            f"WHERE table_name = {literal(table)}"
+        )
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
         for column in columns:

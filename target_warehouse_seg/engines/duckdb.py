@@ -331,6 +331,7 @@ class DuckDBEngine(CatalogEngine):
         self._table_info[table] = dataclasses.replace(
             t.cast(TableInfo, self._table_info[table]), owner=info.owner
         )
+        self._respell_tombstones(table, column, self.sql_type(info.columns[column]))
 
     # Transactions and loading ---------------------------------------------------------------------
 
@@ -440,6 +441,12 @@ class DuckDBEngine(CatalogEngine):
             except duckdb.Error:  # the failed statement aborted the transaction; the loader rolls back
                 self._unregister_later.append(side)
 
+    def key_text(self, key: t.Sequence[str], types: t.Mapping[str, str]) -> t.Callable[[list[str]], str]:
+        return lambda values: f"CAST(json_array({', '.join(values)}) AS VARCHAR)"
+
+    def _json_element(self, text: str, index: int) -> str:
+        return f"json_extract_string({text}, '$[{index}]')"
+
     def _tombstones(self, batch: LoadBatch, types: dict[str, str]) -> Tombstones:
         """The tombstones of the batch's table (their table created when missing, in this transaction).
         Keys are spelled as DuckDB's JSON of the typed values (DECIMAL keeps a fixed scale, the session
@@ -447,7 +454,7 @@ class DuckDBEngine(CatalogEngine):
         tombstones = Tombstones(
             self.qualified(DELETED_KEYS_TABLE),
             literal(batch.table),
-            lambda values: f"CAST(json_array({', '.join(values)}) AS VARCHAR)",
+            self.key_text(batch.key, types),
             types[t.cast(str, batch.replication_key)],
         )
         self.connection.execute(tombstones.ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE"))

@@ -277,10 +277,8 @@ class PostgresEngine(CatalogEngine):
                 time.perf_counter() - copied,
             )
 
-    def _tombstones(self, batch: LoadBatch, types: dict[str, str]) -> Tombstones:
-        """The tombstones of the batch's table (their table created when missing, in this transaction)."""
-
-        def key_text(values: list[str]) -> str:
+    def key_text(self, key: t.Sequence[str], types: t.Mapping[str, str]) -> t.Callable[[list[str]], str]:
+        def spell(values: list[str]) -> str:
             # Equal keys, equal text: numeric without trailing zeros, instants in UTC.
             spelled = [
                 f"trim_scale({value})"
@@ -288,14 +286,21 @@ class PostgresEngine(CatalogEngine):
                 else f"({value} AT TIME ZONE 'UTC')"
                 if types[name] == SQL_TYPES[Kind.TIMESTAMP]
                 else value
-                for name, value in zip(batch.key, values, strict=True)
+                for name, value in zip(key, values, strict=True)
             ]
             return f"json_build_array({', '.join(spelled)})::text"
 
+        return spell
+
+    def _json_element(self, text: str, index: int) -> str:
+        return f"({text}::json ->> {index})"
+
+    def _tombstones(self, batch: LoadBatch, types: dict[str, str]) -> Tombstones:
+        """The tombstones of the batch's table (their table created when missing, in this transaction)."""
         tombstones = Tombstones(
             self.qualified(DELETED_KEYS_TABLE),
             literal(batch.table),
-            key_text,
+            self.key_text(batch.key, types),
             types[t.cast(str, batch.replication_key)],
         )
         self.connection.execute(tombstones.ddl("text", "timestamp with time zone"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from conftest import Warehouse, record, schema, state
 
@@ -230,6 +232,48 @@ def test_a_hard_deleted_record_does_not_come_back_from_an_older_version_read_lat
         ("accounts", '["b"]'),
         ("accounts", '["n"]'),
     ]
+
+
+@pytest.mark.parametrize("wider", ["string", "number", "beyond bigint"])
+def test_a_hard_deleted_key_stays_deleted_after_its_key_column_widens(
+    warehouse: Warehouse, wider: str
+) -> None:
+    # Tombstones spell keys from their typed values ([1]); once the key column widens (to text: "1"),
+    # they are spelled again, or an older version of a deleted row would come back.
+    def properties(key_type: str) -> dict:
+        return {
+            "id": {"type": key_type},
+            "system_modstamp": {"type": "string", "format": "date-time"},
+            "is_deleted": {"type": "boolean"},
+            "v": {"type": ["null", "string"]},
+        }
+
+    def row(key: object, stamp: str, deleted: bool, value: str) -> dict:
+        record_values = {"id": key, "system_modstamp": stamp, "is_deleted": deleted, "v": value}
+        return record("s", record_values)
+
+    integer_schema = schema("s", properties("integer"), bookmark=["system_modstamp"])
+    setup = [
+        integer_schema,
+        row(1, "2024-01-02T00:00:00Z", False, "v1"),
+        row(1, "2024-01-03T00:00:00Z", True, ""),
+    ]
+    assert (
+        warehouse.run([*setup, row(2, "2024-01-02T00:00:00Z", False, "two")], hard_delete=True).error is None
+    )
+    key_type = "integer" if wider == "beyond bigint" else wider
+    late: object = {"string": "1", "number": 1, "beyond bigint": 1}[wider]
+    replay = [schema("s", properties(key_type), bookmark=["system_modstamp"])]
+    if wider == "beyond bigint":  # widened by a value of the run
+        replay.append(row(10**30, "2024-01-01T00:00:00Z", False, "huge"))
+    replay += [row(late, "2024-01-01T00:00:00Z", False, "v0, older than the delete")]
+    assert warehouse.run(replay, hard_delete=True).error is None
+    stored = {int(Decimal(str(row["id"]))): row["v"] for row in warehouse.rows("s", order_by="v")}
+    assert 1 not in stored and stored[2] == "two"
+    newer = [replay[0], row(late, "2024-01-04T00:00:00Z", False, "v4, newer than the delete")]
+    assert warehouse.run(newer, hard_delete=True).error is None
+    stored = {int(Decimal(str(row["id"]))): row["v"] for row in warehouse.rows("s", order_by="v")}
+    assert stored[1].startswith("v4")
 
 
 def test_a_stale_delete_keeps_the_newest_tombstone(warehouse: Warehouse) -> None:
