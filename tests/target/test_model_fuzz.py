@@ -562,8 +562,16 @@ class Scenario:
     def _change_schema(self, stream: StreamGenerator) -> None:
         rng = self.rng
         droppable = sorted(set(stream.properties) - FIXED)
-        change = rng.choice(("add", "drop", "readd", "widen", "widen", "narrow"))
-        if change == "add":
+        change = rng.choice(("add", "drop", "readd", "widen", "widen", "narrow", "widen key"))
+        integer_keys = sorted(name for name, kind in stream.keys.items() if kind == "integer")
+        if change == "widen key" and integer_keys:
+            # An integer key property turns to text (its column widens: DuckDB rebuilds the table);
+            # later records send its values as text, replays of older ones as integers.
+            name = rng.choice(integer_keys)
+            stream.keys[name] = "string"
+            at = list(stream.keys).index(name)
+            stream.key_pool = [(*key[:at], str(key[at]), *key[at + 1 :]) for key in stream.key_pool]
+        elif change == "add":
             stream.added += 1
             stream.properties[f"extra_{stream.added}"] = rng.choice(KINDS_TO_ADD)
         elif change == "drop" and droppable:
@@ -719,6 +727,18 @@ class Model:
         elif isinstance(message, RecordMessage) and not message.invalid:
             self._record(message, hard_delete, run)
 
+    @staticmethod
+    def _key_reader(table: Table) -> t.Callable[[tuple], tuple]:
+        texts = [table.columns.get(column_name(name)) == "string" for name in table.keys]
+
+        def key_of(key: tuple) -> tuple:
+            return tuple(
+                str(value) if text and isinstance(value, int) and not isinstance(value, bool) else value
+                for text, value in zip(texts, key, strict=True)
+            )
+
+        return key_of
+
     def _record(self, message: RecordMessage, hard_delete: bool, run: int) -> None:
         declared = self.schemas[message.stream]
         table = self.tables.setdefault(message.stream, Table(list(declared.keys)))
@@ -726,6 +746,10 @@ class Model:
         kinds = {**declared.keys, **declared.properties}
         for prop, kind in kinds.items():  # the columns of a SCHEMA that records were sent under
             table.columns[column_name(prop)] = widen(table.columns.get(column_name(prop)), kind)
+        # Keys as their columns hold them: an integer in a text key column is its text.
+        key_of = self._key_reader(table)
+        table.rows = {key_of(key): row for key, row in table.rows.items()}
+        table.tombstones = {key_of(key): order for key, order in table.tombstones.items()}
         values = message.values
         for prop, kind in kinds.items():
             value = values.get(prop)
@@ -743,7 +767,7 @@ class Model:
         if not declared.keys:
             table.appended.append(row)
             return
-        key = tuple(values[name] for name in declared.keys)
+        key = key_of(tuple(values[name] for name in declared.keys))
         stored = table.rows.get(key)
         deletes = hard_delete and declared.properties.get("is_deleted") == "boolean"
         tombstones = deletes and declared.replication_key is not None
