@@ -19,14 +19,14 @@ class SchemaConflict(TargetError):
     """A stream's schema cannot be applied to its existing table (changed key, too many columns)."""
 
 
-def key_widening_conflict(
+def widening_conflict(
     stream: str, table: str, column: str, stored: str, wanted: str, cause: str, obstacle: str
 ) -> SchemaConflict:
-    """A key column that would have to widen where the engine cannot change its type (``obstacle``)."""
+    """A column that would have to widen where the database cannot change its type now (``obstacle``:
+    why, and what to do)."""
     return SchemaConflict(
-        f"stream {stream}: key column {column} of table {table} would have to widen from {stored} to "
-        f"{wanted} ({cause}), but {obstacle}; nothing was written. Drop those (or the table, to "
-        "re-sync the stream), or send the key with its former type"
+        f"stream {stream}: column {column} of table {table} would have to widen from {stored} to "
+        f"{wanted} ({cause}), and nothing was written: {obstacle}"
     )
 
 

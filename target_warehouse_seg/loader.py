@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
-from target_warehouse_seg.errors import InvalidRecord, key_widening_conflict
+from target_warehouse_seg.errors import InvalidRecord, widening_conflict
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -182,15 +182,11 @@ class Loader:
         for column in batch.columns:
             current = info.columns.get(column.name)
             if current is not None and current.kind is not None and not holds(current.kind, column.kind):
-                obstacle = (
-                    self.engine.key_widening_obstacle(batch.table)
-                    if column.name in info.primary_key
-                    else None
-                )
+                obstacle = self.engine.widening_obstacle(batch.table, column.name)
                 if obstacle is not None:
-                    raise key_widening_conflict(
+                    raise widening_conflict(
                         batch.stream,
-                        self.engine.qualified(batch.table),
+                        f"{self.engine.schema}.{batch.table}",  # as the SCHEMA's conflicts name it
                         column.name,
                         current.kind.value,
                         t.cast(Kind, column.kind).value,

@@ -16,7 +16,7 @@ import msgspec
 
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.engines import SYSTEM_COLUMNS, Column, TableInfo
-from target_warehouse_seg.errors import SchemaConflict, key_widening_conflict
+from target_warehouse_seg.errors import SchemaConflict, widening_conflict
 from target_warehouse_seg.typemap import Kind, Source, decode_type, kind_of, source_of, type_tokens, widen
 
 DELETE_FLAG_COLUMN = "is_deleted"
@@ -69,7 +69,7 @@ def plan_stream(
     hard_delete: bool,
     max_columns: int | None,
     qualified_table: str,
-    key_widening_obstacle: t.Callable[[], str | None] = lambda: None,
+    widening_obstacle: t.Callable[[str], str | None] = lambda column: None,
 ) -> StreamPlan:
     properties = schema_properties(stream, schema)
     keys = tuple(key_properties or ())
@@ -100,14 +100,13 @@ def plan_stream(
         columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}"))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
-    widened_keys = [(name, kind) for name, kind in widened if name in key_columns]
-    obstacle = key_widening_obstacle() if existing is not None and widened_keys else None
-    if obstacle is not None:
-        name, kind = widened_keys[0]
-        stored = t.cast(Kind, t.cast(TableInfo, existing).columns[name].kind)
-        raise key_widening_conflict(
-            stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type", obstacle
-        )
+    for name, kind in widened:  # each asked only when it must widen (a catalog query)
+        obstacle = widening_obstacle(name)
+        if obstacle is not None:
+            stored = t.cast(Kind, t.cast(TableInfo, existing).columns[name].kind)
+            raise widening_conflict(
+                stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type", obstacle
+            )
     _check_column_count(stream, existing, add, max_columns, qualified_table)
     replication = next((names[name] for name in bookmark_properties or () if name in names), None)
     by_name = {column.name: column for column in columns}

@@ -318,7 +318,7 @@ class TargetWarehouseSeg(Target):
             hard_delete=self.settings.hard_delete,
             max_columns=engine.max_columns,
             qualified_table=f"{self.settings.schema}.{table}",
-            key_widening_obstacle=lambda: engine.key_widening_obstacle(table),
+            widening_obstacle=lambda column: engine.widening_obstacle(table, column),
         )
         while plan.ddl_needed:
             engine.begin()

@@ -184,6 +184,7 @@ class Engine(abc.ABC):
     """A warehouse connection that knows its catalog and loads batches."""
 
     name: str
+    schema: str  # the warehouse schema the engine writes
     max_columns: int | None = None
     codec: Codec
     unit_bytes: int = 16 * 1024 * 1024  # flush when the records read since the last flush exceed this
@@ -220,8 +221,8 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def widen_column(self, table: str, column: str, kind: Kind) -> None: ...
 
-    def key_widening_obstacle(self, table: str) -> str | None:
-        """Why a primary key column of this table cannot widen, in words (None: it can)."""
+    def widening_obstacle(self, table: str, column: str) -> str | None:
+        """Why this column of the table cannot widen now, and what to do, in words (None: it can)."""
         return None
 
     @abc.abstractmethod

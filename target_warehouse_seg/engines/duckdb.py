@@ -265,9 +265,11 @@ class DuckDBEngine(CatalogEngine):
 
     # A primary key column's type ------------------------------------------------------------------
 
-    def key_widening_obstacle(self, table: str) -> str | None:
+    def widening_obstacle(self, table: str, column: str) -> str | None:
         info = self.table(table)
         key = set(info.primary_key) if info is not None else set()
+        if column not in key:
+            return None  # ALTER ... SET DATA TYPE: views do not stop it (DuckDB binds them when read)
         rows = self._execute(_ADDITIONS_QUERY, {"schema": self.schema, "table": table}).fetchall()
         # The key columns' NOT NULL comes with the primary key (the rebuilt table has it again).
         additions = [
@@ -277,7 +279,8 @@ class DuckDBEngine(CatalogEngine):
             return None
         return (
             "DuckDB changes a primary key column's type by rebuilding the table, which would lose what "
-            f"others added to it ({', '.join(additions)})"
+            f"others added to it ({', '.join(additions)}); drop those, or the table to re-sync the stream, "
+            "or send the key with its former type"
         )
 
     def widen_column(self, table: str, column: str, kind: Kind) -> None:

@@ -125,6 +125,18 @@ LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
 WHERE n.nspname = %s AND c.relname = %s
 ORDER BY a.attnum
 """
+# The views (and materialized views) that use a column: PostgreSQL refuses to change its type under them.
+_VIEWS_OF_COLUMN_QUERY = """
+SELECT DISTINCT format('%%I.%%I', namespace.nspname, view.relname)
+  FROM pg_depend AS dependency
+  JOIN pg_rewrite AS rule ON rule.oid = dependency.objid
+  JOIN pg_class AS view ON view.oid = rule.ev_class
+  JOIN pg_namespace AS namespace ON namespace.oid = view.relnamespace
+  JOIN pg_attribute AS used ON used.attrelid = dependency.refobjid AND used.attnum = dependency.refobjsubid
+ WHERE dependency.classid = 'pg_rewrite'::regclass AND dependency.refclassid = 'pg_class'::regclass
+   AND dependency.refobjid = %s::regclass AND used.attname = %s AND view.oid <> dependency.refobjid
+ ORDER BY 1
+"""
 _TABLES_QUERY = """
 SELECT c.relname, obj_description(c.oid, 'pg_class')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -212,6 +224,17 @@ class PostgresEngine(CatalogEngine):
                 key.append((key_position, column))
         # Dropped columns count against PostgreSQL's 1,600 too.
         return TableInfo(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
+
+    def widening_obstacle(self, table: str, column: str) -> str | None:
+        with self._database_errors():
+            rows = self.connection.execute(_VIEWS_OF_COLUMN_QUERY, (self.qualified(table), column)).fetchall()
+        if not rows:
+            return None
+        views = ", ".join(view for (view,) in rows)
+        return (
+            f"PostgreSQL cannot change the type of a column that views use ({views}); drop them for "
+            "this run and create them again after it, or send the property with its former type"
+        )
 
     # Transactions and loading ---------------------------------------------------------------------
 

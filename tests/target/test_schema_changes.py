@@ -163,10 +163,40 @@ def test_duckdb_keeps_what_others_added_to_a_table_over_widening_its_key(duckdb_
         run = warehouse.run([*lines, state(2)])
         assert isinstance(run.error, SchemaConflict)
         message = str(run.error)
-        assert message.startswith("stream k: key column id of table ") and "from integer to" in message
+        assert message.startswith("stream k: column id of table ") and "from integer to" in message
         assert "rebuilding the table, which would lose what others added to it (index by_code)" in message
         assert "\n" not in message and run.states == []
         assert [(row["id"], row["code"]) for row in warehouse.rows("k")] == [(1, "a")]
+
+
+@pytest.mark.parametrize("cause", ["schema", "value"])
+def test_a_column_that_a_view_uses(warehouse: Warehouse, cause: str) -> None:
+    # PostgreSQL cannot change a column's type under a view: one clear line naming the view and what
+    # to do, nothing written. DuckDB binds views when they are read: the column widens.
+    props = {"id": {"type": "integer"}, "n": {"type": ["null", "integer"]}}
+    assert warehouse.run([schema("s", props), record("s", {"id": 1, "n": 1}), state(1)]).error is None
+    warehouse.execute("CREATE VIEW salesforce.v_s AS SELECT id, n FROM salesforce.s")
+    if cause == "schema":
+        lines = [schema("s", {**props, "n": {"type": ["null", "number"]}}), record("s", {"id": 2, "n": 1.5})]
+    else:
+        lines = [schema("s", props), record("s", {"id": 2, "n": 2**63})]
+    run = warehouse.run([*lines, state(2)])
+    if warehouse.engine == "duckdb":
+        assert run.error is None and run.states == [2]
+        assert sorted(Decimal(n) for (n,) in warehouse.query("SELECT n FROM salesforce.v_s")) == [
+            1,
+            Decimal(lines[1]["record"]["n"]),
+        ]
+        return
+    assert isinstance(run.error, SchemaConflict), run.error
+    message = str(run.error)
+    assert message.startswith(
+        "stream s: column n of table salesforce.s would have to widen from integer to number "
+    )
+    assert "(its SCHEMA's type)" in message if cause == "schema" else "(a value of this run)" in message
+    assert "views use (salesforce.v_s); drop them for this run and create them again after it" in message
+    assert "\n" not in message and run.states == []
+    assert [(row["id"], row["n"]) for row in warehouse.rows("s")] == [(1, 1)]
 
 
 def test_postgres_column_limit_is_refused_before_anything_is_written(warehouse: Warehouse) -> None:
