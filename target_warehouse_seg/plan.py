@@ -97,7 +97,7 @@ def plan_stream(
             kind = widen(current.kind, declared)
             if kind != current.kind:
                 widened.append((name, kind))
-        columns.append(PlannedColumn(prop, name, kind, source_of(tokens), f"f{index}"))
+        columns.append(PlannedColumn(prop, name, kind, _source(tokens, kind), f"f{index}"))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
     for name, kind in widened:  # each asked only when it must widen (a catalog query)
@@ -152,6 +152,13 @@ def plan_stream(
         add=add,
         widen=widened,
     )
+
+
+def _source(tokens: frozenset[str], kind: Kind) -> Source:
+    """How the property's values travel. Into a JSON column (the property was an object or an array
+    before) every value goes as its exact JSON: a string as a JSON string. Sent as text, the database
+    parsed it as JSON, so the string "123" became the number 123 and "text" stopped the run."""
+    return Source.JSON if kind is Kind.JSON else source_of(tokens)
 
 
 def _check_key(stream: str, key_columns: tuple[str, ...], existing: TableInfo | None, table: str) -> None:

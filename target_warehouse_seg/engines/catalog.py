@@ -112,12 +112,16 @@ class CatalogEngine(Engine, abc.ABC):
         stored_type = self.sql_type(info.columns[column]) if info is not None else None
         self._run(
             f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {name} SET DATA TYPE {sql_type} "
-            f"USING CAST({name} AS {sql_type})"
+            f"USING {self.widened(name, t.cast(str, stored_type), sql_type)}"
         )
         if info is not None:
             info.columns[column] = Column(column, kind, info.columns[column].owner, sql_type)
             if column in info.primary_key:
                 self._respell_tombstones(table, column, t.cast(str, stored_type))
+
+    def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
+        """A stored value of ``stored_type`` as the wider ``sql_type``."""
+        return f"CAST({expression} AS {sql_type})"
 
     def _respell_tombstones(self, table: str, column: str, stored_type: str) -> None:
         """After a key column widened (it was ``stored_type``): the table's tombstones, which spell its
@@ -130,9 +134,10 @@ class CatalogEngine(Engine, abc.ABC):
         values = []
         for index, name in enumerate(info.primary_key):
             value = self._json_element("record_key", index)
-            if name == column:
-                value = f"CAST({value} AS {stored_type})"
-            values.append(f"CAST({value} AS {types[name]})")
+            if name == column:  # spelled as the widened column's stored values are
+                values.append(self.widened(f"CAST({value} AS {stored_type})", stored_type, types[name]))
+            else:
+                values.append(f"CAST({value} AS {types[name]})")
         spelled = self.key_text(info.primary_key, types)(values)
         self._run(
             f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} SET record_key = {spelled} "

@@ -283,6 +283,14 @@ class DuckDBEngine(CatalogEngine):
             "or send the key with its former type"
         )
 
+    def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
+        cast = super().widened(expression, stored_type, sql_type)
+        if stored_type != SQL_TYPES[Kind.NUMBER] or sql_type != SQL_TYPES[Kind.TEXT]:
+            return cast
+        # DECIMAL(38,18) spells every value with 18 decimals (7.000000000000000000): as text, a number
+        # is written without trailing zeros (7, 2.5), as PostgreSQL's widening and the tombstones do.
+        return f"CASE WHEN contains({cast}, '.') THEN rtrim(rtrim({cast}, '0'), '.') ELSE {cast} END"
+
     def widen_column(self, table: str, column: str, kind: Kind) -> None:
         info = self.table(table)
         if info is None or column not in info.primary_key:
@@ -313,8 +321,9 @@ class DuckDBEngine(CatalogEngine):
         if info.owner is None:
             self._run(f"COMMENT ON TABLE {self.qualified(table)} IS NULL")
             self.tables()[table] = None
+        stored_type = self.sql_type(info.columns[column])
         selected = ", ".join(
-            f"CAST({quote(stored.name)} AS {self.sql_type(stored)})"
+            self.widened(quote(stored.name), stored_type, self.sql_type(stored))
             if stored.name == column
             else quote(stored.name)
             for stored in columns

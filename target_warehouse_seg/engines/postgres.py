@@ -225,6 +225,12 @@ class PostgresEngine(CatalogEngine):
         # Dropped columns count against PostgreSQL's 1,600 too.
         return TableInfo(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
 
+    def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
+        if stored_type == SQL_TYPES[Kind.NUMBER] and sql_type == SQL_TYPES[Kind.TEXT]:
+            # Without trailing zeros, as DuckDB writes them and as the tombstones spell key numbers.
+            return f"CAST(trim_scale({expression}) AS text)"
+        return super().widened(expression, stored_type, sql_type)
+
     def widening_obstacle(self, table: str, column: str) -> str | None:
         with self._database_errors():
             rows = self.connection.execute(_VIEWS_OF_COLUMN_QUERY, (self.qualified(table), column)).fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import typing as t
 from decimal import Decimal
 
 import pytest
@@ -53,6 +54,81 @@ def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
     # Narrower types later never narrow the column: integers go into the text column as text.
     assert warehouse.run([as_int, record("w", {"id": 4, "n": 8, "d": "2024-03-04"})]).error is None
     assert {r["id"]: r["n"] for r in warehouse.rows("w")}[4] == "8"
+
+
+def test_numbers_widened_to_text_are_written_without_trailing_zeros(warehouse: Warehouse) -> None:
+    """Both engines write a stored number that widens to text in its shortest form (DuckDB's DECIMAL
+    wrote 7.000000000000000000), key columns included, so that a number key 1.0 meets the text key "1"
+    sent after the change, and a hard-deleted key's tombstone still meets it."""
+
+    def props(kind: str) -> dict:
+        return {
+            "id": {"type": kind},
+            "amount": {"type": ["null", kind]},
+            "system_modstamp": {"type": "string", "format": "date-time"},
+            "is_deleted": {"type": "boolean"},
+        }
+
+    def version(key: t.Any, amount: t.Any, second: int, deleted: bool = False) -> str:
+        stamp = f"2024-01-01T00:00:{second:02d}Z"
+        return (
+            f'{{"type": "RECORD", "stream": "n", "record": {{"id": {key}, "amount": {amount}, '
+            f'"system_modstamp": "{stamp}", "is_deleted": {str(deleted).lower()}}}}}'
+        )
+
+    as_numbers = schema("n", props("number"), bookmark=["system_modstamp"])
+    first = [as_numbers, version("1.0", "2.50", 1), version("2.50", "7", 1), version("3", "0.000100", 1)]
+    assert warehouse.run([*first, version("4", "1", 5, deleted=True)], hard_delete=True).error is None
+    as_text = schema("n", props("string"), bookmark=["system_modstamp"])
+    later = [version('"1"', '"one"', 2), version('"4"', '"older than its deletion"', 3)]
+    assert warehouse.run([as_text, *later], hard_delete=True).error is None
+    assert warehouse.columns("n")["id"] in ("text", "varchar")
+    rows = {r["id"]: r["amount"] for r in warehouse.rows("n")}
+    assert rows == {"1": "one", "2.5": "7", "3": "0.0001"}
+
+
+def test_a_json_column_stores_later_scalar_values_as_json(warehouse: Warehouse) -> None:
+    """A property that was an object, then declared a string (or a date-time...): its JSON column holds
+    each value as the JSON of what was sent, so the string "123" stays a string (it became the number
+    123, and "text" stopped the run as malformed JSON)."""
+    names = ("s", "d", "t", "n", "b")
+    as_objects = schema(
+        "j", {"id": {"type": "integer"}, **{name: {"type": ["null", "object"]} for name in names}}
+    )
+    first = record("j", {"id": 1, **{name: {"k": [1, "v"]} for name in names}})
+    assert warehouse.run([as_objects, first]).error is None
+    as_scalars = schema(
+        "j",
+        {
+            "id": {"type": "integer"},
+            "s": {"type": ["null", "string"]},
+            "d": {"type": ["null", "string"], "format": "date-time"},
+            "t": {"type": ["null", "string"], "format": "time"},
+            "n": {"type": ["null", "number"]},
+            "b": {"type": ["null", "boolean"]},
+        },
+    )
+    sent = [
+        {"id": 2, "s": "123", "d": "2024-01-02T03:04:05+01:00", "t": "04:05:06", "n": 2.5, "b": True},
+        {"id": 3, "s": '{"x": 2}', "d": None, "t": None, "n": None, "b": False},
+        {"id": 4, "s": "null", "d": None, "t": None, "n": None, "b": None},
+        {"id": 5, "s": "text", "d": None, "t": None, "n": None, "b": None},
+    ]
+    run = warehouse.run([as_scalars, *(record("j", values) for values in sent)])
+    assert run.error is None
+    assert {name: warehouse.columns("j")[name] for name in names} == {
+        name: "json" if warehouse.engine == "duckdb" else "jsonb" for name in names
+    }
+    rows = {r["id"]: {name: warehouse.json(r[name]) for name in names} for r in warehouse.rows("j")}
+    assert rows[1] == {name: {"k": [1, "v"]} for name in names}
+    assert rows[2] == {"s": "123", "d": "2024-01-02T03:04:05+01:00", "t": "04:05:06", "n": 2.5, "b": True}
+    assert rows[3]["s"] == '{"x": 2}' and rows[3]["b"] is False
+    assert rows[4]["s"] == "null" and rows[5]["s"] == "text"
+    type_of, string = ("json_type", "varchar") if warehouse.engine == "duckdb" else ("jsonb_typeof", "string")
+    kinds = warehouse.query(
+        f"SELECT {type_of}(s) FROM {warehouse.schema_name}.j WHERE id IN (2, 4) ORDER BY id"
+    )
+    assert [kind.lower() for (kind,) in kinds] == [string, string]
 
 
 def test_an_integer_beyond_bigint_widens_its_column_keeping_every_value(warehouse: Warehouse) -> None:
