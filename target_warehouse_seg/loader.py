@@ -193,7 +193,8 @@ class Loader:
                         "a value of this run",
                         obstacle,
                     )
-                self.engine.widen_column(batch.table, column.name, column.kind)
+                replication = column.name == batch.replication_key
+                self.engine.widen_column(batch.table, column.name, column.kind, replication=replication)
 
     def _try(self, batch: LoadBatch) -> RowRejected | None:
         while True:

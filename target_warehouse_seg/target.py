@@ -329,7 +329,8 @@ class TargetWarehouseSeg(Target):
                     engine.add_columns(table, plan.add)
                     for name, kind in plan.widen:
                         self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
-                        engine.widen_column(table, name, kind)
+                        replication = name == plan.replication_column
+                        engine.widen_column(table, name, kind, replication=replication)
                 engine.commit()
                 break
             except RetryUnit:  # out of the database's memory, which it has raised: again

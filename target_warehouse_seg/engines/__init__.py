@@ -219,7 +219,9 @@ class Engine(abc.ABC):
     def add_columns(self, table: str, columns: list[Column]) -> None: ...
 
     @abc.abstractmethod
-    def widen_column(self, table: str, column: str, kind: Kind) -> None: ...
+    def widen_column(self, table: str, column: str, kind: Kind, *, replication: bool = False) -> None:
+        """Change the column's type to the kind's, keeping every value; ``replication``: the column is
+        its stream's replication key (whose values the hard deletes' tombstones keep as text)."""
 
     def widening_obstacle(self, table: str, column: str) -> str | None:
         """Why this column of the table cannot widen now, and what to do, in words (None: it can)."""

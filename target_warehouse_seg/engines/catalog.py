@@ -10,14 +10,28 @@ from __future__ import annotations
 import abc
 import typing as t
 
-from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, TableInfo
+from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, LoadBatch, TableInfo
 from target_warehouse_seg.identifiers import quote
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
 
 def literal(text: str) -> str:
     """A SQL string literal (NUL removed: neither database takes it)."""
     return "'" + text.replace("'", "''").replace("\x00", "") + "'"
+
+
+_TEMPORAL = {Source.TIMESTAMP: Kind.TIMESTAMP, Source.DATE: Kind.DATE, Source.TIME: Kind.TIME}
+
+
+def temporal_in_text_columns(batch: LoadBatch, types: t.Mapping[str, str], text_type: str) -> dict[str, Kind]:
+    """The batch's date-time, date and time properties whose columns are text, with their kinds: written
+    as such a column's values were when it widened (``widened``: an instant as RFC 3339 UTC text), so
+    that they read alike on both engines and a replication key there keeps its order as text."""
+    return {
+        column.name: _TEMPORAL[column.source]
+        for column in batch.columns
+        if column.source in _TEMPORAL and types.get(column.name) == text_type
+    }
 
 
 class CatalogEngine(Engine, abc.ABC):
@@ -105,7 +119,7 @@ class CatalogEngine(Engine, abc.ABC):
                 )
             info.column_slots += len(columns)
 
-    def widen_column(self, table: str, column: str, kind: Kind) -> None:
+    def widen_column(self, table: str, column: str, kind: Kind, *, replication: bool = False) -> None:
         sql_type = self.sql_types[kind]
         name = quote(column)
         info = self.table(table)
@@ -118,9 +132,13 @@ class CatalogEngine(Engine, abc.ABC):
             info.columns[column] = Column(column, kind, info.columns[column].owner, sql_type)
             if column in info.primary_key:
                 self._respell_tombstones(table, column, t.cast(str, stored_type))
+        if replication and stored_type is not None:
+            self._respell_replication_values(table, stored_type, sql_type)
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
-        """A stored value of ``stored_type`` as the wider ``sql_type``."""
+        """A stored value of ``stored_type`` as the wider ``sql_type``. As text, both engines spell an
+        instant in RFC 3339 UTC with microseconds (``2024-01-02T03:04:05.000000Z``, which sorts as its
+        instant) and a number without trailing zeros."""
         return f"CAST({expression} AS {sql_type})"
 
     def _respell_tombstones(self, table: str, column: str, stored_type: str) -> None:
@@ -142,6 +160,20 @@ class CatalogEngine(Engine, abc.ABC):
         self._run(
             f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} SET record_key = {spelled} "
             f"WHERE table_name = {literal(table)}"
+        )
+
+    def _respell_replication_values(self, table: str, stored_type: str, sql_type: str) -> None:
+        """After the replication key's column widened: the replication keys that the table's tombstones
+        keep as text, spelled again as the column's values now are (tombstones compare them with
+        incoming ones in the column's type: as text, a tombstone's ``2024-01-01 00:00:05+00`` sorted
+        before an older ``2024-01-01T00:00:04Z``, and that version of a hard-deleted row came back)."""
+        if self._read_table(DELETED_KEYS_TABLE) is None:
+            return
+        widened = self.widened(f"CAST(replication_value AS {stored_type})", stored_type, sql_type)
+        self._run(
+            f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} "
+            f"SET replication_value = CAST({widened} AS {self.sql_types[Kind.TEXT]}) "
+            f"WHERE table_name = {literal(table)} AND replication_value IS NOT NULL"
         )
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:

@@ -29,7 +29,7 @@ from target_warehouse_seg.engines import (
     TableInfo,
     merge,
 )
-from target_warehouse_seg.engines.catalog import CatalogEngine, literal
+from target_warehouse_seg.engines.catalog import CatalogEngine, literal, temporal_in_text_columns
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
 from target_warehouse_seg.errors import ConfigError, DatabaseError
@@ -226,7 +226,9 @@ class PostgresEngine(CatalogEngine):
         return TableInfo(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
-        if stored_type == SQL_TYPES[Kind.NUMBER] and sql_type == SQL_TYPES[Kind.TEXT]:
+        if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.TIMESTAMP]:
+            return f"to_char(({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.NUMBER]:
             # Without trailing zeros, as DuckDB writes them and as the tombstones spell key numbers.
             return f"CAST(trim_scale({expression}) AS text)"
         return super().widened(expression, stored_type, sql_type)
@@ -271,7 +273,12 @@ class PostgresEngine(CatalogEngine):
 
         raw = {column.name for column in batch.columns if column.source in (Source.NUMBER, Source.JSON)}
 
+        temporal_as_text = temporal_in_text_columns(batch, types, SQL_TYPES[Kind.TEXT])
+
         def value(column: str) -> str:
+            if column in temporal_as_text:
+                sql_type = SQL_TYPES[temporal_as_text[column]]
+                return self.widened(f"s.{quote(column)}", sql_type, types[column])
             if column in raw:  # exact JSON text; a JSON null is SQL NULL
                 return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
             return f"CAST(s.{quote(column)} AS {types[column]})"
