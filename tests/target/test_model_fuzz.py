@@ -59,6 +59,7 @@ UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 OLDEST = (0, dt.datetime.min.replace(tzinfo=UTC))  # the order of a NULL modstamp
+NO_STAMP = (None, "date-time")  # a row without a replication key
 
 # Value generators --------------------------------------------------------------------------------------
 
@@ -587,7 +588,7 @@ class Scenario:
     def _change_schema(self, stream: StreamGenerator) -> None:
         rng = self.rng
         droppable = sorted(set(stream.properties) - FIXED)
-        change = rng.choice(("add", "drop", "readd", "widen", "widen", "narrow", "widen key"))
+        change = rng.choice(("add", "drop", "readd", "widen", "widen", "narrow", "widen key", "retype rk"))
         integer_keys = sorted(name for name, kind in stream.keys.items() if kind == "integer")
         if change == "widen key" and integer_keys:
             # An integer key property turns to text (its column widens: DuckDB rebuilds the table);
@@ -596,6 +597,11 @@ class Scenario:
             stream.keys[name] = "string"
             at = list(stream.keys).index(name)
             stream.key_pool = [(*key[:at], str(key[at]), *key[at + 1 :]) for key in stream.key_pool]
+        elif change == "retype rk" and stream.replication_key:
+            # The replication key turns into a plain string (its column widens to text, where the
+            # target orders its values as text) or back into a date-time (the column stays text).
+            kind = stream.properties[stream.replication_key]
+            stream.properties[stream.replication_key] = "string" if kind == "date-time" else "date-time"
         elif change == "add":
             stream.added += 1
             stream.properties[f"extra_{stream.added}"] = rng.choice(KINDS_TO_ADD)
@@ -700,8 +706,24 @@ class Scenario:
         return self.values.of_kind(kind)
 
 
-def order_of(stamp: str | None) -> tuple:
-    return OLDEST if stamp is None else (1, parse_instant(stamp))
+Stamp = tuple[t.Any, str]  # a replication key's value as sent, and its property's kind then
+
+
+def instant_text(instant: dt.datetime) -> str:
+    """An instant as the target writes it in a text column: RFC 3339 in UTC, with microseconds."""
+    i = instant.astimezone(UTC)
+    return f"{i.year:04d}-{i.month:02d}-{i.day:02d}T{i:%H:%M:%S}.{i.microsecond:06d}Z"
+
+
+def order_of(stamp: Stamp, as_text: bool) -> tuple:
+    """A replication key's place in its column's order: as an instant, or as the column's text once the
+    column is text (an instant sent as a date-time is written as ``instant_text``); NULL is oldest."""
+    value, kind = stamp
+    if value is None:
+        return OLDEST
+    if not as_text:
+        return (1, parse_instant(value))
+    return (1, instant_text(parse_instant(value)) if kind == "date-time" else str(value))
 
 
 # The model -----------------------------------------------------------------------------------------------
@@ -710,7 +732,7 @@ def order_of(stamp: str | None) -> tuple:
 @dataclass
 class Row:
     values: dict[str, Tagged]
-    order: tuple
+    stamp: Stamp  # its replication key (None without one)
     received_at: dt.datetime | None
     written_in: int
 
@@ -726,7 +748,15 @@ class Table:
     past_decimal: set[str] = field(default_factory=set)
     rows: dict[tuple, Row] = field(default_factory=dict)
     appended: list[Row] = field(default_factory=list)
-    tombstones: dict[tuple, tuple] = field(default_factory=dict)  # key -> order of its newest hard delete
+    tombstones: dict[tuple, Stamp] = field(default_factory=dict)  # key -> stamp of its newest hard delete
+
+    def order(self, stamp: Stamp) -> tuple:
+        """A stamp's order in the replication key's column as it is now (its type may have widened)."""
+        text = (
+            self.replication_key is not None
+            and self.columns.get(column_name(self.replication_key)) == "string"
+        )
+        return order_of(stamp, text)
 
 
 def fits_decimal_38_18(value: t.Any) -> bool:
@@ -788,7 +818,9 @@ class Model:
                 column_name(prop): tag(values.get(prop), kind, table.columns[column_name(prop)])
                 for prop, kind in kinds.items()
             },
-            order=order_of(values.get(declared.replication_key)) if declared.replication_key else OLDEST,
+            stamp=(values.get(declared.replication_key), kinds[declared.replication_key])
+            if declared.replication_key
+            else NO_STAMP,
             received_at=parse_instant(message.time_extracted) if message.time_extracted else None,
             written_in=run,
         )
@@ -800,13 +832,15 @@ class Model:
         deletes = hard_delete and declared.properties.get("is_deleted") == "boolean"
         tombstones = deletes and declared.replication_key is not None
         deleted = deletes and values.get("is_deleted") is True
-        if tombstones and deleted:
-            table.tombstones[key] = max(table.tombstones.get(key, OLDEST), row.order)
-        if stored is not None and row.order < stored.order:
+        order = table.order(row.stamp)
+        tombstone = table.order(table.tombstones.get(key, NO_STAMP))
+        if tombstones and deleted and order >= tombstone:
+            table.tombstones[key] = row.stamp
+        if stored is not None and order < table.order(stored.stamp):
             return  # never regress
         if deleted:
             table.rows.pop(key, None)
-        elif stored is None and tombstones and row.order < table.tombstones.get(key, OLDEST):
+        elif stored is None and tombstones and order < tombstone:
             return  # an older version of a hard-deleted record
         else:
             table.rows[key] = row
