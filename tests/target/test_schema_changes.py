@@ -88,7 +88,9 @@ def test_numbers_widened_to_text_are_written_without_trailing_zeros(warehouse: W
     assert rows == {"1": "one", "2.5": "7", "3": "0.0001"}
 
 
-def test_a_replication_key_widened_to_text_keeps_its_order(warehouse: Warehouse) -> None:
+def test_a_replication_key_widened_to_text_keeps_its_order(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
     """The replication key's column widens to text (its property turned into a plain string): the
     stored instants are written as RFC 3339 UTC text, which sorts as they do against the ISO text sent
     from then on, and the tombstones' replication keys are written again alike. Before, stored
@@ -113,6 +115,7 @@ def test_a_replication_key_widened_to_text_keeps_its_order(warehouse: Warehouse)
         version("2", "gone", "2024-01-01T00:00:05Z", True),
     ]
     assert warehouse.run(first, hard_delete=True).error is None
+    caplog.set_level(logging.WARNING, logger="target-warehouse-seg")
     as_text = schema("r", props({"type": "string"}), bookmark=["updated"])
     replays = [
         version("1", "older", "2024-01-01T00:00:03.000Z"),
@@ -121,6 +124,8 @@ def test_a_replication_key_widened_to_text_keeps_its_order(warehouse: Warehouse)
     ]
     assert warehouse.run([as_text, *replays], hard_delete=True).error is None
     assert warehouse.columns("r")["updated"] in ("text", "varchar")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("replication key's column updated is now text" in message for message in warned)
     rows = {r["id"]: (r["v"], r["updated"]) for r in warehouse.rows("r")}
     assert rows == {"1": ("new", "2024-01-01T00:00:05.000000Z"), "3": ("third", "2024-01-01T00:00:01Z")}
     # A date-time property into the text column: the instant's RFC 3339 UTC text, in its order.
