@@ -52,7 +52,6 @@ from target_warehouse_seg.reader import (
     TypedBlocks,
 )
 from target_warehouse_seg.sink import StreamSink
-from target_warehouse_seg.typemap import Kind
 
 _NO_STATE = object()
 
@@ -331,14 +330,6 @@ class TargetWarehouseSeg(Target):
                     for name, kind in plan.widen:
                         self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
                         replication = name == plan.replication_column
-                        if replication and kind is Kind.TEXT:
-                            self.logger.warning(
-                                "stream %s: its replication key's column %s is now text; its values are "
-                                "compared as text from now on (instants written in UTC keep their order, "
-                                "numbers do not)",
-                                stream,
-                                name,
-                            )
                         engine.widen_column(table, name, kind, replication=replication)
                 engine.commit()
                 break

@@ -8,11 +8,14 @@ was made for in its SQL comment (see identifiers.py).
 from __future__ import annotations
 
 import abc
+import logging
 import typing as t
 
 from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, LoadBatch, TableInfo
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.typemap import Kind, Source
+
+logger = logging.getLogger("target-warehouse-seg")
 
 
 def literal(text: str) -> str:
@@ -133,6 +136,13 @@ class CatalogEngine(Engine, abc.ABC):
             if column in info.primary_key:
                 self._respell_tombstones(table, column, t.cast(str, stored_type))
         if replication and stored_type is not None:
+            if kind is Kind.TEXT:  # whether the SCHEMA or a value of the run widened it
+                logger.warning(
+                    "table %s: the replication key's column %s is now text; its values are compared as "
+                    "text from now on (instants written in UTC keep their order, numbers do not)",
+                    self.qualified(table),
+                    column,
+                )
             self._respell_replication_values(table, stored_type, sql_type)
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
