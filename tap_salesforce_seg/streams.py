@@ -9,7 +9,9 @@ SalesforceStream(tap, name="accounts", schema=..., sobject="Account",
 At sync start the stream describes its object again (the org changes between runs):
 - a selected field that no longer exists is dropped with a warning (also when it vanishes mid-run:
   INVALID_FIELD -> describe again, drop, go on);
-- fields new since the catalog was made are listed in one line and synced only once selected.
+- fields new since the catalog was made are listed in one line and synced only once selected;
+- a selected field whose type changed is read with its new type and declared so in the SCHEMA, with a
+  warning (the target widens its column).
 
 What is queried: the selected fields, plus Id and the replication field always (the join key and
 the bookmark). What is emitted: the selected properties (`id` is always selected, its inclusion is
@@ -112,6 +114,9 @@ class SyncPlan:
     query: QueryPlan
     emitted: tuple[str, ...]  # property names the records carry
     bookmark: str | None  # the state's value at start (output datetime spelling)
+    # The JSON schemas of the properties whose field changed type in Salesforce since the catalog was
+    # made: the SCHEMA declares them as their values are read (the target widens its column).
+    retyped: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 class SalesforceStream(Stream):
@@ -260,6 +265,11 @@ class SalesforceStream(Stream):
         query_fields = tuple(
             QueryField(self.fields[p].salesforce_name, p, self._live_type(p, live_columns)) for p in queried
         )
+        retyped = {
+            field.property_name: cast(dict, field_schema(live_columns[field.salesforce_name]))
+            for field in query_fields
+            if field.type != self.fields[field.property_name].type
+        }
 
         window_end = truncate_to_millisecond(self.client.server_time()) if rk_field else None
         bookmark = self._bookmark() if rk else None
@@ -270,6 +280,7 @@ class SalesforceStream(Stream):
             query=QueryPlan(self.sobject, query_fields, rk_field, window_start, window_end, hidden=hidden),
             emitted=tuple(emitted),
             bookmark=bookmark,
+            retyped=retyped,
         )
         self._log_plan(self.sync_plan)
         return self.sync_plan
@@ -302,7 +313,8 @@ class SalesforceStream(Stream):
         live_type = str(live_columns[info.salesforce_name].get("type") or info.type)
         if live_type != info.type:
             self.logger.warning(
-                "%s: %s changed type in Salesforce from %s to %s; values are read as %s.",
+                "%s: %s changed type in Salesforce from %s to %s; its values are read and declared as %s "
+                "(run discovery to update the catalog).",
                 self.name,
                 info.salesforce_name,
                 info.type,
@@ -381,7 +393,9 @@ class SalesforceStream(Stream):
         plan = self.prepare_sync()
         schema = dict(self.schema)
         properties = self.schema.get("properties", {})
-        schema["properties"] = {p: properties[p] for p in plan.emitted if p in properties}
+        schema["properties"] = {
+            p: plan.retyped.get(p, properties[p]) for p in plan.emitted if p in properties
+        }
         schema["required"] = [p for p in self.schema.get("required", []) if p in schema["properties"]]
         self._tap.mapper.register_raw_stream_schema(self.name, schema, self.primary_keys)
         self._stream_maps = None

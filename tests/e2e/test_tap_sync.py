@@ -274,6 +274,31 @@ def test_a_new_custom_field_is_reported_then_synced_once_selected(
     assert table[untouched].get("loyalty_c") is None  # synced before the field was selected: NULL
 
 
+def test_a_field_that_changed_type_is_declared_as_its_values_are_read(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin turns a number field into a text field: with the catalog made before, the tap reads the
+    values as text (the live describe's type) and now declares the property so in its SCHEMA, which
+    still said number (a target would then refuse "many" as a number, or store it against its type)."""
+    chosen = select(catalog, [ACCOUNT])
+    assert entry(chosen, ACCOUNT)["schema"]["properties"]["seats_c"]["type"] == ["number", "null"]
+    tick(org)
+    first = sync(org, chosen)
+    org.org.remove_field("Account", "Seats__c")
+    org.org.add_field("Account", "Seats__c", "string")
+    changed = next(account_ids(org, deleted=False))
+    org.org.update("Account", changed, {"Seats__c": "many"})
+    tick(org)
+    for api_type in ("rest", "bulk"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            run = sync(org, chosen, first.final_state, api_type=api_type)
+        assert run.schema(ACCOUNT)["schema"]["properties"]["seats_c"]["type"] == ["string", "null"]
+        assert {r["id"]: r["seats_c"] for r in run.records(ACCOUNT)}[changed] == "many"
+        warned = [r.getMessage() for r in caplog.records if "changed type" in r.getMessage()]
+        assert len(warned) == 1 and "Seats__c" in warned[0] and "double to string" in warned[0]
+
+
 def test_a_selected_field_that_vanished_is_dropped_with_a_warning(
     org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
