@@ -203,6 +203,39 @@ def test_discovered_catalog_edited_then_run(emulator: Any, tmp_path: Path) -> No
     assert_warehouse_equals_org(warehouse, emulator, catalog)  # every table and column, exactly
 
 
+def test_a_field_that_changed_type_widens_its_column(
+    emulator_factory: Any, target_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """An admin turns a number field into a text field between two runs of the same catalog: the tap
+    declares it with its new type, the target widens the column, keeping the numbers (as their digits),
+    and the changed record carries its text."""
+    emu = emulator_factory(scale=0.02, tags=False)
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emu), target_settings)
+    catalog = pipeline.discover()
+    for entry in catalog["streams"]:
+        root_metadata(entry)["selected"] = entry["stream"] == "accounts"
+    pipeline.write_catalog(catalog)
+    pipeline.sync()
+    warehouse = Warehouse(target_settings)
+    seats = "SELECT id, seats_c FROM {} WHERE seats_c IS NOT NULL ORDER BY id"
+    numbers = dict(warehouse.query(seats.format(warehouse.table("accounts"))))
+    assert numbers and all(value == int(value) for value in numbers.values())
+
+    emu.org.remove_field("Account", "Seats__c")
+    emu.org.add_field("Account", "Seats__c", "string")
+    changed = next(r["Id"] for r in emu.org.records("Account") if not r["IsDeleted"] and r["Id"] in numbers)
+    emu.org.update("Account", changed, {"Seats__c": "many"})
+    emu.org.clock.advance(2)
+    run = pipeline.sync()
+    assert "changed type in Salesforce from double to string" in run.stderr
+    texts = dict(warehouse.query(seats.format(warehouse.table("accounts"))))
+    assert texts.pop(changed) == "many"
+    # Rows the second run did not read keep their numbers, as text; those it read again (the lookback
+    # window's) hold the org's value, NULL since the field was made again.
+    assert texts and all(texts[key] == str(int(numbers[key])) for key in texts)
+    assert len(texts) >= len(numbers) - 5
+
+
 def root_metadata(entry: dict[str, Any]) -> dict[str, Any]:
     return next(item["metadata"] for item in entry["metadata"] if not item["breadcrumb"])
 
