@@ -265,11 +265,7 @@ class SalesforceStream(Stream):
         query_fields = tuple(
             QueryField(self.fields[p].salesforce_name, p, self._live_type(p, live_columns)) for p in queried
         )
-        retyped = {
-            field.property_name: cast(dict, field_schema(live_columns[field.salesforce_name]))
-            for field in query_fields
-            if field.type != self.fields[field.property_name].type
-        }
+        retyped = self._retyped(query_fields, live_columns)
 
         window_end = truncate_to_millisecond(self.client.server_time()) if rk_field else None
         bookmark = self._bookmark() if rk else None
@@ -310,18 +306,29 @@ class SalesforceStream(Stream):
 
     def _live_type(self, prop: str, live_columns: Mapping[str, dict]) -> str:
         info = self.fields[prop]
-        live_type = str(live_columns[info.salesforce_name].get("type") or info.type)
-        if live_type != info.type:
+        return str(live_columns[info.salesforce_name].get("type") or info.type)
+
+    def _retyped(
+        self, query_fields: Iterable[QueryField], live_columns: Mapping[str, dict]
+    ) -> dict[str, dict[str, Any]]:
+        """The JSON schemas of the queried fields whose type changed since the catalog was made (each
+        reported once): they are read with the live type, and declared so."""
+        retyped = {}
+        for field in query_fields:
+            info = self.fields[field.property_name]
+            if field.type == info.type:
+                continue
             self.logger.warning(
                 "%s: %s changed type in Salesforce from %s to %s; its values are read and declared as %s "
                 "(run discovery to update the catalog).",
                 self.name,
                 info.salesforce_name,
                 info.type,
-                live_type,
-                live_type,
+                field.type,
+                field.type,
             )
-        return live_type
+            retyped[field.property_name] = cast(dict, field_schema(live_columns[field.salesforce_name]))
+        return retyped
 
     def _bookmark(self) -> str | None:
         state = self.stream_state
