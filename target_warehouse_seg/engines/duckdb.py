@@ -86,6 +86,8 @@ INSTANT_TEXT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # an instant as text (UTC): see C
 VACUUM_TASKS_WHILE_LOADING = 0
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 _STAGED = "tws_batch"
+# The alias of the warehouse file in the connection (see _open); any name but a schema's would do.
+WAREHOUSE_ALIAS = "warehouse"
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -156,6 +158,7 @@ class DuckDBEngine(CatalogEngine):
         self._unregister_later: list[str] = []
         self._upserted: set[str] = set()  # tables that had keys of a batch already
         self._probed: set[str] = set()  # tables whose stored keys were probed in this run
+        self._checkpoint_after_commit = False  # set by a widening (see widen_column)
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DuckDBEngine:
@@ -175,7 +178,7 @@ class DuckDBEngine(CatalogEngine):
         # more at the peak of a 1M-row load, and only DuckDB's engine uses Arrow in this process.
         pa.set_memory_pool(pa.system_memory_pool())
         try:
-            self._connection = duckdb.connect(self.path)
+            self._connection = _open(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
             _optional_setting(self._connection, f"SET block_allocator_memory = '{BLOCK_ALLOCATOR_MB}MB'")
             _optional_setting(self._connection, f"SET max_vacuum_tasks = {VACUUM_TASKS_WHILE_LOADING}")
@@ -187,6 +190,7 @@ class DuckDBEngine(CatalogEngine):
             # beyond it to its temp directory, beside the database file).
             self._memory_limit_mb = self._memory_wanted_mb = self._checkpoint_mb = 0
             self._columns_written = 0
+            self._checkpoint_after_commit = False
             self._ensure_memory(0)
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
@@ -246,7 +250,17 @@ class DuckDBEngine(CatalogEngine):
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
 
     def ensure_schema(self) -> None:
-        self._execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+        self._execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self._catalog)}.{quote(self.schema)}")
+
+    def qualified(self, table: str) -> str:
+        # With the database's name: DuckDB refuses `schema.table` as ambiguous when the schema is
+        # named like a database (`temp`, `system`, or the file's own: `salesforce.duckdb` holding
+        # the schema `salesforce`).
+        return f"{quote(self._catalog)}.{quote(self.schema)}.{quote(table)}"
+
+    @property
+    def _catalog(self) -> str:
+        return "memory" if self.path == ":memory:" else WAREHOUSE_ALIAS
 
     def _run(self, statement: str) -> None:
         self._execute(statement)
@@ -297,6 +311,9 @@ class DuckDBEngine(CatalogEngine):
         return cast
 
     def widen_column(self, table: str, column: str, kind: Kind, *, replication: bool = False) -> None:
+        # Checkpointed right after its commit: the write-ahead log then does not keep the ALTER's
+        # expression (see _open), which a DuckDB opening the file directly could not replay offline.
+        self._checkpoint_after_commit = True
         info = self.table(table)
         if info is None or column not in info.primary_key:
             super().widen_column(table, column, kind, replication=replication)
@@ -356,6 +373,7 @@ class DuckDBEngine(CatalogEngine):
         self._set_memory_limit(self._memory_wanted_mb)  # raised by a unit that ran out of memory
         self._execute("BEGIN TRANSACTION")
         self._columns_written = 0
+        self._checkpoint_after_commit = False
 
     def create_table(
         self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
@@ -377,6 +395,14 @@ class DuckDBEngine(CatalogEngine):
                 raise RetryUnit("commit") from None
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         logger.debug("commit %.3f s", time.perf_counter() - started)
+        if self._checkpoint_after_commit:
+            self._checkpoint_after_commit = False
+            try:
+                self.connection.execute("CHECKPOINT")
+            except duckdb.Error as error:  # committed all the same; the next checkpoint writes it
+                logger.warning(
+                    "DuckDB %s: checkpoint after widening a column: %s", self.path, _first_line(error)
+                )
 
     def rollback(self) -> None:
         try:
@@ -643,6 +669,30 @@ class DuckDBEngine(CatalogEngine):
             )
         finally:
             self.connection.unregister("tws_rejected")
+
+
+def _open(path: str) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is the warehouse file, attached to an in-memory database.
+
+    Opening the file directly replays its write-ahead log before DuckDB loads its built-in
+    extensions: after a crash (a killed run) between a commit and the next checkpoint, a logged
+    ``ALTER ... SET DATA TYPE ... USING`` that calls one of their functions (``rtrim``, ``strftime``,
+    ``AT TIME ZONE``: the target's widenings to text) makes DuckDB 2.0 try to download the
+    ``core_functions`` extension, and the database cannot be opened offline. Attached from a running
+    database, the log replays with those functions loaded.
+    """
+    if path == ":memory:":
+        return duckdb.connect(path)
+    # DuckDB spills to a folder beside the database file: beside the attached file, not in the
+    # working directory (an in-memory database's default).
+    connection = duckdb.connect(":memory:", config={"temp_directory": f"{path}.tmp"})
+    try:
+        connection.execute(f"ATTACH {literal(path)} AS {quote(WAREHOUSE_ALIAS)}")
+        connection.execute(f"USE {quote(WAREHOUSE_ALIAS)}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:

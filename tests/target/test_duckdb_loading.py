@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import subprocess
+import sys
 import tempfile
 import typing as t
 from decimal import Decimal
@@ -15,7 +16,7 @@ from pathlib import Path
 import duckdb
 import msgspec
 import pytest
-from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state
+from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state, to_lines
 
 from target_warehouse_seg.errors import DatabaseError, InvalidRecord
 
@@ -588,3 +589,80 @@ def test_a_large_table_is_rebuilt_with_a_wider_key_beyond_the_memory_limit(
     assert len(warnings) == 2, warnings
     assert "ran out of its 90 MB memory limit" in warnings[0], warnings
     assert "ran out of its 180 MB memory limit" in warnings[1] and "Failed to commit" in warnings[1], warnings
+
+
+WIDENING = [
+    schema("s", {"id": {"type": "string"}, "amount": {"type": ["null", "number"]}}),
+    record("s", {"id": "a", "amount": Decimal("7.50")}),
+    schema("s", {"id": {"type": "string"}, "amount": {"type": ["null", "string"]}}),  # widens to text
+    record("s", {"id": "b", "amount": "many"}),
+]
+
+
+def test_a_database_whose_log_holds_a_widening_opens_after_a_crash(duckdb_warehouse: Warehouse) -> None:
+    """A run killed between a commit and the next checkpoint leaves the commit in DuckDB's write-ahead
+    log. Replaying an ALTER whose USING calls a built-in extension's function (the number-to-text
+    widening's `rtrim`) made DuckDB 2.0 download `core_functions` when the file was opened directly:
+    offline, the warehouse could not be opened again. The target now attaches the file instead."""
+    assert duckdb_warehouse.cli(to_lines(WIDENING[:2])).returncode == 0
+    path = duckdb_warehouse.base_config["path"]
+    crash = (
+        "import duckdb, os, sys\n"
+        "c = duckdb.connect(sys.argv[1])\n"
+        "c.execute(\"SET checkpoint_threshold = '1GB'\")\n"
+        'c.execute("ALTER TABLE salesforce.s ALTER amount SET DATA TYPE VARCHAR USING '
+        "rtrim(rtrim(CAST(amount AS VARCHAR), '0'), '.')\")\n"
+        "os._exit(0)  # no checkpoint at closing: the ALTER stays in the log\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, path], check=True)
+    assert Path(f"{path}.wal").stat().st_size > 0
+    rerun = duckdb_warehouse.cli(to_lines(WIDENING[2:]))
+    assert rerun.returncode == 0, rerun.stderr
+    assert {row["id"]: row["amount"] for row in duckdb_warehouse.rows("s")} == {"a": "7.5", "b": "many"}
+
+
+def test_a_widening_is_checkpointed_with_its_commit(duckdb_warehouse: Warehouse) -> None:
+    """So that a crash right after it cannot leave the ALTER in the log for another DuckDB to replay
+    (see above): a plain `duckdb.connect` of the file opens it after the target is killed."""
+    process = subprocess.Popen(
+        [TARGET_EXECUTABLE, "--config", str(_config_file(duckdb_warehouse, batch_max_seconds=0.2))],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    process.stdin.write(to_lines(WIDENING))  # stdin stays open: the run waits, its widening committed
+    process.stdin.flush()
+    for log_line in process.stderr:
+        if "committed" in log_line and "so far" in log_line and "2 row(s) so far" in log_line:
+            break
+    process.kill()
+    process.wait(timeout=30)
+    path = duckdb_warehouse.base_config["path"]
+    connection = duckdb.connect(path)  # opened directly, as another program would
+    try:
+        rows = connection.execute("SELECT id, amount FROM salesforce.s ORDER BY id").fetchall()
+    finally:
+        connection.close()
+    assert rows == [("a", "7.5"), ("b", "many")]
+
+
+@pytest.mark.parametrize("schema_name", ["<the file's name>", "temp", "system", "memory", "main"])
+def test_a_schema_named_like_a_database_loads(duckdb_warehouse: Warehouse, schema_name: str) -> None:
+    """A schema named like the file (`salesforce` in salesforce.duckdb), `temp` or `system` (DuckDB's
+    own databases): DuckDB refused `schema.table` as ambiguous until the target named the database
+    too."""
+    catalog = Path(duckdb_warehouse.base_config["path"]).stem
+    schema_name = catalog if schema_name.startswith("<") else schema_name
+    messages = [*WIDENING[:2], record("s", {"id": "a", "amount": 8})]
+    for _ in range(2):  # a first load, then upserts into the table it made
+        run = duckdb_warehouse.cli(to_lines(messages), schema=schema_name)
+        assert run.returncode == 0, run.stderr
+    stored = duckdb_warehouse.query(f'SELECT id, amount FROM "{catalog}"."{schema_name}".s')
+    assert stored == [("a", Decimal("8.000000000000000000"))]
+
+
+def _config_file(warehouse: Warehouse, **settings: t.Any) -> Path:
+    path = warehouse.tmp_path / "config.json"
+    path.write_text(json.dumps(warehouse.config(**settings)))
+    return path
