@@ -147,13 +147,58 @@ def text_of(value: t.Any) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, Decimal)):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, Decimal):
+        return plain_number(value) or str(value)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, msgspec.Raw):
         return bytes(value).decode("utf-8")
     return json_encoder.encode(value).decode("utf-8")
+
+
+# Numbers as text: the spelling of a number column widened to text (PostgreSQL's numeric printed
+# without trailing zeros, DuckDB's DECIMAL alike), within what PostgreSQL's numeric holds.
+NUMERIC_MAX_INTEGER_DIGITS = 131_072
+NUMERIC_MAX_SCALE = 16_383
+
+
+def plain_number(value: Decimal) -> str | None:
+    """A finite number in plain decimal notation without trailing zeros (``7.50`` -> ``7.5``, ``1e-7``
+    -> ``0.0000001``, ``1E+3`` -> ``1000``, ``-0.0`` -> ``0``): how a number column widened to text
+    writes its values, so that a number sent to a text column meets them spelled alike (a replay
+    after the widening, a number key in a text key column). None when no number column could have
+    held it (``1e999999999``): such a value keeps the text it came in."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return None
+    kept = len(digits)
+    while kept > 1 and digits[kept - 1] == 0:
+        kept -= 1
+    exponent += len(digits) - kept
+    text = "".join(map(str, digits[:kept]))
+    if text == "0":
+        return "0"
+    if exponent >= 0:
+        if len(text) + exponent > NUMERIC_MAX_INTEGER_DIGITS:
+            return None
+        text += "0" * exponent
+    else:
+        point = len(text) + exponent
+        if -exponent > NUMERIC_MAX_SCALE or point > NUMERIC_MAX_INTEGER_DIGITS:
+            return None
+        text = f"{text[:point]}.{text[point:]}" if point > 0 else f"0.{'0' * -point}{text}"
+    return f"-{text}" if sign else text
+
+
+def plain_number_raw(raw: msgspec.Raw) -> msgspec.Raw:
+    """A JSON number's text as ``plain_number`` spells it (JSON ``null`` and a number beyond it as they
+    came)."""
+    if raw == RAW_NULL:
+        return raw
+    plain = plain_number(decimal_of(raw))
+    return msgspec.Raw(plain.encode("ascii")) if plain is not None else raw
 
 
 # The slow path ---------------------------------------------------------------------------------------

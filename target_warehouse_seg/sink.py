@@ -293,6 +293,8 @@ class StreamSink:
                     ),
                 )
             number_scans[position] = scan
+            if self._columns[position].kind is Kind.TEXT:
+                self._spell_numbers(rows, position)
         if not key_values or self._codec_counts_keys:
             return [], number_scans
         comparable = [
@@ -301,6 +303,18 @@ class StreamSink:
         ]
         keys = comparable[0] if len(comparable) == 1 else list(zip(*comparable, strict=True))
         return keys, number_scans
+
+    @staticmethod
+    def _spell_numbers(rows: list[t.Any], position: int) -> None:
+        """In a text column, a number is written as a number column widened to text writes it
+        (``convert.plain_number``): a replay of records from before such a widening then stores the
+        same text as the widening did (``7.5``, not ``7.50`` as sent), and a number key meets the
+        widened keys."""
+        field = f"f{position}"
+        for row in rows:
+            value = getattr(row, field)
+            if value is not None:
+                setattr(row, field, convert.plain_number_raw(value))
 
     def _read_instants(self, rows: list[t.Any], lines: list[int], position: int) -> None:
         """Check each value of a property that may hold a date or a date-time and, in a timestamp
