@@ -230,5 +230,6 @@ def test_killed_runs_rerun_from_their_last_state_equal_a_clean_load(warehouse: W
     assert_equal_loads(warehouse, {"runs": history, **settings})
 
 
-if __name__ == "__main__":
-    Path(sys.argv[2]).write_text(lines(generate(random.Random(int(sys.argv[1])), 6000)), encoding="utf-8")
+if __name__ == "__main__":  # the replay test's input for a seed
+    seeded = random.Random(int(sys.argv[1]))
+    Path(sys.argv[2]).write_text(lines(generate(seeded, seeded.choice([2000, 6000]))), encoding="utf-8")
