@@ -162,6 +162,7 @@ class PostgresEngine(CatalogEngine):
         self._connection: psycopg.Connection | None = None
         self._staging_counter = 0
         self._password = conninfo_to_dict(conninfo).get("password")
+        self._created_shared: set[str] = set()  # see _create_shared
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
@@ -198,7 +199,7 @@ class PostgresEngine(CatalogEngine):
                 "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
             ).fetchone()
             if not exists:
-                self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+                self._create_shared(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}", self.schema)
             self.connection.commit()
 
     def _run(self, statement: str) -> None:
@@ -254,6 +255,7 @@ class PostgresEngine(CatalogEngine):
             self.connection.commit()
 
     def rollback(self) -> None:
+        self._created_shared.clear()  # what the rolled-back transaction created is gone
         with self._database_errors():
             self.connection.rollback()
 
@@ -339,7 +341,7 @@ class PostgresEngine(CatalogEngine):
             self.key_text(batch.key, types),
             types[t.cast(str, batch.replication_key)],
         )
-        self.connection.execute(tombstones.ddl("text", "timestamp with time zone"))
+        self._create_shared(tombstones.ddl("text", "timestamp with time zone"), DELETED_KEYS_TABLE)
         return tombstones
 
     def quarantine(self, rows: list[Rejected]) -> None:
@@ -347,9 +349,10 @@ class PostgresEngine(CatalogEngine):
             return
         table = self.qualified(REJECTED_TABLE)
         with self._database_errors():
-            self.connection.execute(
+            self._create_shared(
                 f"CREATE TABLE IF NOT EXISTS {table} (stream text, line bigint, record_key jsonb, "
-                f"field text, error text, record text, rejected_at timestamp with time zone DEFAULT now())"
+                f"field text, error text, record text, rejected_at timestamp with time zone DEFAULT now())",
+                REJECTED_TABLE,
             )
             copy_rows = f"COPY {table} (stream, line, record_key, field, error, record) FROM STDIN"
             with self.connection.cursor() as cursor, cursor.copy(copy_rows) as copy:
@@ -364,6 +367,19 @@ class PostgresEngine(CatalogEngine):
                             _clean(row.record),
                         )
                     )
+
+    def _create_shared(self, statement: str, name: str) -> None:
+        """Create, when missing, the schema or a table that several runs share (the tombstones, the
+        rejected records). Two runs at once (parallel jobs into one schema) could both find it
+        missing, and PostgreSQL's `IF NOT EXISTS` then fails one of them on a duplicate key: the
+        first creator holds a transaction-level advisory lock, the other waits for its commit and
+        finds the object there. Known objects cost no lock (each batch with hard deletes asks)."""
+        if name in self._created_shared:
+            return
+        key = f"target-warehouse-seg {self.schema}.{name}"
+        self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        self.connection.execute(statement)
+        self._created_shared.add(name)
 
     # Errors ---------------------------------------------------------------------------------------
 

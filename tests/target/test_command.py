@@ -3,9 +3,11 @@ arrives whole, and the exit status is the run's."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,63 @@ def test_the_process_ends_with_what_was_written_flushed(status: object, code: in
 def test_the_console_script_is_the_fast_ending_command() -> None:
     script = Path(TARGET_EXECUTABLE).read_text(encoding="utf-8")
     assert "from target_warehouse_seg.__main__ import main" in script
+
+
+@pytest.mark.parametrize("shared", ["schema", "_deleted_keys", "_rejected_records"])
+def test_parallel_runs_into_one_postgres_schema_create_what_they_share_once(
+    postgres_database: str, tmp_path: Path, shared: str
+) -> None:
+    """Two runs at once into one schema (parallel jobs, one stream each) both find the schema, the
+    tombstones' or the rejected records' table missing; PostgreSQL's `CREATE ... IF NOT EXISTS` then
+    failed the second on a duplicate key. Here another run is creating it (its transaction open, the
+    target's advisory lock held) while this run starts: this run waits for it and goes on."""
+    import psycopg
+
+    ddl = {
+        "schema": 'CREATE SCHEMA IF NOT EXISTS "shared"',
+        "_deleted_keys": 'CREATE TABLE IF NOT EXISTS "shared"."_deleted_keys" (table_name text NOT NULL, '
+        "record_key text NOT NULL, replication_value text, deleted_at timestamp with time zone NOT NULL, "
+        "PRIMARY KEY (table_name, record_key))",
+        "_rejected_records": 'CREATE TABLE IF NOT EXISTS "shared"."_rejected_records" (stream text, '
+        "line bigint, record_key jsonb, field text, error text, record text, "
+        "rejected_at timestamp with time zone DEFAULT now())",
+    }[shared]
+    properties = {
+        "id": {"type": "string"},
+        "n": {"type": "integer"},
+        "is_deleted": {"type": "boolean"},
+        "system_modstamp": {"type": "string", "format": "date-time"},
+    }
+    stamp = "2024-01-01T00:00:00Z"
+    messages = [
+        schema("mine", properties, bookmark=["system_modstamp"]),
+        record("mine", {"id": "a", "n": 1, "is_deleted": True, "system_modstamp": stamp}),
+        record("mine", {"id": "b", "n": "not a number", "is_deleted": False, "system_modstamp": stamp}),
+    ]
+    config = tmp_path / "config.json"
+    settings = {"engine": "postgres", "sqlalchemy_url": postgres_database, "schema": "shared"}
+    config.write_text(json.dumps({**settings, "hard_delete": True, "on_invalid_record": "quarantine"}))
+    with psycopg.connect(postgres_database) as other:
+        if shared != "schema":
+            other.execute('CREATE SCHEMA "shared"')
+            other.commit()
+        key = f"target-warehouse-seg shared.{'shared' if shared == 'schema' else shared}"
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        other.execute(ddl)
+        run = subprocess.Popen(
+            [TARGET_EXECUTABLE, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        run.stdin.write(to_lines(messages))
+        run.stdin.close()
+        time.sleep(2)  # the run reaches the creation and waits there
+        other.commit()
+        stderr = run.stderr.read()  # until the run ends (it writes no STATE: none was sent)
+        run.wait(timeout=60)
+    assert run.returncode == 0, stderr
+    with psycopg.connect(postgres_database) as check:
+        assert check.execute('SELECT count(*) FROM "shared"."_deleted_keys"').fetchone() == (1,)
+        assert check.execute('SELECT count(*) FROM "shared"."_rejected_records"').fetchone() == (1,)

@@ -667,3 +667,46 @@ def _config_file(warehouse: Warehouse, **settings: t.Any) -> Path:
     path = warehouse.tmp_path / "config.json"
     path.write_text(json.dumps(warehouse.config(**settings)))
     return path
+
+
+@pytest.mark.parametrize("refusals", [1, 2])
+def test_a_refusal_that_no_batch_alone_repeats(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, refusals: int
+) -> None:
+    """A unit the database refuses while none of its batches alone is refused (another run's DDL
+    racing this one's: found with two runs creating one PostgreSQL schema's tables at once) ended the
+    run in a RuntimeError traceback. Now the unit runs again once; refused again, the run stops with
+    a one-line error and nothing of it written."""
+    from target_warehouse_seg.engines import RowRejected
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+
+    load, begun = DuckDBEngine.load, {"unit": 0, "loads": 0, "refused": 0}
+    original_begin = DuckDBEngine.begin
+
+    def begin(self: DuckDBEngine) -> None:
+        begun["loads"] = 0
+        original_begin(self)
+
+    def refusing_load(self: DuckDBEngine, batch: t.Any) -> None:
+        begun["loads"] += 1
+        if begun["loads"] == 2 and begun["refused"] < refusals:  # the second batch of a whole unit
+            begun["refused"] += 1
+            raise RowRejected("could not create the table: another run created it")
+        load(self, batch)
+
+    monkeypatch.setattr(DuckDBEngine, "begin", begin)
+    monkeypatch.setattr(DuckDBEngine, "load", refusing_load)
+    messages = [
+        schema("one", {"id": {"type": "string"}}),
+        schema("two", {"id": {"type": "string"}}),
+        record("one", {"id": "a"}),
+        record("two", {"id": "b"}),
+    ]
+    run = duckdb_warehouse.run(messages)
+    if refusals == 1:
+        assert run.error is None
+        assert duckdb_warehouse.count("one") == 1 and duckdb_warehouse.count("two") == 1
+    else:
+        assert isinstance(run.error, DatabaseError)
+        assert "refused a load twice" in str(run.error) and "\n" not in str(run.error)
+        assert duckdb_warehouse.count("one") == 0 and duckdb_warehouse.count("two") == 0
