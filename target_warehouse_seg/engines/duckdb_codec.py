@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import operator
-import shutil
 import tempfile
 import typing as t
 from collections import Counter
@@ -39,6 +38,7 @@ import pyarrow as pa
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import BatchColumn, Codec
 from target_warehouse_seg.engines.merge import SEQ
+from target_warehouse_seg.engines.spool import SpoolFolder
 from target_warehouse_seg.errors import DatabaseError
 from target_warehouse_seg.typemap import Kind, Source
 
@@ -247,7 +247,7 @@ class DuckDBCodec(Codec):
     counts_keys = True
 
     def __init__(self) -> None:
-        self._spool: Path | None = None
+        self._spool = SpoolFolder()
         self._files = 0
         self._layouts: dict[tuple[BatchColumn, ...], Layout] = {}
 
@@ -402,9 +402,7 @@ class DuckDBCodec(Codec):
 
     def close(self) -> None:
         """Remove the spool folder (files of units that never ran, after an error)."""
-        if self._spool is not None:
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
+        self._spool.close()
 
     @contextlib.contextmanager
     def _writing(self) -> t.Iterator[None]:
@@ -412,17 +410,15 @@ class DuckDBCodec(Codec):
         try:
             yield
         except OSError as error:
-            folder = self._spool or Path(tempfile.gettempdir())
+            folder = self._spool.path or Path(tempfile.gettempdir())
             raise DatabaseError(
                 f"cannot write DuckDB's batch files in {folder}: {error.strerror or error}; free space "
                 "there, or point TMPDIR to a folder with room"
             ) from None
 
     def _new_file(self) -> Path:
-        if self._spool is None:
-            self._spool = Path(tempfile.mkdtemp(prefix="target-warehouse-seg-"))
         self._files += 1
-        return self._spool / f"batch-{self._files}.ndjson"
+        return self._spool.ensure() / f"batch-{self._files}.ndjson"
 
 
 def _column(rows: list[t.Any], position: int) -> list[t.Any]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
+import time
 import typing as t
 from decimal import Decimal
 from pathlib import Path
@@ -247,6 +249,57 @@ def test_spool_files_are_removed(
     assert duckdb_warehouse.run(messages, batch_size_rows=7).error is None
     bad = [*messages, '{"type": "RECORD", "stream": "s", "record": {"id": "z", "count": "no"}}']
     assert duckdb_warehouse.run(bad, batch_size_rows=7, schema="other").error is not None
+    assert list(spool.iterdir()) == []
+
+
+def test_a_killed_runs_spool_folder_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """A killed run cannot remove its batch files (up to ~64 MB a run): they stayed in the temporary
+    folder for good (523 folders here after a day of tests). The next run removes every folder that
+    no living run holds, and leaves a living run's alone."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    environment = {**os.environ, "TMPDIR": str(spool)}
+    messages = [schema("s", PROPERTIES), *(record("s", {"id": str(i)}) for i in range(20))]
+
+    def start(name: str) -> subprocess.Popen:
+        config = tmp_path / f"{name}.json"  # a database each: DuckDB takes one writer at a time
+        config.write_text(json.dumps({"path": str(tmp_path / f"{name}.duckdb"), "batch_size_rows": 5}))
+        return subprocess.Popen(
+            [TARGET_EXECUTABLE, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=environment,
+            text=True,
+        )
+
+    def waiting(process: subprocess.Popen) -> None:
+        """Fed records without an end of input: the run waits, its spool folder made."""
+        process.stdin.write(to_lines(messages))
+        process.stdin.flush()
+        for log_line in process.stderr:
+            if "committed" in log_line:
+                return
+
+    killed = start("killed")
+    waiting(killed)
+    killed.kill()
+    killed.wait(timeout=30)
+    assert len(list(spool.iterdir())) == 1
+    living = start("living")
+    waiting(living)
+    living_folders = list(spool.iterdir())
+    assert len(living_folders) == 1  # the killed run's folder went when the living run made its own
+    old_version = spool / "target-warehouse-seg-old"  # no lock file: removed once a day old
+    old_version.mkdir()
+    os.utime(old_version, (time.time() - 2 * 86_400,) * 2)
+    third = start("third")
+    third.stdin.write(to_lines(messages))
+    third.stdin.close()
+    assert third.wait(timeout=60) == 0
+    assert list(spool.iterdir()) == living_folders  # the living run's folder stays
+    living.stdin.close()
+    assert living.wait(timeout=60) == 0
     assert list(spool.iterdir()) == []
 
 
