@@ -23,6 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET_EXECUTABLE = str(Path(sys.executable).with_name("target-warehouse-seg"))
 
 
+def start_target(config: Path, *, text: bool = True, **streams: t.Any) -> subprocess.Popen:
+    """The console script running on a config file; stdin, stdout and stderr are pipes unless given
+    (`stdout=subprocess.DEVNULL`, `stdin=<a file>`, `env=...`)."""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.Popen([TARGET_EXECUTABLE, "--config", str(config)], text=text, **{**pipes, **streams})
+
+
 def schema(
     stream: str, properties: dict[str, t.Any], key: list[str] | None = None, bookmark: list[str] | None = None
 ) -> dict[str, t.Any]:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state, to_lines
+from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, start_target, state, to_lines
 
 
 def test_every_state_line_arrives_through_a_pipe_and_the_status_is_zero(warehouse: Warehouse) -> None:
@@ -108,13 +108,7 @@ def test_parallel_runs_into_one_postgres_schema_create_what_they_share_once(
         key = f"target-warehouse-seg shared.{'shared' if shared == 'schema' else shared}"
         other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         other.execute(ddl)
-        run = subprocess.Popen(
-            [TARGET_EXECUTABLE, "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = start_target(config)
         run.stdin.write(to_lines(messages))
         run.stdin.close()
         time.sleep(2)  # the run reaches the creation and waits there

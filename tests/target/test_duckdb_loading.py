@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import msgspec
 import pytest
-from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state, to_lines
+from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, start_target, state, to_lines
 
 from target_warehouse_seg.errors import DatabaseError, InvalidRecord
 
@@ -264,14 +264,7 @@ def test_a_killed_runs_spool_folder_is_removed_by_the_next_run(tmp_path: Path) -
     def start(name: str) -> subprocess.Popen:
         config = tmp_path / f"{name}.json"  # a database each: DuckDB takes one writer at a time
         config.write_text(json.dumps({"path": str(tmp_path / f"{name}.duckdb"), "batch_size_rows": 5}))
-        return subprocess.Popen(
-            [TARGET_EXECUTABLE, "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=environment,
-            text=True,
-        )
+        return start_target(config, stdout=subprocess.DEVNULL, env=environment)
 
     def waiting(process: subprocess.Popen) -> None:
         """Fed records without an end of input: the run waits, its spool folder made."""
@@ -678,13 +671,7 @@ def test_a_database_whose_log_holds_a_widening_opens_after_a_crash(duckdb_wareho
 def test_a_widening_is_checkpointed_with_its_commit(duckdb_warehouse: Warehouse) -> None:
     """So that a crash right after it cannot leave the ALTER in the log for another DuckDB to replay
     (see above): a plain `duckdb.connect` of the file opens it after the target is killed."""
-    process = subprocess.Popen(
-        [TARGET_EXECUTABLE, "--config", str(_config_file(duckdb_warehouse, batch_max_seconds=0.2))],
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_target(_config_file(duckdb_warehouse, batch_max_seconds=0.2), stdout=subprocess.DEVNULL)
     process.stdin.write(to_lines(WIDENING))  # stdin stays open: the run waits, its widening committed
     process.stdin.flush()
     for log_line in process.stderr:

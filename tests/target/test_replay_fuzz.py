@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state, to_lines
+from conftest import Warehouse, record, schema, start_target, state, to_lines
 
 REPLAY_SEEDS = range(12)
 KILL_SEEDS = range(2)
@@ -186,12 +186,7 @@ def _run_until(config: Path, text: str, seconds: float, feed: Path) -> tuple[lis
     """Run the console script on `text`, killed after `seconds` unless done; its STATEs and exit status."""
     feed.write_text(text, encoding="utf-8")
     with feed.open("rb") as source:
-        process = subprocess.Popen(
-            [TARGET_EXECUTABLE, "--config", str(config)],
-            stdin=source,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        process = start_target(config, text=False, stdin=source)
         try:
             out, err = process.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:

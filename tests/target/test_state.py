@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, state, to_lines
+from conftest import Warehouse, record, schema, start_target, state, to_lines
 
 RECORDS = 60
 PROPERTIES = {
@@ -52,13 +52,7 @@ def test_kill_between_batches_then_resume_from_the_last_state(warehouse: Warehou
     config_path = warehouse.tmp_path / "kill.json"
     config_path.write_text(json.dumps(warehouse.config(batch_size_rows=10, schema="killed")))
     lines = to_lines(tap()).splitlines(keepends=True)
-    process = subprocess.Popen(
-        [TARGET_EXECUTABLE, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_target(config_path, stderr=subprocess.DEVNULL)
     states: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [states.put(line) for line in process.stdout], daemon=True)
     reader.start()
@@ -102,13 +96,7 @@ def _start(
 ) -> tuple[subprocess.Popen, queue.Queue[str], queue.Queue[str]]:
     config_path = warehouse.tmp_path / f"live-{time.monotonic_ns()}.json"
     config_path.write_text(json.dumps(warehouse.config(**settings)))
-    process = subprocess.Popen(
-        [TARGET_EXECUTABLE, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_target(config_path)
     lines: queue.Queue[str] = queue.Queue()
     logs: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
