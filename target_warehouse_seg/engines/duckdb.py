@@ -86,7 +86,7 @@ INSTANT_TEXT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # an instant as text (UTC): see C
 VACUUM_TASKS_WHILE_LOADING = 0
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 _STAGED = "tws_batch"
-# The alias of the warehouse file in the connection (see _open); any name but a schema's would do.
+# The name of the warehouse file's database in the connection (see _open and qualified).
 WAREHOUSE_ALIAS = "warehouse"
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
@@ -190,7 +190,6 @@ class DuckDBEngine(CatalogEngine):
             # beyond it to its temp directory, beside the database file).
             self._memory_limit_mb = self._memory_wanted_mb = self._checkpoint_mb = 0
             self._columns_written = 0
-            self._checkpoint_after_commit = False
             self._ensure_memory(0)
         except duckdb.Error as error:
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
