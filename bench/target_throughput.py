@@ -732,10 +732,27 @@ def warm(path: Path) -> None:
             pass
 
 
-def checkpoint(url: str) -> None:
-    """Flush the previous run's dirty buffers so that they do not slow the next loader down."""
+SETTLE_TIMEOUT_SECONDS = 120.0
+
+
+def settle(url: str) -> None:
+    """Let what earlier runs set going end before the next loader starts, whatever engine it writes to:
+    PostgreSQL's autovacuum of the tables they changed (seconds of CPU after a 1,000,000-row load, which
+    would otherwise fall into the run after it, a DuckDB one included), the server's dirty buffers (a
+    CHECKPOINT) and the kernel's dirty pages (a sync; a DuckDB baseline's writeback would otherwise fall
+    into the target's run)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
     with psycopg.connect(url, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                " AND state IS DISTINCT FROM 'idle'"
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(0.5)
         connection.execute("CHECKPOINT")
+    os.sync()
 
 
 def run_loader(loader: Loader, files: DatasetFiles, run_dir: Path) -> RunResult:
@@ -744,8 +761,7 @@ def run_loader(loader: Loader, files: DatasetFiles, run_dir: Path) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     invocation = loader.invocation(files, run_dir)
     warm(files.singer if loader.reads_singer else files.csv)
-    if loader.engine == "postgres":
-        checkpoint(loader.context.postgres_url)
+    settle(loader.context.postgres_url)
     stdout, stderr = run_dir / "stdout", run_dir / "stderr"
     result.load_average = os.getloadavg()[0]
     try:
