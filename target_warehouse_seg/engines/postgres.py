@@ -142,9 +142,13 @@ SELECT c.relname, obj_description(c.oid, 'pg_class')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
-# SQLSTATE classes that mean "this data", not "this connection": data exception, integrity violation,
-# syntax error or access rule violation (e.g. a cast that does not exist), program limits.
-_DATA_ERROR_CLASSES = ("22", "23", "42", "54")
+# SQLSTATE classes that mean "this data", not the connection, the privileges or the statement: data
+# exception, integrity violation, program limits (a key too large for its index). Not class 42 (syntax
+# error or access rule violation): PostgreSQL raises those for a statement whatever its rows (a missing
+# privilege, a table or column another session dropped), and taking them for a row's fault would
+# refuse, or with quarantine set aside, every record of the batch while STATE moved past them.
+_DATA_ERROR_CLASSES = ("22", "23", "54")
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class PostgresEngine(CatalogEngine):
@@ -198,12 +202,15 @@ class PostgresEngine(CatalogEngine):
             exists = self.connection.execute(
                 "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
             ).fetchone()
-            if not exists:
+        if not exists:
+            with _translate(self, None, doing=f"creating the schema {quote(self.schema)}"):
                 self._create_shared(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}", self.schema)
+        with self._database_errors():
             self.connection.commit()
 
     def _run(self, statement: str) -> None:
-        with self._database_errors():
+        # The statement is DDL (identifiers and types, no values), so the error can show it.
+        with _translate(self, None, doing=f"running {_shortened(statement)}"):
             self.connection.execute(statement)
 
     def _read_tables(self) -> dict[str, str | None]:
@@ -390,6 +397,19 @@ class PostgresEngine(CatalogEngine):
         return _translate(self, batch)
 
 
+_STATEMENT_SHOWN = 200
+# Each privilege a run needs, for the hint that follows "permission denied" or "must be owner".
+_PRIVILEGES_HINT = (
+    "the user needs USAGE and CREATE on the schema (or CREATE on the database, to create the schema), "
+    "and to own the tables it creates or changes"
+)
+
+
+def _shortened(statement: str) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= _STATEMENT_SHOWN else flat[: _STATEMENT_SHOWN - 3] + "..."
+
+
 def _clean(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "")
 
@@ -399,9 +419,10 @@ class _translate:
 
     _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
-    def __init__(self, engine: PostgresEngine, batch: LoadBatch | None) -> None:
+    def __init__(self, engine: PostgresEngine, batch: LoadBatch | None, doing: str = "") -> None:
         self.engine = engine
         self.batch = batch
+        self.doing = doing  # what the target was doing, for the message
 
     def __enter__(self) -> None:
         return None
@@ -420,4 +441,8 @@ class _translate:
             index = int(match.group(1)) - 1 if match else None
             column = error.diag.column_name or (match.group(2) if match and match.group(2) else None)
             raise RowRejected(message, column=column, index=index) from None
+        if self.doing:
+            message = f"{message} ({self.doing})"
+        if state == _INSUFFICIENT_PRIVILEGE:
+            message = f"{message}; {_PRIVILEGES_HINT}"
         raise DatabaseError(f"PostgreSQL at {self.engine.display}: {message}") from None
