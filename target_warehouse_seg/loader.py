@@ -141,7 +141,8 @@ class Loader:
                     try:
                         self._transaction(unit.batches, unit.rejected, commit=True)
                         break
-                    except RetryUnit:
+                    except RetryUnit as retry:  # rolled back: nothing is held while it waits
+                        time.sleep(retry.delay)
                         continue
                     except RowRejected as refusal:
                         if not self._handle_refusal(unit):
@@ -208,7 +209,8 @@ class Loader:
         while True:
             try:
                 self._transaction([batch], [], commit=False)
-            except RetryUnit:
+            except RetryUnit as retry:
+                time.sleep(retry.delay)
                 continue
             except RowRejected as refusal:
                 return refusal

@@ -333,9 +333,10 @@ class TargetWarehouseSeg(Target):
                         engine.widen_column(table, name, kind, replication=replication)
                 engine.commit()
                 break
-            except RetryUnit:  # out of the database's memory, which it has raised: again
+            except RetryUnit as retry:  # out of memory (raised since) or a lock another session held
                 engine.rollback()
                 engine.forget()
+                time.sleep(retry.delay)
             except BaseException:
                 engine.rollback()
                 engine.forget()

@@ -118,8 +118,13 @@ class RowRejected(Exception):
 
 
 class RetryUnit(Exception):
-    """The engine changed how it loads a table (it found rows it assumed absent): the transaction was
-    rolled back and must run again."""
+    """The transaction must run again, once the loader has rolled it back and waited ``delay`` seconds:
+    the engine changed how it loads a table (it found rows it assumed absent, or raised its memory), or
+    another session held a lock the transaction needed."""
+
+    def __init__(self, what: str, delay: float = 0.0) -> None:
+        super().__init__(what)
+        self.delay = delay
 
 
 class Codec(abc.ABC):

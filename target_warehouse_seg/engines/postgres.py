@@ -25,6 +25,7 @@ from target_warehouse_seg.engines import (
     Column,
     LoadBatch,
     Rejected,
+    RetryUnit,
     RowRejected,
     TableInfo,
     merge,
@@ -149,6 +150,11 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 # refuse, or with quarantine set aside, every record of the batch while STATE moved past them.
 _DATA_ERROR_CLASSES = ("22", "23", "54")
 _INSUFFICIENT_PRIVILEGE = "42501"
+# How long a DDL statement waits for its table's lock, and how long a run retries it (see _lock_busy).
+LOCK_TIMEOUT_MS = 2000
+LOCK_RETRY_FIRST_SECONDS = 1.0
+LOCK_RETRY_MAX_SECONDS = 30.0
+LOCK_WAIT_LIMIT_SECONDS = 900.0
 
 
 class PostgresEngine(CatalogEngine):
@@ -167,6 +173,10 @@ class PostgresEngine(CatalogEngine):
         self._staging_counter = 0
         self._password = conninfo_to_dict(conninfo).get("password")
         self._created_shared: set[str] = set()  # see _create_shared
+        self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
+        self._lock_attempts = 0  # see _lock_busy
+        self._lock_waited = 0.0
+        self.lock_wait_limit_seconds = LOCK_WAIT_LIMIT_SECONDS
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
@@ -188,6 +198,8 @@ class PostgresEngine(CatalogEngine):
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)
             raise DatabaseError(f"cannot connect to PostgreSQL at {self.display}: {message}") from None
         self._connection.execute("SET TIME ZONE 'UTC'")
+        row = self._connection.execute("SELECT current_setting('lock_timeout')").fetchone()
+        self._lock_timeout = row[0] if row else "0"
         self._connection.commit()
         self.codec.bind(self._connection)
         logger.info("connected to PostgreSQL at %s, schema %s", self.display, self.schema)
@@ -211,7 +223,40 @@ class PostgresEngine(CatalogEngine):
     def _run(self, statement: str) -> None:
         # The statement is DDL (identifiers and types, no values), so the error can show it.
         with _translate(self, None, doing=f"running {_shortened(statement)}"):
-            self.connection.execute(statement)
+            try:
+                self.connection.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+                self.connection.execute(statement)
+                self.connection.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+            except psycopg.errors.LockNotAvailable:
+                raise self._lock_busy(statement) from None
+        self._lock_attempts = 0
+        self._lock_waited = 0.0
+
+    def _lock_busy(self, statement: str) -> Exception:
+        """Altering a table takes its ACCESS EXCLUSIVE lock. Waiting for it behind another session's
+        long query or open transaction would queue every later reader of the table behind this run,
+        and the warehouse would seem to hang for as long: so a DDL statement waits at most
+        LOCK_TIMEOUT_MS, then its transaction is rolled back (holding nothing) and tried again after a
+        growing pause, up to LOCK_WAIT_LIMIT_SECONDS in all."""
+        shown = _shortened(statement)
+        if self._lock_waited >= self.lock_wait_limit_seconds:
+            waited, self._lock_waited, self._lock_attempts = self._lock_waited, 0.0, 0
+            return DatabaseError(
+                f"PostgreSQL at {self.display}: another session held a lock on the table for {waited:.0f} s "
+                f"({shown}); nothing of this batch was written: end that session's query or transaction "
+                "(pg_stat_activity shows it) and run again"
+            )
+        delay = min(LOCK_RETRY_MAX_SECONDS, LOCK_RETRY_FIRST_SECONDS * 2**self._lock_attempts)
+        self._lock_attempts += 1
+        self._lock_waited += delay + LOCK_TIMEOUT_MS / 1000
+        logger.warning(
+            "another session holds a lock on a table this run alters (a long query or an open "
+            "transaction: %s); trying again in %.0f s rather than queueing that table's readers behind "
+            "this run",
+            shown,
+            delay,
+        )
+        return RetryUnit(shown, delay)
 
     def _read_tables(self) -> dict[str, str | None]:
         with self._database_errors():

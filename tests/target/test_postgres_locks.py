@@ -1,0 +1,128 @@
+"""PostgreSQL: a run that must alter a table another session is reading (a dashboard's long query, an
+analyst's open transaction) does not queue that table's readers behind it. Its ALTER waits for the lock a
+short while, then the run rolls back, pauses and tries again; past a limit it stops with one line."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import typing as t
+
+import psycopg
+import pytest
+from conftest import Warehouse, record, schema, start_target, state, to_lines
+
+from target_warehouse_seg.engines import postgres
+from target_warehouse_seg.errors import DatabaseError
+
+PROPERTIES = {"id": {"type": "string"}, "amount": {"type": ["null", "integer"]}}
+WITH_NEW_COLUMN = {**PROPERTIES, "stage_name": {"type": ["null", "string"]}}
+LOCK_WARNING = "another session holds a lock on a table this run alters"
+
+
+@pytest.fixture
+def pg(postgres_database: str, tmp_path) -> Warehouse:
+    return Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
+    )
+
+
+def first_load(pg: Warehouse) -> None:
+    done = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(1)]))
+    assert done.returncode == 0, done.stderr
+
+
+def reading_transaction(pg: Warehouse) -> psycopg.Connection:
+    """Another session with an open transaction that has read the table (it holds ACCESS SHARE)."""
+    holder = psycopg.connect(pg.base_config["sqlalchemy_url"])
+    holder.execute("SELECT count(*) FROM salesforce.s").fetchone()
+    return holder
+
+
+def wait_for_alter(pg: Warehouse) -> None:
+    """Until the target's session has sent its ALTER TABLE (waiting for the lock, or refused it)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+                "AND query LIKE 'ALTER TABLE%'"
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the target sent no ALTER TABLE")
+
+
+def test_readers_are_not_queued_behind_a_waiting_alter(pg: Warehouse, tmp_path) -> None:
+    first_load(pg)
+    holder = reading_transaction(pg)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config()))
+    process = start_target(config)
+    stderr_lines: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_lines.extend(t.cast(t.IO[str], process.stderr)))
+    reader.start()
+    assert process.stdin is not None
+    process.stdin.write(
+        to_lines([schema("s", WITH_NEW_COLUMN), record("s", {"id": "b", "stage_name": "x"}), state(2)])
+    )
+    process.stdin.close()
+    try:
+        wait_for_alter(pg)
+        # While the run waits, a reader of the table gets through (at worst after one lock timeout);
+        # an ALTER that waited for the lock for good would have queued it until the holder ends.
+        for _ in range(3):
+            with psycopg.connect(pg.base_config["sqlalchemy_url"]) as other:
+                other.execute("SET statement_timeout = 6000")
+                assert other.execute("SELECT count(*) FROM salesforce.s").fetchone() == (1,)
+            time.sleep(0.5)
+        assert process.poll() is None  # still waiting for the lock
+        assert any(LOCK_WARNING in line for line in stderr_lines), "".join(stderr_lines)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert process.wait(timeout=120) == 0, "".join(stderr_lines)
+    reader.join()
+    assert t.cast(t.IO[str], process.stdout).read().split() == ["2"]
+    assert pg.rows("s", columns="id, amount, stage_name") == [
+        {"id": "a", "amount": 1, "stage_name": None},
+        {"id": "b", "amount": None, "stage_name": "x"},
+    ]
+
+
+def test_a_lock_held_past_the_limit_stops_the_run(pg: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    first_load(pg)
+    monkeypatch.setattr(postgres, "LOCK_WAIT_LIMIT_SECONDS", 4.0)
+    holder = reading_transaction(pg)
+    try:
+        run = pg.run([schema("s", WITH_NEW_COLUMN), record("s", {"id": "b", "stage_name": "x"}), state(2)])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert isinstance(run.error, DatabaseError)
+    message = str(run.error)
+    assert "another session held a lock on the table" in message
+    assert 'ALTER TABLE "salesforce"."s" ADD COLUMN "stage_name"' in message
+    assert "\n" not in message
+    assert run.states == []
+    assert "stage_name" not in pg.columns("s")
+    assert pg.rows("s", columns="id") == [{"id": "a"}]
+
+
+def test_the_sessions_own_lock_timeout_is_kept_for_loading(pg: Warehouse) -> None:
+    """The short lock timeout covers the DDL only: the role's own setting holds for the rest."""
+    first_load(pg)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 12345')
+    engine = postgres.PostgresEngine.from_config({**pg.config(), "schema": "salesforce"})
+    engine.connect()
+    try:
+        engine.begin()
+        engine._run('ALTER TABLE "salesforce"."s" ADD COLUMN "extra" text')
+        setting = engine.connection.execute("SHOW lock_timeout").fetchone()
+        engine.rollback()
+    finally:
+        engine.close()
+    assert setting == ("12345ms",)
