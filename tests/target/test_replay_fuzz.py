@@ -8,6 +8,9 @@ integer -> number -> string, date -> date-time, an integer key -> string) with a
 messages that records its own position in the input. A rerun sends the SCHEMA messages in force at
 that position, then everything after it, as a tap resuming from that STATE would.
 
+Half the seeds set `on_invalid_record: quarantine` and spoil 1% of the records (a value its column cannot
+take, or no key), which every run sets aside again.
+
 - replay: a random prefix of the input loads whole, then the input is rerun from a random STATE at or
   before the prefix's end (or from the start): replays of committed records must change nothing.
 - kill: the target is killed (SIGKILL) at a random instant while it loads, twice, each time rerun from
@@ -80,7 +83,26 @@ def _values(rng: random.Random, properties: dict[str, t.Any], key: int, tick: in
     return values
 
 
-def generate(rng: random.Random, records: int) -> list[dict[str, t.Any]]:
+def _spoiled(rng: random.Random, values: dict[str, t.Any], properties: dict[str, t.Any]) -> dict:
+    """The record with one value its column cannot take (or without its key): quarantined."""
+    spoiled = dict(values)
+    roll = rng.random()
+    if roll < 0.2:
+        del spoiled["id"]
+    elif roll < 0.4:
+        spoiled["is_deleted"] = "maybe"
+    elif roll < 0.7:
+        date = properties["closed_on"].get("format") == "date"
+        spoiled["closed_on"] = "2024-02-30" if date else "2024-13-01T00:00:00Z"
+    elif properties["amount"]["type"][1] != "string":
+        spoiled["amount"] = "12 apples"
+    else:
+        spoiled["system_modstamp"] = "yesterday"
+    return spoiled
+
+
+def generate(rng: random.Random, records: int, spoiled: float = 0.0) -> list[dict[str, t.Any]]:
+    """A tap's output; a `spoiled` share of the records is invalid (for `on_invalid_record: quarantine`)."""
     streams = ["accounts", "events", "things"][: rng.randint(2, 3)]
     properties = {
         stream: {
@@ -108,6 +130,8 @@ def generate(rng: random.Random, records: int) -> list[dict[str, t.Any]]:
             properties[stream] = _widened(rng, stream, properties[stream], index)
             messages.append(schema_of(stream))
         values = _values(rng, properties[stream], rng.randrange(keys), tick, index)
+        if spoiled and rng.random() < spoiled:
+            values = _spoiled(rng, values, properties[stream])
         messages.append(record(stream, values, time_extracted=stamp(tick + 5)))
         bookmarks[stream] = stamp(tick)
         if rng.random() < 0.02:
@@ -146,9 +170,24 @@ def tables(warehouse: Warehouse, schema_name: str) -> dict[str, t.Any]:
     return dumped
 
 
+def rejected(warehouse: Warehouse, schema_name: str) -> set[tuple[t.Any, ...]]:
+    """The records set aside, once each (a rerun sets aside again what it reads again)."""
+    found = warehouse.query(
+        "SELECT count(*) FROM information_schema.tables "
+        f"WHERE table_schema = '{schema_name}' AND table_name = '_rejected_records'"
+    )
+    if not found[0][0]:
+        return set()
+    rows = warehouse.query(f'SELECT stream, field, error, record FROM "{schema_name}"."_rejected_records"')
+    return set(rows)
+
+
 def assert_equal_loads(warehouse: Warehouse, history: t.Any) -> None:
     rerun, clean = tables(warehouse, "rerun"), tables(warehouse, "clean")
     problems = []
+    set_aside, clean_set_aside = rejected(warehouse, "rerun"), rejected(warehouse, "clean")
+    if set_aside != clean_set_aside:
+        problems.append(("_rejected_records", sorted(set_aside ^ clean_set_aside, key=repr)[:3]))
     for table in sorted(set(rerun) | set(clean)):
         ours, theirs = rerun.get(table), clean.get(table)
         if ours == theirs:
@@ -163,14 +202,22 @@ def assert_equal_loads(warehouse: Warehouse, history: t.Any) -> None:
 
 
 def _settings(rng: random.Random) -> dict[str, t.Any]:
-    return {"batch_size_rows": rng.choice([100, 700, 5000]), "hard_delete": rng.random() < 0.4}
+    return {
+        "batch_size_rows": rng.choice([100, 700, 5000]),
+        "hard_delete": rng.random() < 0.4,
+        "on_invalid_record": "quarantine" if rng.random() < 0.5 else "fail",
+    }
+
+
+def _spoiled_share(settings: dict[str, t.Any]) -> float:
+    return 0.01 if settings["on_invalid_record"] == "quarantine" else 0.0
 
 
 @pytest.mark.parametrize("seed", REPLAY_SEEDS)
 def test_a_rerun_from_any_earlier_state_equals_a_clean_load(warehouse: Warehouse, seed: int) -> None:
     rng = random.Random(seed)
-    messages = generate(rng, rng.choice([2000, 6000]))
     settings = _settings(rng)
+    messages = generate(rng, rng.choice([2000, 6000]), _spoiled_share(settings))
     clean = warehouse.cli(lines(messages), schema="clean", **settings)
     assert clean.returncode == 0, clean.stderr[-2000:]
     cut = rng.randrange(len(messages))
@@ -199,8 +246,8 @@ def _run_until(config: Path, text: str, seconds: float, feed: Path) -> tuple[lis
 @pytest.mark.parametrize("seed", KILL_SEEDS)
 def test_killed_runs_rerun_from_their_last_state_equal_a_clean_load(warehouse: Warehouse, seed: int) -> None:
     rng = random.Random(seed)
-    messages = generate(rng, 8000)
     settings = _settings(rng)
+    messages = generate(rng, 8000, _spoiled_share(settings))
     configs = {}
     for name in ("clean", "rerun"):
         configs[name] = warehouse.tmp_path / f"{name}.json"
@@ -227,4 +274,7 @@ def test_killed_runs_rerun_from_their_last_state_equal_a_clean_load(warehouse: W
 
 if __name__ == "__main__":  # the replay test's input for a seed
     seeded = random.Random(int(sys.argv[1]))
-    Path(sys.argv[2]).write_text(lines(generate(seeded, seeded.choice([2000, 6000]))), encoding="utf-8")
+    share = _spoiled_share(_settings(seeded))
+    Path(sys.argv[2]).write_text(
+        lines(generate(seeded, seeded.choice([2000, 6000]), share)), encoding="utf-8"
+    )
