@@ -191,8 +191,14 @@ class PostgresEngine(CatalogEngine):
 
     def connect(self) -> None:
         try:
+            # No server-side prepared statements (psycopg prepares a query run five times): behind a
+            # transaction-mode pooler (PgBouncer before 1.21, or without max_prepared_statements) the
+            # next transaction may run on another server connection, where they do not exist.
             self._connection = psycopg.connect(
-                self._conninfo, autocommit=False, application_name="target-warehouse-seg"
+                self._conninfo,
+                autocommit=False,
+                application_name="target-warehouse-seg",
+                prepare_threshold=None,
             )
         except psycopg.Error as error:
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)
