@@ -34,6 +34,16 @@ class DatabaseError(TargetError):
     """The warehouse failed in a way that is not about one record (connection, permissions)."""
 
 
+class ConnectionLost(DatabaseError):
+    """The connection to the database broke (a server restart, a failover, a network cut): the server
+    rolled back the open transaction, or, when ``while_committing``, it may have committed it. The
+    loader connects again and applies the unit again while that is harmless (see Loader)."""
+
+    def __init__(self, message: str, *, while_committing: bool = False) -> None:
+        super().__init__(message)
+        self.while_committing = while_committing
+
+
 def format_key(key: t.Mapping[str, t.Any] | None) -> str:
     """``name=value`` pairs of the known key values (a missing key value is left out)."""
     if not key:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
-from target_warehouse_seg.errors import DatabaseError, InvalidRecord, widening_conflict
+from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -58,6 +58,12 @@ class Unit:
 # statements ran 1.5-2x slower than alone. The main thread keeps its C calls short for the same
 # reason (the reader's blocks are small).
 GIL_SWITCH_SECONDS = 0.0001
+# When the connection breaks (a server restart, a failover, a network cut), the loader connects again
+# after a pause (1 s, then twice as long each time, at most 30 s) and applies the unit in flight again,
+# for at most 5 minutes in all before it gives up; a commit resets the count.
+RECONNECT_FIRST_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+RECONNECT_LIMIT_SECONDS = 300.0
 
 
 class Loader:
@@ -74,6 +80,8 @@ class Loader:
         self.rows_committed = 0
         self.rows_rejected = 0
         self._started = time.monotonic()
+        self._reconnect_attempts = 0
+        self._reconnect_waited = 0.0
 
     def call(self, function: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
         """Run ``function(*args)`` on the loader thread after the queued work, and return its result."""
@@ -144,6 +152,9 @@ class Loader:
                     except RetryUnit as retry:  # rolled back: nothing is held while it waits
                         time.sleep(retry.delay)
                         continue
+                    except ConnectionLost as lost:
+                        self.reconnect_after(lost, unit)
+                        continue
                     except RowRejected as refusal:
                         if not self._handle_refusal(unit):
                             # No batch alone is refused: a passing cause (another run's DDL). Once.
@@ -153,6 +164,7 @@ class Loader:
                                     f"the database refused a load twice ({refusal}) but none of its "
                                     "batches alone; nothing of it was written"
                                 ) from None
+                self._reconnect_attempts, self._reconnect_waited = 0, 0.0
                 self.rows_committed += unit.row_count
                 self.rows_rejected += len(unit.rejected)
                 self._log(unit, time.monotonic() - started)
@@ -164,6 +176,38 @@ class Loader:
                 self.engine.codec.release(batch.payload)
         if unit.has_state:
             self._emit_state(unit.state)
+
+    def reconnect_after(self, lost: ConnectionLost, unit: Unit | None = None) -> None:
+        """On the loader thread, after the connection broke in ``unit`` (or in DDL): connect again,
+        pausing between tries, so that the caller can apply its work again. Applying a unit again is
+        harmless (upserts of the same rows, the same deletes) but for the rows of a stream without key
+        properties, which are appended: if the connection broke while such a unit committed, the
+        commit may have happened, and the run stops rather than append them twice."""
+        keyless = sorted({batch.stream for batch in unit.batches if not batch.key_properties}) if unit else []
+        if lost.while_committing and keyless:
+            raise DatabaseError(
+                f"{lost}, while committing rows of streams without key properties ({', '.join(keyless)}): "
+                "whether they were committed is unknown, so they are not applied again (they would be "
+                "appended twice); a rerun from the last STATE written loads them again"
+            ) from None
+        while True:
+            if self._reconnect_waited >= RECONNECT_LIMIT_SECONDS:
+                raise DatabaseError(
+                    f"{lost}; could not connect again in {self._reconnect_waited:.0f} s. Everything "
+                    "before the last STATE written is committed; a rerun from it loads the rest"
+                ) from None
+            delay = min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2**self._reconnect_attempts)
+            self._reconnect_attempts += 1
+            self._reconnect_waited += delay
+            logger.warning(
+                "%s; connecting again in %.0f s, then loading the batch in flight again", lost, delay
+            )
+            time.sleep(delay)
+            try:
+                self.engine.reconnect()
+                return
+            except ConnectionLost as again:
+                lost = again
 
     def _transaction(self, batches: list[LoadBatch], rejected: list[Rejected], *, commit: bool) -> None:
         engine = self.engine

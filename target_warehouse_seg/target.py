@@ -34,6 +34,7 @@ from target_warehouse_seg.engines import (
 )
 from target_warehouse_seg.errors import (
     ConfigError,
+    ConnectionLost,
     InvalidRecord,
     RecordBeforeSchema,
     SchemaConflict,
@@ -302,7 +303,16 @@ class TargetWarehouseSeg(Target):
         self._signatures[stream] = signature
 
     def _prepare_stream(self, message: SchemaMessage) -> StreamPlan:
-        """On the loader thread: name the table, plan the columns, apply the DDL (its own commit)."""
+        """On the loader thread: name the table, plan the columns, apply the DDL (its own commit); all
+        again once connected again should the connection break."""
+        loader = t.cast(Loader, self._loader)
+        while True:
+            try:
+                return self._plan_stream(message)
+            except ConnectionLost as lost:
+                loader.reconnect_after(lost)
+
+    def _plan_stream(self, message: SchemaMessage) -> StreamPlan:
         engine: Engine = t.cast(Loader, self._loader).engine
         stream = message.stream
         tables = engine.tables()

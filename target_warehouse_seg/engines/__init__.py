@@ -204,6 +204,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def reconnect(self) -> None:
+        """Drop a broken connection and connect again (raises ``ConnectionLost`` while the database
+        cannot be reached). Only engines that raise ``ConnectionLost`` are asked to."""
+        raise NotImplementedError(f"{type(self).__name__} does not reconnect")
+
     @abc.abstractmethod
     def ensure_schema(self) -> None: ...
 

@@ -8,6 +8,7 @@ bisected) and reported against its input line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -33,7 +34,7 @@ from target_warehouse_seg.engines import (
 from target_warehouse_seg.engines.catalog import CatalogEngine, literal, temporal_in_text_columns
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
-from target_warehouse_seg.errors import ConfigError, DatabaseError
+from target_warehouse_seg.errors import ConfigError, ConnectionLost, DatabaseError
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.typemap import Kind, Source
 
@@ -150,6 +151,8 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 # refuse, or with quarantine set aside, every record of the batch while STATE moved past them.
 _DATA_ERROR_CLASSES = ("22", "23", "54")
 _INSUFFICIENT_PRIVILEGE = "42501"
+# The server went away: an administrator's or a crash's shutdown, a server still starting.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
 # How long a DDL statement waits for its table's lock, and how long a run retries it (see _lock_busy).
 LOCK_TIMEOUT_MS = 2000
 LOCK_RETRY_FIRST_SECONDS = 1.0
@@ -203,17 +206,37 @@ class PostgresEngine(CatalogEngine):
         except psycopg.Error as error:
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)
             raise DatabaseError(f"cannot connect to PostgreSQL at {self.display}: {message}") from None
-        self._connection.execute("SET TIME ZONE 'UTC'")
-        row = self._connection.execute("SELECT current_setting('lock_timeout')").fetchone()
-        self._lock_timeout = row[0] if row else "0"
-        self._connection.commit()
-        self.codec.bind(self._connection)
+        with self._database_errors():
+            self._connection.execute("SET TIME ZONE 'UTC'")
+            row = self._connection.execute("SELECT current_setting('lock_timeout')").fetchone()
+            self._lock_timeout = row[0] if row else "0"
+            self._connection.commit()
+            self.codec.bind(self._connection)
         logger.info("connected to PostgreSQL at %s, schema %s", self.display, self.schema)
 
+    def reconnect(self) -> None:
+        self._drop_connection()
+        try:
+            self.connect()
+        except ConnectionLost:
+            raise
+        except DatabaseError as error:  # not reachable yet: the loader waits and asks again
+            raise ConnectionLost(str(error)) from None
+        self._created_shared.clear()
+        self.forget()  # read the catalog again: another session may have changed it meanwhile
+
     def close(self) -> None:
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         if self._connection is not None:
-            self._connection.close()
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
             self._connection = None
+
+    def _lost(self) -> bool:
+        connection = self._connection
+        return connection is None or connection.closed or connection.broken
 
     def ensure_schema(self) -> None:
         with self._database_errors():
@@ -309,11 +332,13 @@ class PostgresEngine(CatalogEngine):
         self._staging_counter = 0  # the first statement opens the transaction (autocommit is off)
 
     def commit(self) -> None:
-        with self._database_errors():
+        with _translate(self, None, committing=True):
             self.connection.commit()
 
     def rollback(self) -> None:
         self._created_shared.clear()  # what the rolled-back transaction created is gone
+        if self._lost():
+            return  # the server rolled the transaction back when the connection broke
         with self._database_errors():
             self.connection.rollback()
 
@@ -470,10 +495,13 @@ class _translate:
 
     _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
-    def __init__(self, engine: PostgresEngine, batch: LoadBatch | None, doing: str = "") -> None:
+    def __init__(
+        self, engine: PostgresEngine, batch: LoadBatch | None, doing: str = "", *, committing: bool = False
+    ) -> None:
         self.engine = engine
         self.batch = batch
         self.doing = doing  # what the target was doing, for the message
+        self.committing = committing
 
     def __enter__(self) -> None:
         return None
@@ -486,6 +514,11 @@ class _translate:
             self.engine._password,
         )
         state = error.sqlstate or ""
+        if state[:2] == "08" or state in _SERVER_GONE or self.engine._lost():
+            raise ConnectionLost(
+                f"PostgreSQL at {self.engine.display}: the connection broke: {message}",
+                while_committing=self.committing,
+            ) from None
         if self.batch is not None and state[:2] in _DATA_ERROR_CLASSES:
             context = error.diag.context or ""
             match = self._COPY_CONTEXT.search(context)

@@ -1,0 +1,232 @@
+"""PostgreSQL: when the connection breaks mid-run (a server restart, a failover, an idle-session killer,
+a network cut), the target connects again and loads the batch in flight again, so the run ends as if
+nothing happened; when the server stays away, it stops with one line, and a rerun from its last STATE
+restores everything. The server really ends the target's session here (`pg_terminate_backend`)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import time
+import types
+import typing as t
+
+import psycopg
+import pytest
+from conftest import Warehouse, json_lines, record, schema, start_target, state, to_lines
+
+from target_warehouse_seg import loader as loader_module
+from target_warehouse_seg.errors import ConnectionLost, DatabaseError
+
+ROWS = 6000
+PROPERTIES = {
+    "id": {"type": "integer"},
+    "name": {"type": ["null", "string"]},
+    "is_deleted": {"type": ["null", "boolean"]},
+    "system_modstamp": {"type": "string", "format": "date-time"},
+}
+
+
+@pytest.fixture
+def pg(postgres_database: str, tmp_path) -> Warehouse:
+    return Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
+    )
+
+
+def tap_output(rows: int = ROWS) -> list[t.Any]:
+    """Updates of 2,000 keys, some soft-deleted, a STATE every 200 records, a new property halfway."""
+    properties = dict(PROPERTIES)
+    messages: list[t.Any] = [schema("deals", properties, bookmark=["system_modstamp"])]
+    for index in range(rows):
+        if index == rows // 2:
+            properties["stage"] = {"type": ["null", "string"]}
+            messages.append(schema("deals", dict(properties), bookmark=["system_modstamp"]))
+        values = {
+            "id": index % 2000,
+            "name": f"deal {index}",
+            "is_deleted": index % 17 == 0,
+            "system_modstamp": f"2024-01-01T{index // 3600:02d}:{index // 60 % 60:02d}:{index % 60:02d}Z",
+        }
+        if "stage" in properties:
+            values["stage"] = f"stage {index}"
+        messages.append(record("deals", values))
+        if index % 200 == 199:
+            messages.append(state({"position": index}))
+    return messages
+
+
+def expected_rows(messages: list[t.Any], hard_delete: bool) -> list[tuple]:
+    latest: dict[int, dict[str, t.Any]] = {}
+    for message in messages:
+        if message["type"] == "RECORD":
+            latest[message["record"]["id"]] = message["record"]
+    return sorted(
+        (key, values["name"], values["is_deleted"], values.get("stage"))
+        for key, values in latest.items()
+        if not (hard_delete and values["is_deleted"])
+    )
+
+
+def stored_rows(pg: Warehouse) -> list[tuple]:
+    return sorted(pg.query("SELECT id, name, is_deleted, stage FROM salesforce.deals"))
+
+
+class CuttingInput:
+    """Singer lines read in chunks (as the target reads a file), calling ``action`` before line ``at``."""
+
+    def __init__(self, lines: list[str], at: int, action: t.Callable[[], None]) -> None:
+        self.lines, self.at, self.action, self.position = lines, at, action, 0
+
+    def readlines(self, size: int) -> list[str]:
+        end = min(len(self.lines), self.position + 50)
+        if self.position < self.at <= end:
+            end = self.at
+        if self.position == self.at:
+            self.action()
+        chunk, self.position = self.lines[self.position : end], end
+        return chunk
+
+
+def run_in_process(pg: Warehouse, source: t.Any, **settings: t.Any) -> tuple[list[t.Any], Exception | None]:
+    from target_warehouse_seg.target import TargetWarehouseSeg
+
+    out, error = io.StringIO(), None
+    with contextlib.redirect_stdout(out):
+        try:
+            target = TargetWarehouseSeg(config=pg.config(**settings))
+            target.process_lines(source)
+            target.process_endofpipe()
+        except Exception as caught:
+            error = caught
+    return json_lines(out.getvalue()), error
+
+
+def terminate_target_sessions(database_url: str) -> int:
+    """End the target's sessions on that database, as an administrator would (from another database:
+    the target's may be refusing connections)."""
+    base, _, database = database_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'target-warehouse-seg' AND datname = %s",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.mark.parametrize("hard_delete", [False, True])
+def test_the_run_goes_on_after_its_session_is_killed(pg: Warehouse, tmp_path, hard_delete: bool) -> None:
+    messages = tap_output()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config(batch_size_rows=250, hard_delete=hard_delete)))
+    process = start_target(config)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(t.cast(t.IO[str], process.stderr)), daemon=True).start()
+    feeder = threading.Thread(target=lambda: (process.stdin.write(to_lines(messages)), process.stdin.close()))
+    feeder.start()
+    states, killed = [], 0
+    url = pg.base_config["sqlalchemy_url"]
+    # Kill its session after the 3rd STATE, then again (while it may be committing, loading or between
+    # units) after the 12th; each time the server rolls back what was in flight.
+    for line in process.stdout:
+        states.append(json.loads(line))
+        if len(states) in (3, 12):
+            killed += terminate_target_sessions(url)
+    feeder.join()
+    assert process.wait(timeout=120) == 0, "".join(errors)[-3000:]
+    assert killed == 2
+    assert sum("the connection broke" in line and "connecting again" in line for line in errors) >= 2
+    assert states[-1] == {"position": ROWS - 1}
+    assert [s["position"] for s in states] == sorted(s["position"] for s in states)
+    assert stored_rows(pg) == expected_rows(messages, hard_delete)
+
+
+def test_a_server_that_refuses_connections_for_a_while_is_waited_for(pg: Warehouse, tmp_path) -> None:
+    messages = tap_output(3000)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config(batch_size_rows=250)))
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    admin_url = pg.base_config["sqlalchemy_url"].rpartition("/")[0] + "/postgres"
+    process = start_target(config)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(t.cast(t.IO[str], process.stderr)), daemon=True).start()
+    feeder = threading.Thread(target=lambda: (process.stdin.write(to_lines(messages)), process.stdin.close()))
+    feeder.start()
+    states = []
+    for line in process.stdout:
+        states.append(json.loads(line))
+        if len(states) == 2:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            terminate_target_sessions(pg.base_config["sqlalchemy_url"])
+            time.sleep(4)  # the target's first tries are refused
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    feeder.join()
+    assert process.wait(timeout=120) == 0, "".join(errors)[-3000:]
+    refused = [line for line in errors if "cannot connect" in line and "connecting again" in line]
+    assert refused, "".join(errors)[-3000:]
+    assert states[-1] == {"position": 2999}
+    assert stored_rows(pg) == expected_rows(messages, hard_delete=False)
+
+
+def test_a_server_that_stays_away_stops_the_run_with_one_line(
+    pg: Warehouse, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.2)
+    monkeypatch.setattr(loader_module, "RECONNECT_LIMIT_SECONDS", 1.0)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    messages = tap_output(2000)
+    cut = next(i for i, m in enumerate(messages) if m["type"] == "STATE" and m["value"]["position"] == 999)
+
+    def close_the_doors() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        terminate_target_sessions(pg.base_config["sqlalchemy_url"])
+
+    text = to_lines(messages).splitlines(keepends=True)
+    try:
+        states, error = run_in_process(pg, CuttingInput(text, cut + 1, close_the_doors), batch_size_rows=250)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    run = types.SimpleNamespace(states=states, error=error)
+    assert isinstance(run.error, DatabaseError), run.error
+    message = str(run.error)
+    assert "could not connect again" in message and "\n" not in message
+    assert run.states and run.states[-1]["position"] <= 999
+    # A rerun from the last STATE written restores everything.
+    last = run.states[-1]["position"]
+    resume = next(
+        i for i, m in enumerate(messages) if m["type"] == "STATE" and m["value"]["position"] == last
+    )
+    schemas = {m["stream"]: m for m in messages[:resume] if m["type"] == "SCHEMA"}
+    rerun = pg.run([*schemas.values(), *messages[resume + 1 :]], batch_size_rows=250)
+    assert rerun.error is None
+    assert stored_rows(pg) == expected_rows(messages, hard_delete=False)
+
+
+def test_rows_appended_while_the_connection_broke_committing_are_not_appended_again() -> None:
+    """A commit whose outcome is unknown: upserts may be applied again, appended rows may not."""
+    engine = types.SimpleNamespace(reconnect=lambda: None)
+    loader = loader_module.Loader(t.cast(t.Any, engine), emit_state=lambda value: None, quarantine=False)
+    try:
+        keyless = types.SimpleNamespace(stream="events", key_properties=[])
+        keyed = types.SimpleNamespace(stream="deals", key_properties=["id"])
+        lost = ConnectionLost("PostgreSQL at db: the connection broke: gone", while_committing=True)
+        with pytest.raises(DatabaseError, match=r"streams without key properties \(events\)"):
+            loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed, keyless])))
+        loader_module.RECONNECT_FIRST_SECONDS, saved = 0.0, loader_module.RECONNECT_FIRST_SECONDS
+        try:
+            loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed])))  # no error
+            before_commit = ConnectionLost("PostgreSQL at db: the connection broke: gone")
+            loader.reconnect_after(before_commit, loader_module.Unit(batches=t.cast(t.Any, [keyless])))
+        finally:
+            loader_module.RECONNECT_FIRST_SECONDS = saved
+    finally:
+        loader._executor.shutdown(wait=True)
