@@ -88,6 +88,13 @@ KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
 _STAGED = "tws_batch"
 # The name of the warehouse file's database in the connection (see _open and qualified).
 WAREHOUSE_ALIAS = "warehouse"
+# Another process has the file open: how long a run waits for it (see _open_when_free).
+FILE_LOCK_WAIT_SECONDS = 120.0
+FILE_LOCK_FIRST_PAUSE_SECONDS = 0.25
+FILE_LOCK_MAX_PAUSE_SECONDS = 5.0
+_FILE_LOCK_HOLDER = re.compile(
+    r"Could not set lock on file .*?: Conflicting lock is held in (.+? \(PID \d+\))"
+)
 # Errors that are about the data (a value, a key), not about the database or the SQL.
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -178,7 +185,7 @@ class DuckDBEngine(CatalogEngine):
         # more at the peak of a 1M-row load, and only DuckDB's engine uses Arrow in this process.
         pa.set_memory_pool(pa.system_memory_pool())
         try:
-            self._connection = _open(self.path)
+            self._connection = _open_when_free(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
             _optional_setting(self._connection, f"SET block_allocator_memory = '{BLOCK_ALLOCATOR_MB}MB'")
             _optional_setting(self._connection, f"SET max_vacuum_tasks = {VACUUM_TASKS_WHILE_LOADING}")
@@ -692,6 +699,34 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
         connection.close()
         raise
     return connection
+
+
+def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
+    """``_open``, waiting while another process has the file open: DuckDB lets one process at a time
+    open a file for writing, and a run that meets a notebook's or a dashboard's connection, or a run
+    scheduled a bit early, should wait for it a while rather than fail the sync at once. The wait ends
+    after FILE_LOCK_WAIT_SECONDS; DuckDB's error then names the process holding the file."""
+    waited, pause = 0.0, FILE_LOCK_FIRST_PAUSE_SECONDS
+    while True:
+        try:
+            return _open(path)
+        except duckdb.IOException as error:
+            holder = _FILE_LOCK_HOLDER.search(str(error))
+            if holder is None or waited >= FILE_LOCK_WAIT_SECONDS:
+                if holder is not None:
+                    raise duckdb.IOException(f"{_first_line(error)} (waited {waited:.0f} s)") from None
+                raise
+            if not waited:
+                logger.warning(
+                    "DuckDB database %s is open in another process (%s); waiting up to %.0f s for it to "
+                    "close it",
+                    path,
+                    holder.group(1),
+                    FILE_LOCK_WAIT_SECONDS,
+                )
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, FILE_LOCK_MAX_PAUSE_SECONDS)
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:
