@@ -256,6 +256,9 @@ class Loader:
             except RetryUnit as retry:
                 time.sleep(retry.delay)
                 continue
+            except ConnectionLost as lost:  # a try is rolled back anyway: run it again
+                self.reconnect_after(lost)
+                continue
             except RowRejected as refusal:
                 return refusal
             return None

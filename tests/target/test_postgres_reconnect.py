@@ -18,6 +18,7 @@ import pytest
 from conftest import Warehouse, json_lines, record, schema, start_target, state, to_lines
 
 from target_warehouse_seg import loader as loader_module
+from target_warehouse_seg.engines import RowRejected
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError
 
 ROWS = 6000
@@ -230,3 +231,39 @@ def test_rows_appended_while_the_connection_broke_committing_are_not_appended_ag
             loader_module.RECONNECT_FIRST_SECONDS = saved
     finally:
         loader._executor.shutdown(wait=True)
+
+
+def test_a_try_of_the_bisection_runs_again_once_connected_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding a refused row tries batches in rolled-back transactions: one that broke is tried again."""
+    monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.0)
+
+    class FlakyEngine:
+        def __init__(self) -> None:
+            self.begins = self.reconnects = 0
+
+        def begin(self) -> None:
+            self.begins += 1
+            if self.begins == 1:
+                raise ConnectionLost("PostgreSQL at db: the connection broke: gone")
+
+        def table(self, name: str) -> None:
+            return None
+
+        def load(self, batch: t.Any) -> None:
+            raise RowRejected("value too long", index=0)
+
+        def rollback(self) -> None: ...
+
+        def forget(self) -> None: ...
+
+        def reconnect(self) -> None:
+            self.reconnects += 1
+
+    engine = FlakyEngine()
+    loader = loader_module.Loader(t.cast(t.Any, engine), emit_state=lambda value: None, quarantine=False)
+    try:
+        refusal = loader._try(t.cast(t.Any, types.SimpleNamespace(table="deals")))
+    finally:
+        loader._executor.shutdown(wait=True)
+    assert isinstance(refusal, RowRejected) and refusal.message == "value too long"
+    assert (engine.begins, engine.reconnects) == (2, 1)
