@@ -351,6 +351,7 @@ class TargetWarehouseSeg(Target):
                 engine.rollback()
                 engine.forget()
                 raise
+        engine.end_reads()
         return plan
 
     def _process_record_message(self, message: RecordMessage) -> None:  # type: ignore[override]

@@ -270,6 +270,10 @@ class Engine(abc.ABC):
     def forget(self) -> None:
         """Drop cached catalog knowledge (after a rollback undid DDL)."""
 
+    def end_reads(self) -> None:  # noqa: B027 (optional hook: only engines whose reads open a transaction)
+        """End the transaction that catalog reads opened, when nothing follows them at once (the next
+        records may be minutes away)."""
+
 
 def create_engine(config: t.Mapping[str, t.Any]) -> Engine:
     """The engine the settings ask for; each engine's module is imported only when used."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 
 from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
@@ -334,6 +335,15 @@ class PostgresEngine(CatalogEngine):
     def commit(self) -> None:
         with _translate(self, None, committing=True):
             self.connection.commit()
+
+    def end_reads(self) -> None:
+        # Reads open a transaction (autocommit is off). Left open while the tap is slow to send the
+        # first records (a Bulk API job can take minutes), the session sat "idle in transaction":
+        # holding back vacuum's horizon, and ended by servers that set
+        # idle_in_transaction_session_timeout.
+        if not self._lost() and self.connection.info.transaction_status == TransactionStatus.INTRANS:
+            with self._database_errors():
+                self.connection.commit()
 
     def rollback(self) -> None:
         self._created_shared.clear()  # what the rolled-back transaction created is gone

@@ -5,6 +5,7 @@ short while, then the run rolls back, pauses and tries again; past a limit it st
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import typing as t
@@ -126,3 +127,28 @@ def test_the_sessions_own_lock_timeout_is_kept_for_loading(pg: Warehouse) -> Non
     finally:
         engine.close()
     assert setting == ("12345ms",)
+
+
+def test_a_run_waiting_for_its_first_records_holds_no_transaction(pg: Warehouse, tmp_path) -> None:
+    """A tap can take minutes before its first records (a Bulk API job): meanwhile the target's session
+    is idle, not "idle in transaction" (which holds back vacuum, and which servers with
+    idle_in_transaction_session_timeout end)."""
+    first_load(pg)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config()))
+    process = start_target(config, stderr=subprocess.DEVNULL)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(to_lines([schema("s", PROPERTIES)]))  # the table exists: only reads
+        process.stdin.flush()
+        query = "SELECT state FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg'"
+        with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
+            deadline = time.monotonic() + 20
+            while not watcher.execute(query).fetchall() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2)  # the SCHEMA is read and its table's catalog too
+            states = watcher.execute(query).fetchall()
+        assert states == [("idle",)]
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
