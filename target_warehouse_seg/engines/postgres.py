@@ -491,6 +491,14 @@ _PRIVILEGES_HINT = (
 )
 
 
+_QUERY_CANCELED = "57014"
+_STATEMENT_TIMEOUT_HINT = (
+    "a statement_timeout set for the user or the database ended a statement of this batch (nothing of it "
+    "was written): lift it for the target's user (ALTER ROLE ... SET statement_timeout = 0) or lower "
+    "batch_size_rows"
+)
+
+
 def _shortened(statement: str) -> str:
     flat = " ".join(statement.split())
     return flat if len(flat) <= _STATEMENT_SHOWN else flat[: _STATEMENT_SHOWN - 3] + "..."
@@ -539,4 +547,6 @@ class _translate:
             message = f"{message} ({self.doing})"
         if state == _INSUFFICIENT_PRIVILEGE:
             message = f"{message}; {_PRIVILEGES_HINT}"
+        elif state == _QUERY_CANCELED and "statement timeout" in message:
+            message = f"{message}; {_STATEMENT_TIMEOUT_HINT}"
         raise DatabaseError(f"PostgreSQL at {self.engine.display}: {message}") from None

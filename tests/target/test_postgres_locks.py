@@ -1,6 +1,8 @@
-"""PostgreSQL: a run that must alter a table another session is reading (a dashboard's long query, an
-analyst's open transaction) does not queue that table's readers behind it. Its ALTER waits for the lock a
-short while, then the run rolls back, pauses and tries again; past a limit it stops with one line."""
+"""PostgreSQL among other sessions and the server's limits. A run that must alter a table another
+session is reading (a dashboard's long query, an analyst's open transaction) does not queue that table's
+readers behind it: its ALTER waits for the lock a short while, then the run rolls back, pauses and tries
+again, and past a limit stops with one line. A run waiting for records holds no transaction. A server's
+statement timeout stops the run with one line that says what to change."""
 
 from __future__ import annotations
 
@@ -152,3 +154,23 @@ def test_a_run_waiting_for_its_first_records_holds_no_transaction(pg: Warehouse,
     finally:
         process.stdin.close()
         assert process.wait(timeout=60) == 0
+
+
+def test_a_statement_timeout_of_the_database_stops_the_run_with_advice(pg: Warehouse) -> None:
+    first_load(pg)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    # Every insert into the table takes half a second (a trigger), the database allows a fifth.
+    pg.execute(
+        "CREATE FUNCTION salesforce.slow() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$",
+        "CREATE TRIGGER slow AFTER INSERT ON salesforce.s "
+        "FOR EACH STATEMENT EXECUTE FUNCTION salesforce.slow()",
+        f'ALTER DATABASE "{database}" SET statement_timeout = 200',
+    )
+    done = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "b", "amount": 2}), state(2)]))
+    assert done.returncode != 0
+    assert done.states == []
+    [error] = done.error_lines
+    assert "canceling statement due to statement timeout" in error
+    assert "ALTER ROLE ... SET statement_timeout = 0" in error
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 1}]
