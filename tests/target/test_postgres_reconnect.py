@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
 import threading
 import time
 import types
 import typing as t
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -118,17 +120,27 @@ def terminate_target_sessions(database_url: str) -> int:
     return len(rows)
 
 
-@pytest.mark.parametrize("hard_delete", [False, True])
-def test_the_run_goes_on_after_its_session_is_killed(pg: Warehouse, tmp_path, hard_delete: bool) -> None:
-    messages = tap_output()
+def feed_target(
+    pg: Warehouse, tmp_path: Path, messages: list[t.Any], **settings: t.Any
+) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """The console script, fed `messages` by a thread; its stderr lines gather in the list."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(pg.config(batch_size_rows=250, hard_delete=hard_delete)))
+    config.write_text(json.dumps(pg.config(**settings)))
     process = start_target(config)
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     errors: list[str] = []
     threading.Thread(target=lambda: errors.extend(t.cast(t.IO[str], process.stderr)), daemon=True).start()
     feeder = threading.Thread(target=lambda: (process.stdin.write(to_lines(messages)), process.stdin.close()))
     feeder.start()
+    return process, errors, feeder
+
+
+@pytest.mark.parametrize("hard_delete", [False, True])
+def test_the_run_goes_on_after_its_session_is_killed(pg: Warehouse, tmp_path, hard_delete: bool) -> None:
+    messages = tap_output()
+    process, errors, feeder = feed_target(
+        pg, tmp_path, messages, batch_size_rows=250, hard_delete=hard_delete
+    )
     states, killed = [], 0
     url = pg.base_config["sqlalchemy_url"]
     # Kill its session after the 3rd STATE, then again (while it may be committing, loading or between
@@ -148,16 +160,9 @@ def test_the_run_goes_on_after_its_session_is_killed(pg: Warehouse, tmp_path, ha
 
 def test_a_server_that_refuses_connections_for_a_while_is_waited_for(pg: Warehouse, tmp_path) -> None:
     messages = tap_output(3000)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(pg.config(batch_size_rows=250)))
     database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
     admin_url = pg.base_config["sqlalchemy_url"].rpartition("/")[0] + "/postgres"
-    process = start_target(config)
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    errors: list[str] = []
-    threading.Thread(target=lambda: errors.extend(t.cast(t.IO[str], process.stderr)), daemon=True).start()
-    feeder = threading.Thread(target=lambda: (process.stdin.write(to_lines(messages)), process.stdin.close()))
-    feeder.start()
+    process, errors, feeder = feed_target(pg, tmp_path, messages, batch_size_rows=250)
     states = []
     for line in process.stdout:
         states.append(json.loads(line))
