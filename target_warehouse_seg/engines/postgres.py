@@ -180,7 +180,6 @@ class PostgresEngine(CatalogEngine):
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
         self._lock_attempts = 0  # see _lock_busy
         self._lock_waited = 0.0
-        self.lock_wait_limit_seconds = LOCK_WAIT_LIMIT_SECONDS
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
@@ -269,7 +268,7 @@ class PostgresEngine(CatalogEngine):
         LOCK_TIMEOUT_MS, then its transaction is rolled back (holding nothing) and tried again after a
         growing pause, up to LOCK_WAIT_LIMIT_SECONDS in all."""
         shown = _shortened(statement)
-        if self._lock_waited >= self.lock_wait_limit_seconds:
+        if self._lock_waited >= LOCK_WAIT_LIMIT_SECONDS:
             waited, self._lock_waited, self._lock_attempts = self._lock_waited, 0.0, 0
             return DatabaseError(
                 f"PostgreSQL at {self.display}: another session held a lock on the table for {waited:.0f} s "
@@ -483,14 +482,13 @@ class PostgresEngine(CatalogEngine):
         return _translate(self, batch)
 
 
+# How much of a DDL statement an error shows.
 _STATEMENT_SHOWN = 200
 # Each privilege a run needs, for the hint that follows "permission denied" or "must be owner".
 _PRIVILEGES_HINT = (
     "the user needs USAGE and CREATE on the schema (or CREATE on the database, to create the schema), "
     "and to own the tables it creates or changes"
 )
-
-
 _QUERY_CANCELED = "57014"
 _STATEMENT_TIMEOUT_HINT = (
     "a statement_timeout set for the user or the database ended a statement of this batch (nothing of it "
