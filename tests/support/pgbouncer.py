@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pgcluster import free_port
+from pgcluster import free_port, stop_process
 
 CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 
@@ -119,14 +118,4 @@ class PgBouncer:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            return
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+        stop_process(pid, seconds=5)

@@ -119,17 +119,22 @@ def stop_cluster(data_dir: Path) -> None:
     pid_file = data_dir / "postmaster.pid"
     if not pid_file.exists():
         return
-    pid = int(pid_file.read_text().splitlines()[0])
+    stop_process(int(pid_file.read_text().splitlines()[0]), seconds=30)  # SIGINT: a fast shutdown
+
+
+def stop_process(pid: int, seconds: float) -> None:
+    """SIGINT, then SIGKILL if the process still lives after `seconds`."""
     try:
-        os.kill(pid, signal.SIGINT)  # fast shutdown
+        os.kill(pid, signal.SIGINT)
     except ProcessLookupError:
         return
-    for _ in range(300):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
 
 
