@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
+from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -80,8 +81,9 @@ class Loader:
         self.rows_committed = 0
         self.rows_rejected = 0
         self._started = time.monotonic()
-        self._reconnect_attempts = 0
-        self._reconnect_waited = 0.0
+        self._reconnect_pauses = Pauses(
+            RECONNECT_FIRST_SECONDS, RECONNECT_MAX_SECONDS, RECONNECT_LIMIT_SECONDS
+        )
 
     def call(self, function: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
         """Run ``function(*args)`` on the loader thread after the queued work, and return its result."""
@@ -164,7 +166,7 @@ class Loader:
                                     f"the database refused a load twice ({refusal}) but none of its "
                                     "batches alone; nothing of it was written"
                                 ) from None
-                self._reconnect_attempts, self._reconnect_waited = 0, 0.0
+                self._reconnect_pauses.reset()
                 self.rows_committed += unit.row_count
                 self.rows_rejected += len(unit.rejected)
                 self._log(unit, time.monotonic() - started)
@@ -191,14 +193,12 @@ class Loader:
                 "appended twice); a rerun from the last STATE written loads them again"
             ) from None
         while True:
-            if self._reconnect_waited >= RECONNECT_LIMIT_SECONDS:
+            delay = self._reconnect_pauses.next()
+            if delay is None:
                 raise DatabaseError(
-                    f"{lost}; could not connect again in {self._reconnect_waited:.0f} s. Everything "
+                    f"{lost}; could not connect again in {self._reconnect_pauses.spent:.0f} s. Everything "
                     "before the last STATE written is committed; a rerun from it loads the rest"
                 ) from None
-            delay = min(RECONNECT_MAX_SECONDS, RECONNECT_FIRST_SECONDS * 2**self._reconnect_attempts)
-            self._reconnect_attempts += 1
-            self._reconnect_waited += delay
             logger.warning(
                 "%s; connecting again in %.0f s, then loading the batch in flight again", lost, delay
             )

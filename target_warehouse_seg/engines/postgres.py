@@ -37,6 +37,7 @@ from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
 from target_warehouse_seg.errors import ConfigError, ConnectionLost, DatabaseError
 from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -178,8 +179,7 @@ class PostgresEngine(CatalogEngine):
         self._password = conninfo_to_dict(conninfo).get("password")
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
-        self._lock_attempts = 0  # see _lock_busy
-        self._lock_waited = 0.0
+        self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
@@ -258,8 +258,7 @@ class PostgresEngine(CatalogEngine):
                 self.connection.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
             except psycopg.errors.LockNotAvailable:
                 raise self._lock_busy(statement) from None
-        self._lock_attempts = 0
-        self._lock_waited = 0.0
+        self._lock_pauses.reset()
 
     def _lock_busy(self, statement: str) -> Exception:
         """Altering a table takes its ACCESS EXCLUSIVE lock. Waiting for it behind another session's
@@ -268,16 +267,15 @@ class PostgresEngine(CatalogEngine):
         LOCK_TIMEOUT_MS, then its transaction is rolled back (holding nothing) and tried again after a
         growing pause, up to LOCK_WAIT_LIMIT_SECONDS in all."""
         shown = _shortened(statement)
-        if self._lock_waited >= LOCK_WAIT_LIMIT_SECONDS:
-            waited, self._lock_waited, self._lock_attempts = self._lock_waited, 0.0, 0
+        delay = self._lock_pauses.next(waited_by_try=LOCK_TIMEOUT_MS / 1000)
+        if delay is None:
+            waited = self._lock_pauses.spent
+            self._lock_pauses.reset()
             return DatabaseError(
                 f"PostgreSQL at {self.display}: another session held a lock on the table for {waited:.0f} s "
                 f"({shown}); nothing of this batch was written: end that session's query or transaction "
                 "(pg_stat_activity shows it) and run again"
             )
-        delay = min(LOCK_RETRY_MAX_SECONDS, LOCK_RETRY_FIRST_SECONDS * 2**self._lock_attempts)
-        self._lock_attempts += 1
-        self._lock_waited += delay + LOCK_TIMEOUT_MS / 1000
         logger.warning(
             "another session holds a lock on a table this run alters (a long query or an open "
             "transaction: %s); trying again in %.0f s rather than queueing that table's readers behind "

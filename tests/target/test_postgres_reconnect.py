@@ -217,8 +217,11 @@ def test_a_server_that_stays_away_stops_the_run_with_one_line(
     assert stored_rows(pg) == expected_rows(messages, hard_delete=False)
 
 
-def test_rows_appended_while_the_connection_broke_committing_are_not_appended_again() -> None:
+def test_rows_appended_while_the_connection_broke_committing_are_not_appended_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A commit whose outcome is unknown: upserts may be applied again, appended rows may not."""
+    monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.0)
     engine = types.SimpleNamespace(reconnect=lambda: None)
     loader = loader_module.Loader(t.cast(t.Any, engine), emit_state=lambda value: None, quarantine=False)
     try:
@@ -227,13 +230,9 @@ def test_rows_appended_while_the_connection_broke_committing_are_not_appended_ag
         lost = ConnectionLost("PostgreSQL at db: the connection broke: gone", while_committing=True)
         with pytest.raises(DatabaseError, match=r"streams without key properties \(events\)"):
             loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed, keyless])))
-        loader_module.RECONNECT_FIRST_SECONDS, saved = 0.0, loader_module.RECONNECT_FIRST_SECONDS
-        try:
-            loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed])))  # no error
-            before_commit = ConnectionLost("PostgreSQL at db: the connection broke: gone")
-            loader.reconnect_after(before_commit, loader_module.Unit(batches=t.cast(t.Any, [keyless])))
-        finally:
-            loader_module.RECONNECT_FIRST_SECONDS = saved
+        loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed])))  # no error
+        before_commit = ConnectionLost("PostgreSQL at db: the connection broke: gone")
+        loader.reconnect_after(before_commit, loader_module.Unit(batches=t.cast(t.Any, [keyless])))
     finally:
         loader._executor.shutdown(wait=True)
 
