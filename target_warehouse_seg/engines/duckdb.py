@@ -50,6 +50,7 @@ from target_warehouse_seg.engines.duckdb_codec import (
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -706,17 +707,15 @@ def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
     open a file for writing, and a run that meets a notebook's or a dashboard's connection, or a run
     scheduled a bit early, should wait for it a while rather than fail the sync at once. The wait ends
     after FILE_LOCK_WAIT_SECONDS; DuckDB's error then names the process holding the file."""
-    waited, pause = 0.0, FILE_LOCK_FIRST_PAUSE_SECONDS
+    pauses = Pauses(FILE_LOCK_FIRST_PAUSE_SECONDS, FILE_LOCK_MAX_PAUSE_SECONDS, FILE_LOCK_WAIT_SECONDS)
     while True:
         try:
             return _open(path)
         except duckdb.IOException as error:
             holder = _FILE_LOCK_HOLDER.search(str(error))
-            if holder is None or waited >= FILE_LOCK_WAIT_SECONDS:
-                if holder is not None:
-                    raise duckdb.IOException(f"{_first_line(error)} (waited {waited:.0f} s)") from None
+            if holder is None:
                 raise
-            if not waited:
+            if not pauses.tries:
                 logger.warning(
                     "DuckDB database %s is open in another process (%s); waiting up to %.0f s for it to "
                     "close it",
@@ -724,9 +723,10 @@ def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
                     holder.group(1),
                     FILE_LOCK_WAIT_SECONDS,
                 )
+            pause = pauses.next()
+            if pause is None:
+                raise duckdb.IOException(f"{_first_line(error)} (waited {pauses.spent:.0f} s)") from None
             time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, FILE_LOCK_MAX_PAUSE_SECONDS)
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:
