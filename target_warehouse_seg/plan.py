@@ -46,6 +46,9 @@ class StreamPlan:
     create: list[Column] | None = None  # columns of a table to create
     add: list[Column] = field(default_factory=list)
     widen: list[tuple[str, Kind]] = field(default_factory=list)
+    # Columns of SQL types this target does not make (double precision, timestamp without time zone,
+    # ...), with those types: their values are sent as text and the database casts them.
+    foreign: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ddl_needed(self) -> bool:
@@ -83,6 +86,7 @@ def plan_stream(
     columns: list[PlannedColumn] = []
     add: list[Column] = []
     widened: list[tuple[str, Kind]] = []
+    foreign: list[tuple[str, str]] = []
     for index, (prop, prop_schema) in enumerate(properties.items()):
         tokens = type_tokens(prop_schema)
         declared = kind_of(tokens)
@@ -93,6 +97,10 @@ def plan_stream(
             add.append(Column(name, kind, prop))
         elif current.kind is None:
             kind = Kind.TEXT  # a SQL type we did not create: send text, the database casts it
+            foreign.append((name, current.sql_type or ""))
+        elif current.narrow:  # made by others, narrower than ours: a value past it was refused
+            kind = widen(current.kind, declared)
+            widened.append((name, kind))
         else:
             kind = widen(current.kind, declared)
             if kind != current.kind:
@@ -107,6 +115,8 @@ def plan_stream(
             raise widening_conflict(
                 stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type", obstacle
             )
+    if existing is not None:  # a table made by others (or by hand) may lack the system columns
+        add += [Column(name, Kind.TIMESTAMP) for name in SYSTEM_COLUMNS if name not in existing.columns]
     _check_column_count(stream, existing, add, max_columns, qualified_table)
     replication = next((names[name] for name in bookmark_properties or () if name in names), None)
     by_name = {column.name: column for column in columns}
@@ -151,6 +161,7 @@ def plan_stream(
         create=create,
         add=add,
         widen=widened,
+        foreign=foreign,
     )
 
 

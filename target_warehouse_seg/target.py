@@ -27,9 +27,11 @@ from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import (
     DELETED_KEYS_TABLE,
     REJECTED_TABLE,
+    Column,
     Engine,
     Rejected,
     RetryUnit,
+    TableInfo,
     create_engine,
 )
 from target_warehouse_seg.errors import (
@@ -53,6 +55,7 @@ from target_warehouse_seg.reader import (
     TypedBlocks,
 )
 from target_warehouse_seg.sink import StreamSink
+from target_warehouse_seg.typemap import Kind
 
 _NO_STATE = object()
 
@@ -338,7 +341,7 @@ class TargetWarehouseSeg(Target):
                 else:
                     engine.add_columns(table, plan.add)
                     for name, kind in plan.widen:
-                        self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
+                        self._log_widening(stream, name, kind, t.cast(TableInfo, existing).columns[name])
                         replication = name == plan.replication_column
                         engine.widen_column(table, name, kind, replication=replication)
                 engine.commit()
@@ -352,7 +355,29 @@ class TargetWarehouseSeg(Target):
                 engine.forget()
                 raise
         engine.end_reads()
+        if plan.foreign:
+            self.logger.warning(
+                "stream %s: table %s.%s has columns of types this target does not make (%s); their values "
+                "are cast to those types, and a value one cannot hold is invalid input",
+                stream,
+                self.settings.schema,
+                table,
+                ", ".join(f"{name} {sql_type}" for name, sql_type in plan.foreign),
+            )
         return plan
+
+    def _log_widening(self, stream: str, name: str, kind: Kind, stored: Column) -> None:
+        if stored.narrow:
+            self.logger.warning(
+                "stream %s: column %s is %s, a type made outside this target that cannot hold every %s "
+                "value; widening it to the target's own",
+                stream,
+                name,
+                stored.sql_type,
+                kind.value,
+            )
+        else:
+            self.logger.info("stream %s: widening column %s to %s", stream, name, kind.value)
 
     def _process_record_message(self, message: RecordMessage) -> None:  # type: ignore[override]
         reader = t.cast(MessageReader, self.message_reader)

@@ -32,6 +32,9 @@ class Column:
     kind: Kind | None
     owner: str | None = None  # the source property it holds (kept in the column's comment)
     sql_type: str | None = None  # as the catalog spells it (None: the engine's type for `kind`)
+    # A type made by others that holds only some of ``kind``'s values (PostgreSQL's integer or
+    # varchar(18) beside bigint and text): widened to the engine's own type when a stream writes it.
+    narrow: bool = False
 
 
 @dataclass

@@ -8,6 +8,7 @@ was made for in its SQL comment (see identifiers.py).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import typing as t
 
@@ -35,6 +36,22 @@ def temporal_in_text_columns(batch: LoadBatch, types: t.Mapping[str, str], text_
         for column in batch.columns
         if column.source in _TEMPORAL and types.get(column.name) == text_type
     }
+
+
+def stored_column(
+    name: str,
+    sql_type: str,
+    comment: str | None,
+    kinds: t.Mapping[str, Kind],
+    narrow_kind: t.Callable[[str], Kind | None],
+) -> Column:
+    """A column as the catalog describes it: of one of the engine's own types, of a type that holds
+    only some of a kind's values (``narrow``), or of another type (no kind)."""
+    kind = kinds.get(sql_type)
+    if kind is not None:
+        return Column(name, kind, comment, sql_type)
+    kind = narrow_kind(sql_type)
+    return Column(name, kind, comment, sql_type, narrow=kind is not None)
 
 
 class CatalogEngine(Engine, abc.ABC):
@@ -103,8 +120,7 @@ class CatalogEngine(Engine, abc.ABC):
         self._comment_columns(name, columns)
         self.tables()[name] = owner
         stored = {
-            column.name: Column(column.name, column.kind, column.owner, self.sql_type(column))
-            for column in columns
+            column.name: dataclasses.replace(column, sql_type=self.sql_type(column)) for column in columns
         }
         self._table_info[name] = TableInfo(name, stored, primary_key, owner, len(columns))
 

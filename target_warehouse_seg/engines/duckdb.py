@@ -38,8 +38,15 @@ from target_warehouse_seg.engines import (
     TableInfo,
     merge,
 )
-from target_warehouse_seg.engines.catalog import CatalogEngine, literal, temporal_in_text_columns
+from target_warehouse_seg.engines.catalog import (
+    CatalogEngine,
+    literal,
+    stored_column,
+    temporal_in_text_columns,
+)
 from target_warehouse_seg.engines.duckdb_codec import (
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
     NULL_AS_TEXT,
     READER_OBJECT_BYTES,
     SQL_TYPES,
@@ -51,7 +58,7 @@ from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.pauses import Pauses
-from target_warehouse_seg.typemap import Kind
+from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
 
@@ -86,6 +93,26 @@ INSTANT_TEXT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # an instant as text (UTC): see C
 # DuckDB's default, once per run (``finishing``).
 VACUUM_TASKS_WHILE_LOADING = 0
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
+# Types others make (a table created by hand or by another tool) that hold only some of a kind's values:
+# widened losslessly to the target's own type once a stream writes the column (into an INTEGER column, a
+# value past 2**31 was refused as invalid input). A DECIMAL is narrow when DECIMAL(38,18) holds all its
+# values; UBIGINT, HUGEINT, floats and timestamps without a time zone hold other values: they keep their
+# types. (DuckDB spells VARCHAR(n) as VARCHAR, which holds any length.)
+_NARROW_INTEGERS = frozenset({"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"})
+_DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
+
+
+def narrow_kind(sql_type: str) -> Kind | None:
+    if sql_type in _NARROW_INTEGERS:
+        return Kind.INTEGER
+    decimal = _DECIMAL.fullmatch(sql_type)
+    if decimal is not None:
+        precision, scale = int(decimal[1]), int(decimal[2])
+        if scale <= DECIMAL_SCALE and precision - scale <= DECIMAL_PRECISION - DECIMAL_SCALE:
+            return Kind.NUMBER
+    return None
+
+
 _STAGED = "tws_batch"
 # The name of the warehouse file's database in the connection (see _open and qualified).
 WAREHOUSE_ALIAS = "warehouse"
@@ -280,7 +307,7 @@ class DuckDBEngine(CatalogEngine):
         if not rows:
             return None
         columns = {
-            column: Column(column, KINDS.get(sql_type), comment, sql_type)
+            column: stored_column(column, sql_type, comment, KINDS, narrow_kind)
             for column, sql_type, comment, _, _ in rows
         }
         return TableInfo(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
@@ -341,7 +368,9 @@ class DuckDBEngine(CatalogEngine):
         aside = f"{table}__tws_rebuilt"
         self._run(f"ALTER TABLE {self.qualified(table)} RENAME TO {quote(aside)}")
         columns = [
-            dataclasses.replace(stored, kind=kind, sql_type=None) if stored.name == column else stored
+            dataclasses.replace(stored, kind=kind, sql_type=None, narrow=False)
+            if stored.name == column
+            else stored
             for stored in info.columns.values()
         ]
         # With its primary key from the start: one added after the rows (faster) makes DuckDB 2.0.1
@@ -430,8 +459,21 @@ class DuckDBEngine(CatalogEngine):
         texts = {column.name for column in batch.columns if column.source in NULL_AS_TEXT} | {"received_at"}
         texts -= {batch.columns[i].name for i in self.codec.layout(batch.columns).read}
         temporal_as_text = temporal_in_text_columns(batch, types, SQL_TYPES[Kind.TEXT])
+        # Date-times into a column of a type this target does not make (a TIMESTAMP without time zone):
+        # as their instants in UTC, as PostgreSQL stores them. A text with an offset cast straight to
+        # TIMESTAMP kept its wall time (09:00+02:00 stored as 09:00).
+        foreign_instants = {
+            column.name
+            for column in batch.columns
+            if column.source is Source.TIMESTAMP and info.columns[column.name].kind is None
+        }
 
         def value(column: str) -> str:
+            if column in foreign_instants:
+                instant = (
+                    f"CAST(NULLIF(CAST(s.{quote(column)} AS VARCHAR), 'null') AS {SQL_TYPES[Kind.TIMESTAMP]})"
+                )
+                return f"CAST(timezone('UTC', {instant}) AS {types[column]})"
             if column in temporal_as_text:
                 sql_type = SQL_TYPES[temporal_as_text[column]]
                 staged = f"CAST(NULLIF(s.{quote(column)}, 'null') AS {sql_type})"

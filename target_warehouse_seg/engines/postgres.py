@@ -32,7 +32,12 @@ from target_warehouse_seg.engines import (
     TableInfo,
     merge,
 )
-from target_warehouse_seg.engines.catalog import CatalogEngine, literal, temporal_in_text_columns
+from target_warehouse_seg.engines.catalog import (
+    CatalogEngine,
+    literal,
+    stored_column,
+    temporal_in_text_columns,
+)
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
 from target_warehouse_seg.errors import ConfigError, ConnectionLost, DatabaseError
@@ -53,6 +58,24 @@ SQL_TYPES = {
     Kind.JSON: "jsonb",
 }
 KINDS = {sql_type: kind for kind, sql_type in SQL_TYPES.items()}
+# Types others make (a table created by hand or by another tool) that hold only some of a kind's values,
+# as format_type spells them: widened losslessly to the target's own type once a stream writes the
+# column (into an integer column, a value past 2**31 was refused as invalid input). Not character(n),
+# whose cast to text drops the padding, nor floats or timestamps without a time zone, which hold
+# other values, not fewer: those keep their types.
+_NARROW_TYPES = (
+    (re.compile(r"smallint|integer"), Kind.INTEGER),
+    (re.compile(r"numeric\(\d+,\d+\)"), Kind.NUMBER),
+    (re.compile(r"character varying(\(\d+\))?"), Kind.TEXT),
+    (re.compile(r"timestamp\(\d\) with time zone"), Kind.TIMESTAMP),
+    (re.compile(r"time\(\d\) without time zone"), Kind.TIME),
+)
+
+
+def narrow_kind(sql_type: str) -> Kind | None:
+    return next((kind for pattern, kind in _NARROW_TYPES if pattern.fullmatch(sql_type)), None)
+
+
 MAX_COLUMNS = 1600
 _encode = convert.json_encoder.encode
 
@@ -299,7 +322,7 @@ class PostgresEngine(CatalogEngine):
         for column, sql_type, comment, dropped, key_position, _ in rows:
             if dropped:
                 continue
-            columns[column] = Column(column, KINDS.get(sql_type), comment, sql_type)
+            columns[column] = stored_column(column, sql_type, comment, KINDS, narrow_kind)
             if key_position is not None:
                 key.append((key_position, column))
         # Dropped columns count against PostgreSQL's 1,600 too.

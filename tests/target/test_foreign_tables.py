@@ -1,0 +1,189 @@
+"""Tables the target did not make: created by hand, by another tool or by an earlier loader, then loaded
+by the target (a warehouse moving to it). Their columns may lack the system columns and have types the
+target does not make; the run must load them exactly, on both engines."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from tests.target.conftest import Warehouse, record, schema, state, to_lines
+
+UTC = datetime.timezone.utc
+MODSTAMP = {"type": ["null", "string"], "format": "date-time"}
+
+
+def _create(warehouse: Warehouse, columns: str, *, system_columns: bool = True) -> None:
+    if system_columns:  # as the target makes them, so that a test shows what it is about alone
+        columns += ", received_at TIMESTAMPTZ, uuid_ts TIMESTAMPTZ"
+    warehouse.execute(
+        f'CREATE SCHEMA IF NOT EXISTS "{warehouse.schema_name}"',
+        f'CREATE TABLE "{warehouse.schema_name}"."accounts" ({columns}, PRIMARY KEY (id))',
+    )
+
+
+def test_a_table_without_the_system_columns_gets_them(warehouse: Warehouse) -> None:
+    """Before, the first load of such a table ended the run in a KeyError traceback."""
+    _create(warehouse, "id VARCHAR, name VARCHAR", system_columns=False)
+    warehouse.execute(f"INSERT INTO \"{warehouse.schema_name}\".accounts (id, name) VALUES ('a', 'stored')")
+    stream = schema("accounts", {"id": {"type": "string"}, "name": {"type": ["null", "string"]}})
+    messages = [stream, record("accounts", {"id": "b", "name": "new"}), state({"n": 1})]
+    done = warehouse.cli(to_lines(messages))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.states == [{"n": 1}]
+    assert list(warehouse.columns("accounts")) == ["id", "name", "received_at", "uuid_ts"]
+    rows = warehouse.rows("accounts")
+    assert [(row["id"], row["name"]) for row in rows] == [("a", "stored"), ("b", "new")]
+    assert rows[0]["uuid_ts"] is None and rows[1]["uuid_ts"] is not None
+    again = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "updated"})]))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [row["name"] for row in warehouse.rows("accounts")] == ["updated", "new"]
+
+
+NARROW = {
+    "postgres": "id varchar(18), n integer, small smallint, amount numeric(10,2), name varchar(5), "
+    "modified timestamp(0) with time zone, at_time time(0) without time zone",
+    "duckdb": "id VARCHAR, n INTEGER, small SMALLINT, amount DECIMAL(10,2), name VARCHAR, "
+    "modified TIMESTAMPTZ, at_time TIME",
+}
+OURS = {
+    "postgres": [
+        "text",
+        "bigint",
+        "bigint",
+        "numeric",
+        "text",
+        "timestamp with time zone",
+        "time without time zone",
+    ],
+    "duckdb": [
+        "varchar",
+        "bigint",
+        "bigint",
+        "decimal(38,18)",
+        "varchar",
+        "timestamp with time zone",
+        "time",
+    ],
+}
+
+
+def test_narrow_types_made_elsewhere_widen_to_the_targets_own(warehouse: Warehouse) -> None:
+    """An integer, a smallint, a numeric(10,2) or a varchar(5) holds only some of the values a stream
+    of integers, numbers or strings sends: before, a value past one (2**40, 70000, 12 digits, a long
+    name) was refused as invalid input, and with quarantine set aside."""
+    _create(warehouse, NARROW[warehouse.engine])
+    warehouse.execute(
+        f'INSERT INTO "{warehouse.schema_name}".accounts (id, n, small, amount, name, modified, at_time) '
+        "VALUES ('a', 7, 3, 12345678.91, 'abc', '2024-01-02 03:04:05+00', '10:11:12')"
+    )
+    properties = {
+        "id": {"type": "string"},
+        "n": {"type": ["null", "integer"]},
+        "small": {"type": ["null", "integer"]},
+        "amount": {"type": ["null", "number"]},
+        "name": {"type": ["null", "string"]},
+        "modified": MODSTAMP,
+        "at_time": {"type": ["null", "string"], "format": "time"},
+    }
+    big = {
+        "id": "b" * 30,
+        "n": 2**40,
+        "small": 70000,
+        "amount": 424242,  # written as 123456789012.123456 below (exact, not through a float)
+        "name": "a name longer than five",
+        "modified": "2024-05-01T10:00:00.123456Z",
+        "at_time": "10:11:12.654321",
+    }
+    messages = [schema("accounts", properties, bookmark=["modified"]), record("accounts", big), state(1)]
+    done = warehouse.cli(to_lines(messages).replace("424242", "123456789012.123456"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.states == [1]
+    assert "column n is integer" in done.stderr or "column n is INTEGER" in done.stderr
+    assert list(warehouse.columns("accounts").values())[:7] == OURS[warehouse.engine]
+    stored, loaded = warehouse.rows("accounts")
+    assert (stored["id"], stored["n"], stored["small"], stored["amount"], stored["name"]) == (
+        "a",
+        7,
+        3,
+        Decimal("12345678.91"),
+        "abc",
+    )
+    assert stored["modified"] == datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert stored["at_time"] == datetime.time(10, 11, 12)
+    assert (loaded["id"], loaded["n"], loaded["small"], loaded["amount"], loaded["name"]) == (
+        "b" * 30,
+        2**40,
+        70000,
+        Decimal("123456789012.123456"),
+        "a name longer than five",
+    )
+    assert loaded["modified"] == datetime.datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert loaded["at_time"] == datetime.time(10, 11, 12, 654321)
+
+
+FOREIGN = {
+    "postgres": ("amount double precision, modified timestamp without time zone", "double precision"),
+    "duckdb": ("amount DOUBLE, modified TIMESTAMP", "double"),
+}
+
+
+def test_other_types_made_elsewhere_are_kept_and_instants_stored_in_utc(warehouse: Warehouse) -> None:
+    """A float or a timestamp without time zone holds other values than the target's types, not fewer:
+    they keep their types (the run says so), a date-time goes in as its instant's UTC wall time on both
+    engines (DuckDB kept the text's wall time before: 09:00+02:00 as 09:00), and as the replication key
+    such a column still keeps older versions out."""
+    columns, float_type = FOREIGN[warehouse.engine]
+    _create(warehouse, f"id VARCHAR, {columns}")
+    properties = {"id": {"type": "string"}, "amount": {"type": ["null", "number"]}, "modified": MODSTAMP}
+    stream = schema("accounts", properties, bookmark=["modified"])
+    first = [
+        stream,
+        record("accounts", {"id": "a", "amount": 1.5, "modified": "2024-05-01T09:00:00+02:00"}),
+        record("accounts", {"id": "b", "amount": 2.5, "modified": "2024-05-01T10:00:00.000+0000"}),
+    ]
+    done = warehouse.cli(to_lines(first))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(warehouse.columns("accounts").values())[1:3] == [
+        float_type,
+        "timestamp without time zone" if warehouse.engine == "postgres" else "timestamp",
+    ]
+    replay = [
+        stream,
+        record("accounts", {"id": "a", "amount": 9.5, "modified": "2024-05-01T06:59:59Z"}),  # older
+        record("accounts", {"id": "b", "amount": 3.5, "modified": "2024-05-01T12:30:00+02:00"}),  # newer
+    ]
+    again = warehouse.cli(to_lines(replay))
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = [(row["id"], row["amount"], row["modified"]) for row in warehouse.rows("accounts")]
+    assert rows == [
+        ("a", 1.5, datetime.datetime(2024, 5, 1, 7, 0)),
+        ("b", 3.5, datetime.datetime(2024, 5, 1, 10, 30)),
+    ]
+    assert "types this target does not make (amount" in done.stderr
+
+
+def test_a_duckdb_decimal_wider_than_the_targets_keeps_its_type(duckdb_warehouse: Warehouse) -> None:
+    """DECIMAL(38,30) holds digits that the target's DECIMAL(38,18) does not: it is not narrow, it
+    stays, and its values keep their 30 decimals."""
+    _create(duckdb_warehouse, "id VARCHAR, amount DECIMAL(38,30)")
+    properties = {"id": {"type": "string"}, "amount": {"type": ["null", "number"]}}
+    text = to_lines([schema("accounts", properties), record("accounts", {"id": "a", "amount": 1})])
+    done = duckdb_warehouse.cli(text.replace('"amount": 1', '"amount": 0.123456789012345678901234567891'))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert duckdb_warehouse.columns("accounts")["amount"] == "decimal(38,30)"
+    assert duckdb_warehouse.rows("accounts")[0]["amount"] == Decimal("0.123456789012345678901234567891")
+
+
+def test_postgres_character_keeps_its_type(postgres_database: str, tmp_path: Path) -> None:
+    """character(n) is not narrow text: its cast to text drops the padding, so it stays."""
+    warehouse = Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
+    )
+    _create(warehouse, "id character(3)")
+    text = to_lines([schema("accounts", {"id": {"type": "string"}}), record("accounts", {"id": "ab"})])
+    done = warehouse.cli(text)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert warehouse.columns("accounts")["id"] == "character"
+    assert [row["id"] for row in warehouse.rows("accounts")] == ["ab "]
