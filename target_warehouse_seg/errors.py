@@ -30,6 +30,10 @@ def widening_conflict(
     )
 
 
+class StdoutClosed(TargetError):
+    """The program reading the target's STATE messages closed its end of the pipe."""
+
+
 class DatabaseError(TargetError):
     """The warehouse failed in a way that is not about one record (connection, permissions)."""
 

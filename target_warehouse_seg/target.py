@@ -40,6 +40,7 @@ from target_warehouse_seg.errors import (
     InvalidRecord,
     RecordBeforeSchema,
     SchemaConflict,
+    StdoutClosed,
     TargetError,
 )
 from target_warehouse_seg.loader import Loader, Unit
@@ -506,8 +507,18 @@ class TargetWarehouseSeg(Target):
     def _write_state(self, state: t.Any) -> None:
         line = json_encoder.encode(state).decode("utf-8")
         with self._stdout_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # Click would end the run with status 1 and no word; the data is committed, and a
+                # scheduler's state file lacks this STATE, so say so (a rerun loads it again).
+                committed = self._loader.rows_committed if self._loader is not None else 0
+                raise StdoutClosed(
+                    "stdout was closed: the program reading this target's STATE messages has gone, so "
+                    f"the run stops ({committed:,} row(s) committed; a rerun from the last STATE it "
+                    "received loads the rest again)"
+                ) from None
 
     def process_endofpipe(self) -> None:
         try:

@@ -119,3 +119,27 @@ def test_parallel_runs_into_one_postgres_schema_create_what_they_share_once(
     with psycopg.connect(postgres_database) as check:
         assert check.execute('SELECT count(*) FROM "shared"."_deleted_keys"').fetchone() == (1,)
         assert check.execute('SELECT count(*) FROM "shared"."_rejected_records"').fetchone() == (1,)
+
+
+def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
+    """When the program reading STATE goes away, the first STATE that cannot be written stops the run
+    with a line saying so (Click ended it with status 1 and no word before); what was committed stays."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(warehouse.config(batch_size_rows=1000)))
+    messages = [schema("s", {"id": {"type": "integer"}})]
+    for number in range(5000):
+        messages.append(record("s", {"id": number}))
+        if number % 1000 == 999:
+            messages.append(state({"position": number}))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads the target's stdout
+    try:
+        process = start_target(config, stdout=write_end)
+    finally:
+        os.close(write_end)
+    _, stderr = process.communicate(to_lines(messages), timeout=120)
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if "| ERROR" in line]
+    assert len(errors) == 1 and "stdout was closed" in errors[0], stderr[-2000:]
+    assert "1,000 row(s) committed" in errors[0]
+    assert len(warehouse.rows("s")) == 1000
