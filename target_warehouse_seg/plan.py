@@ -177,6 +177,14 @@ def _check_key(stream: str, key_columns: tuple[str, ...], existing: TableInfo | 
         return
     stored = ", ".join(existing.primary_key) or "none"
     wanted = ", ".join(key_columns) or "none"
+    if not existing.primary_key:  # a table made elsewhere (a warehouse moving to this target)
+        columns = ", ".join(identifiers.quote(column) for column in key_columns)
+        raise SchemaConflict(
+            f"stream {stream}: the existing table {table} has no primary key, and the stream's key "
+            f"properties are ({wanted}); nothing was written. Give the table that key once its rows are "
+            f"unique on it (ALTER TABLE {table} ADD PRIMARY KEY ({columns})), or rename or drop it so "
+            "that it is made again (and re-sync the stream)"
+        )
     raise SchemaConflict(
         f"stream {stream}: its key properties ({wanted}) differ from the primary key ({stored}) of "
         f"the existing table {table}; nothing was written. Either send the stream with its former key, "

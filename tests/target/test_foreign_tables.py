@@ -187,3 +187,29 @@ def test_postgres_character_keeps_its_type(postgres_database: str, tmp_path: Pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert warehouse.columns("accounts")["id"] == "character"
     assert [row["id"] for row in warehouse.rows("accounts")] == ["ab "]
+
+
+def test_a_table_without_a_primary_key_stops_the_run_saying_how_to_give_it_one(warehouse: Warehouse) -> None:
+    warehouse.execute(
+        f'CREATE SCHEMA IF NOT EXISTS "{warehouse.schema_name}"',
+        f'CREATE TABLE "{warehouse.schema_name}"."accounts" (id VARCHAR, name VARCHAR)',
+    )
+    stream = schema("accounts", {"id": {"type": "string"}, "name": {"type": ["null", "string"]}})
+    done = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "x"})]))
+    assert done.returncode == 1
+    assert len(done.error_lines) == 1, done.stderr[-2000:]
+    assert "has no primary key" in done.error_lines[0]
+    assert 'ALTER TABLE salesforce.accounts ADD PRIMARY KEY ("id")' in done.error_lines[0]
+    assert warehouse.count("accounts") == 0
+    warehouse.execute(f'ALTER TABLE "{warehouse.schema_name}"."accounts" ADD PRIMARY KEY (id)')
+    again = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "x"})]))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [(row["id"], row["name"]) for row in warehouse.rows("accounts")] == [("a", "x")]
+    update = [
+        stream,
+        record("accounts", {"id": "a", "name": "y"}),
+        record("accounts", {"id": "b", "name": "z"}),
+    ]
+    third = warehouse.cli(to_lines(update))
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert [(row["id"], row["name"]) for row in warehouse.rows("accounts")] == [("a", "y"), ("b", "z")]
