@@ -183,6 +183,13 @@ LOCK_TIMEOUT_MS = 2000
 LOCK_RETRY_FIRST_SECONDS = 1.0
 LOCK_RETRY_MAX_SECONDS = 30.0
 LOCK_WAIT_LIMIT_SECONDS = 900.0
+# Another session's transaction and this run's locked the same rows in opposite orders (two runs
+# upserting overlapping keys: a backfill beside the scheduled sync), or a serializable transaction
+# conflicted: PostgreSQL rolled this run's transaction back, which is then simply run again.
+_TRY_AGAIN = ("40P01", "40001")  # deadlock_detected, serialization_failure
+CONFLICT_RETRY_FIRST_SECONDS = 0.5
+CONFLICT_RETRY_MAX_SECONDS = 10.0
+CONFLICT_RETRY_LIMIT_SECONDS = 300.0
 
 
 class PostgresEngine(CatalogEngine):
@@ -203,6 +210,9 @@ class PostgresEngine(CatalogEngine):
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
         self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
+        self._conflict_pauses = Pauses(
+            CONFLICT_RETRY_FIRST_SECONDS, CONFLICT_RETRY_MAX_SECONDS, CONFLICT_RETRY_LIMIT_SECONDS
+        )
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
@@ -355,6 +365,28 @@ class PostgresEngine(CatalogEngine):
     def commit(self) -> None:
         with _translate(self, None, committing=True):
             self.connection.commit()
+        self._conflict_pauses.reset()
+
+    def conflict(self, message: str) -> Exception:
+        """PostgreSQL rolled the transaction back to resolve a conflict with another session's
+        (``_TRY_AGAIN``): run it again after a short, growing pause; give up after
+        CONFLICT_RETRY_LIMIT_SECONDS of conflicts without a commit between them."""
+        delay = self._conflict_pauses.next()
+        if delay is None:
+            spent = self._conflict_pauses.spent
+            self._conflict_pauses.reset()
+            return DatabaseError(
+                f"PostgreSQL at {self.display}: {message}, over and over for {spent:.0f} s: another "
+                "session keeps writing the rows this run writes; nothing of this batch was written. Run "
+                "the two loads one after the other"
+            )
+        logger.warning(
+            "PostgreSQL: %s (another session writes the same rows); the batch was rolled back and is "
+            "loaded again in %.1f s",
+            message,
+            delay,
+        )
+        return RetryUnit(message, delay)
 
     def end_reads(self) -> None:
         # Reads open a transaction (autocommit is off). Left open while the tap is slow to send the
@@ -556,6 +588,8 @@ class _translate:
                 f"PostgreSQL at {self.engine.display}: the connection broke: {message}",
                 while_committing=self.committing,
             ) from None
+        if state in _TRY_AGAIN:
+            raise self.engine.conflict(message) from None
         if self.batch is not None and state[:2] in _DATA_ERROR_CLASSES:
             context = error.diag.context or ""
             match = self._COPY_CONTEXT.search(context)

@@ -174,3 +174,44 @@ def test_a_statement_timeout_of_the_database_stops_the_run_with_advice(pg: Wareh
     assert "canceling statement due to statement timeout" in error
     assert "ALTER ROLE ... SET statement_timeout = 0" in error
     assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 1}]
+
+
+def test_a_deadlock_with_another_session_loads_the_batch_again(pg: Warehouse, tmp_path) -> None:
+    """Two runs upserting overlapping keys in opposite orders (a backfill beside the scheduled sync)
+    lock the same rows crosswise; PostgreSQL breaks the deadlock by rolling one transaction back. That
+    run stopped on "deadlock detected" before; its batch now loads again after a short pause. Here the
+    other session holds key 5, the run locks keys 0 to 4 and waits for 5, and the other session then
+    asks for key 0 (its deadlock_timeout longer, so that the run's transaction is the one rolled back)."""
+    keys = [str(number) for number in range(10)]
+    seed = [schema("s", PROPERTIES), *(record("s", {"id": key, "amount": 0}) for key in keys)]
+    assert pg.cli(to_lines(seed)).returncode == 0
+    other = psycopg.connect(pg.base_config["sqlalchemy_url"])
+    other.execute("SET deadlock_timeout = '30s'")
+    other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = '5'")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config()))
+    process = start_target(config)
+    run = [schema("s", PROPERTIES), *(record("s", {"id": key, "amount": 1}) for key in keys), state(2)]
+    outcome: dict[str, t.Any] = {}
+    waiter = threading.Thread(
+        target=lambda: outcome.update(zip(("out", "err"), process.communicate(to_lines(run)), strict=True))
+    )
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the run never waited for the other session's row"
+                time.sleep(0.05)
+        other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = '0'")  # the deadlock: the run yields
+        other.commit()
+    finally:
+        other.close()
+        waiter.join(timeout=60)
+    assert process.returncode == 0, outcome.get("err", "")[-2000:]
+    assert "deadlock detected" in outcome["err"] and "loaded again" in outcome["err"]
+    assert json.loads(outcome["out"].strip().splitlines()[-1]) == 2
+    assert [row["amount"] for row in pg.rows("s")] == [1] * 10
