@@ -47,6 +47,20 @@ def hashed(name: str) -> str:
     return f"{stem[: MAX_IDENTIFIER_BYTES - HASH_LENGTH - 1]}_{digest}"
 
 
+def named_for(identifier: str, comment: str | None) -> str | None:
+    """The source name that an identifier's SQL comment says it was made for, or None when the comment
+    could not have named it under the rule above: then someone else wrote it (``Salesforce accounts,
+    loaded hourly`` on a table made by hand, a column's description). Such a table or column is one
+    nobody claims (step 3); taken for an owner, the table was passed over for a new one beside it, and
+    the column was set to NULL by every upsert as a property that had left the SCHEMA."""
+    if comment is None or identifier in (conform(comment), hashed(comment)):
+        return comment
+    stem = hashed(comment)[:-2]  # step 3's numbered forms, for hashes that collide
+    if len(identifier) == len(stem) + 2 and identifier.startswith(stem) and identifier[-2:].isdigit():
+        return comment
+    return None
+
+
 def quote(identifier: str) -> str:
     """A double-quoted SQL identifier (valid in PostgreSQL and DuckDB)."""
     return '"' + identifier.replace('"', '""') + '"'

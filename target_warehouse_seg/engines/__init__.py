@@ -35,6 +35,7 @@ class Column:
     # A type made by others that holds only some of ``kind``'s values (PostgreSQL's integer or
     # varchar(18) beside bigint and text): widened to the engine's own type when a stream writes it.
     narrow: bool = False
+    note: str | None = None  # a comment someone else wrote (not an owner: see identifiers.named_for)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TableInfo:
     primary_key: tuple[str, ...]
     owner: str | None = None  # the stream it holds (kept in the table's comment)
     column_slots: int = 0  # columns counted against the engine's limit (PostgreSQL counts dropped ones)
+    note: str | None = None  # a comment someone else wrote (not an owner: see identifiers.named_for)
 
 
 @dataclass(frozen=True)

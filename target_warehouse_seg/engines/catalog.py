@@ -13,7 +13,7 @@ import logging
 import typing as t
 
 from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, LoadBatch, TableInfo
-from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.identifiers import named_for, quote
 from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -47,11 +47,21 @@ def stored_column(
 ) -> Column:
     """A column as the catalog describes it: of one of the engine's own types, of a type that holds
     only some of a kind's values (``narrow``), or of another type (no kind)."""
+    owner = named_for(name, comment)
+    note = comment if owner is None else None
     kind = kinds.get(sql_type)
     if kind is not None:
-        return Column(name, kind, comment, sql_type)
+        return Column(name, kind, owner, sql_type, note=note)
     kind = narrow_kind(sql_type)
-    return Column(name, kind, comment, sql_type, narrow=kind is not None)
+    return Column(name, kind, owner, sql_type, narrow=kind is not None, note=note)
+
+
+def stored_table(
+    name: str, columns: dict[str, Column], primary_key: tuple[str, ...], comment: str | None, slots: int
+) -> TableInfo:
+    """A table as the catalog describes it (its comment is its stream's name, or someone else's note)."""
+    owner = named_for(name, comment)
+    return TableInfo(name, columns, primary_key, owner, slots, note=comment if owner is None else None)
 
 
 class CatalogEngine(Engine, abc.ABC):
@@ -97,7 +107,7 @@ class CatalogEngine(Engine, abc.ABC):
 
     def tables(self) -> dict[str, str | None]:
         if self._tables is None:
-            self._tables = self._read_tables()
+            self._tables = {name: named_for(name, comment) for name, comment in self._read_tables().items()}
         return self._tables
 
     def table(self, name: str) -> TableInfo | None:
@@ -148,7 +158,9 @@ class CatalogEngine(Engine, abc.ABC):
             f"USING {self.widened(name, t.cast(str, stored_type), sql_type)}"
         )
         if info is not None:
-            info.columns[column] = Column(column, kind, info.columns[column].owner, sql_type)
+            info.columns[column] = dataclasses.replace(
+                info.columns[column], kind=kind, sql_type=sql_type, narrow=False
+            )
             if column in info.primary_key:
                 self._respell_tombstones(table, column, t.cast(str, stored_type))
         if replication and stored_type is not None:
@@ -204,6 +216,7 @@ class CatalogEngine(Engine, abc.ABC):
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
         for column in columns:
-            if column.owner is not None:
+            comment = column.owner or column.note
+            if comment is not None:
                 target = f"{self.qualified(table)}.{quote(column.name)}"
-                self._run(f"COMMENT ON COLUMN {target} IS {literal(column.owner)}")
+                self._run(f"COMMENT ON COLUMN {target} IS {literal(comment)}")

@@ -42,6 +42,7 @@ from target_warehouse_seg.engines.catalog import (
     CatalogEngine,
     literal,
     stored_column,
+    stored_table,
     temporal_in_text_columns,
 )
 from target_warehouse_seg.engines.duckdb_codec import (
@@ -310,7 +311,7 @@ class DuckDBEngine(CatalogEngine):
             column: stored_column(column, sql_type, comment, KINDS, narrow_kind)
             for column, sql_type, comment, _, _ in rows
         }
-        return TableInfo(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
+        return stored_table(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
 
     # A primary key column's type ------------------------------------------------------------------
 
@@ -376,8 +377,9 @@ class DuckDBEngine(CatalogEngine):
         # With its primary key from the start: one added after the rows (faster) makes DuckDB 2.0.1
         # refuse, at the commit, a key that the same transaction deletes and inserts again (an upsert).
         self.create_table(table, info.owner or "", columns, info.primary_key)
-        if info.owner is None:
-            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS NULL")
+        if info.owner is None:  # made elsewhere: its comment, if any, is someone's note, kept
+            note = literal(info.note) if info.note is not None else "NULL"
+            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {note}")
             self.tables()[table] = None
         stored_type = self.sql_type(info.columns[column])
         selected = ", ".join(
@@ -399,7 +401,7 @@ class DuckDBEngine(CatalogEngine):
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         self._run(f"DROP TABLE {self.qualified(aside)}")
         self._table_info[table] = dataclasses.replace(
-            t.cast(TableInfo, self._table_info[table]), owner=info.owner
+            t.cast(TableInfo, self._table_info[table]), owner=info.owner, note=info.note
         )
         self._respell_tombstones(table, column, self.sql_type(info.columns[column]))
 

@@ -36,6 +36,7 @@ from target_warehouse_seg.engines.catalog import (
     CatalogEngine,
     literal,
     stored_column,
+    stored_table,
     temporal_in_text_columns,
 )
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
@@ -336,7 +337,7 @@ class PostgresEngine(CatalogEngine):
             if key_position is not None:
                 key.append((key_position, column))
         # Dropped columns count against PostgreSQL's 1,600 too.
-        return TableInfo(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
+        return stored_table(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
         if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.TIMESTAMP]:

@@ -213,3 +213,66 @@ def test_a_table_without_a_primary_key_stops_the_run_saying_how_to_give_it_one(w
     third = warehouse.cli(to_lines(update))
     assert third.returncode == 0, third.stderr[-2000:]
     assert [(row["id"], row["name"]) for row in warehouse.rows("accounts")] == [("a", "y"), ("b", "z")]
+
+
+def _comments(warehouse: Warehouse) -> dict[str, str | None]:
+    """The table's comment (under "") and its columns' comments."""
+    if warehouse.engine == "postgres":
+        table = warehouse.query(
+            f"SELECT obj_description('{warehouse.schema_name}.accounts'::regclass, 'pg_class')"
+        )
+        columns = warehouse.query(
+            f"SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+            f"WHERE attrelid = '{warehouse.schema_name}.accounts'::regclass AND attnum > 0"
+        )
+    else:
+        table = warehouse.query("SELECT comment FROM duckdb_tables() WHERE table_name = 'accounts'")
+        columns = warehouse.query(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'accounts'"
+        )
+    return {"": table[0][0], **dict(columns)}
+
+
+def test_comments_someone_wrote_are_notes_not_owners(warehouse: Warehouse) -> None:
+    """The target keeps, in each table's and column's comment, the stream or property it was made
+    for. A table made elsewhere whose comment describes it was taken for another stream's: the run
+    passed it over and loaded a new table beside it (`accounts_10db2797`), leaving it stale; and a
+    column of its own whose comment describes it was taken for a property that had left the SCHEMA,
+    so every upsert set it to NULL. Comments that could not have named them are notes: kept, not
+    owners."""
+    _create(warehouse, "id VARCHAR, name VARCHAR, notes VARCHAR")
+    warehouse.execute(
+        f"COMMENT ON TABLE {warehouse.schema_name}.accounts IS 'Salesforce accounts, loaded hourly'",
+        f"COMMENT ON COLUMN {warehouse.schema_name}.accounts.name IS 'The account''s legal name'",
+        f"COMMENT ON COLUMN {warehouse.schema_name}.accounts.notes IS 'Kept by the sales team'",
+        f"INSERT INTO {warehouse.schema_name}.accounts (id, name, notes) VALUES ('a', 'old', 'call back')",
+    )
+    before = _comments(warehouse)
+    stream = schema("accounts", {"id": {"type": "string"}, "name": {"type": ["null", "string"]}})
+    done = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "new"})]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert warehouse.tables() == {"accounts"}
+    assert [(row["id"], row["name"], row["notes"]) for row in warehouse.rows("accounts")] == [
+        ("a", "new", "call back")
+    ]
+    assert _comments(warehouse) == before
+
+
+def test_a_duckdb_rebuild_keeps_the_notes(duckdb_warehouse: Warehouse) -> None:
+    """Widening a key column, DuckDB rebuilds the table: the comments others wrote come along."""
+    _create(duckdb_warehouse, "id INTEGER, name VARCHAR")
+    duckdb_warehouse.execute(
+        "COMMENT ON TABLE salesforce.accounts IS 'Accounts by number'",
+        "COMMENT ON COLUMN salesforce.accounts.id IS 'The number'",
+        "INSERT INTO salesforce.accounts (id, name) VALUES (1, 'one')",
+    )
+    before = _comments(duckdb_warehouse)
+    stream = schema("accounts", {"id": {"type": "integer"}, "name": {"type": ["null", "string"]}})
+    done = duckdb_warehouse.cli(to_lines([stream, record("accounts", {"id": 2**40, "name": "big"})]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert duckdb_warehouse.columns("accounts")["id"] == "bigint"
+    assert [(row["id"], row["name"]) for row in duckdb_warehouse.rows("accounts")] == [
+        (1, "one"),
+        (2**40, "big"),
+    ]
+    assert _comments(duckdb_warehouse) == before

@@ -55,6 +55,19 @@ def test_system_columns_are_reserved_and_unowned_columns_are_adopted() -> None:
     assert names["received_at"] != "received_at"
 
 
+def test_a_comment_is_an_owner_only_when_it_could_have_named_the_identifier() -> None:
+    long_name = "a_very_long_property_name_that_goes_on_and_on_beyond_postgres_limits_x"
+    for owner in ("accounts", "Account Name", "Café", long_name, "Amount"):
+        assert identifiers.named_for(identifiers.conform(owner), owner) == owner
+        assert identifiers.named_for(identifiers.hashed(owner), owner) == owner
+    numbered = identifiers.hashed("Amount")[:-2] + "07"  # a hash taken already: step 3's numbered form
+    assert identifiers.named_for(numbered, "Amount") == "Amount"
+    assert identifiers.named_for("accounts", "Salesforce accounts, loaded hourly") is None
+    assert identifiers.named_for("name", "The account's legal name") is None
+    assert identifiers.named_for("name", "amount") is None
+    assert identifiers.named_for("name", None) is None
+
+
 def test_type_tokens_and_kinds() -> None:
     def kind(schema: object) -> Kind:
         return kind_of(type_tokens(schema))
