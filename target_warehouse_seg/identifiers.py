@@ -47,18 +47,39 @@ def hashed(name: str) -> str:
     return f"{stem[: MAX_IDENTIFIER_BYTES - HASH_LENGTH - 1]}_{digest}"
 
 
-def named_for(identifier: str, comment: str | None) -> str | None:
-    """The source name that an identifier's SQL comment says it was made for, or None when the comment
-    could not have named it under the rule above: then someone else wrote it (``Salesforce accounts,
-    loaded hourly`` on a table made by hand, a column's description). Such a table or column is one
-    nobody claims (step 3); taken for an owner, the table was passed over for a new one beside it, and
-    the column was set to NULL by every upsert as a property that had left the SCHEMA."""
-    if comment is None or identifier in (conform(comment), hashed(comment)):
-        return comment
-    stem = hashed(comment)[:-2]  # step 3's numbered forms, for hashes that collide
-    if len(identifier) == len(stem) + 2 and identifier.startswith(stem) and identifier[-2:].isdigit():
-        return comment
-    return None
+# A comment that keeps someone's note and the source name the target claimed the identifier for.
+_CLAIM_MARK = "\n[target-warehouse-seg: "
+
+
+def could_name(identifier: str, source_name: str) -> bool:
+    """Whether the rule above could have given ``identifier`` to ``source_name``."""
+    if identifier in (conform(source_name), hashed(source_name)):
+        return True
+    stem = hashed(source_name)[:-2]  # step 3's numbered forms, for hashes that collide
+    return len(identifier) == len(stem) + 2 and identifier.startswith(stem) and identifier[-2:].isdigit()
+
+
+def read_comment(identifier: str, comment: str | None) -> tuple[str | None, str | None]:
+    """The source name an identifier's SQL comment says it was made or claimed for, and the note
+    someone else wrote there: ``(owner, note)``. A comment that could not have named the identifier
+    is a note (``Salesforce accounts, loaded hourly`` on a table made by hand, a column's
+    description): taken for an owner, the table was passed over for a new one beside it, and the
+    column was set to NULL by every upsert as a property that had left the SCHEMA."""
+    if comment is None:
+        return None, None
+    note, mark, claimed = comment.rpartition(_CLAIM_MARK)
+    if mark and claimed.endswith("]") and could_name(identifier, claimed[:-1]):
+        return claimed[:-1], note
+    if could_name(identifier, comment):
+        return comment, None
+    return None, comment
+
+
+def write_comment(owner: str | None, note: str | None) -> str | None:
+    """The SQL comment that ``read_comment`` reads back as ``(owner, note)``."""
+    if owner is None or note is None:
+        return owner if owner is not None else note
+    return f"{note}{_CLAIM_MARK}{owner}]"
 
 
 def quote(identifier: str) -> str:

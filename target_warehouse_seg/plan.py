@@ -7,6 +7,7 @@ is a ``SchemaConflict`` raised here, before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import typing as t
 from dataclasses import dataclass, field
@@ -49,10 +50,14 @@ class StreamPlan:
     # Columns of SQL types this target does not make (double precision, timestamp without time zone,
     # ...), with those types: their values are sent as text and the database casts them.
     foreign: list[tuple[str, str]] = field(default_factory=list)
+    # Columns of a table made elsewhere that nobody claimed, with the properties that take them, and
+    # whether the table itself is unclaimed: recorded in their comments before loading.
+    claims: list[Column] = field(default_factory=list)
+    claim_table: bool = False
 
     @property
     def ddl_needed(self) -> bool:
-        return bool(self.create is not None or self.add or self.widen)
+        return bool(self.create is not None or self.add or self.widen or self.claims or self.claim_table)
 
 
 def schema_properties(stream: str, schema: t.Any) -> dict[str, t.Any]:
@@ -115,8 +120,15 @@ def plan_stream(
             raise widening_conflict(
                 stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type", obstacle
             )
+    claims: list[Column] = []
     if existing is not None:  # a table made by others (or by hand) may lack the system columns
         add += [Column(name, Kind.TIMESTAMP) for name in SYSTEM_COLUMNS if name not in existing.columns]
+        if existing.alterable:  # its columns the stream's properties take, claimed (Engine.claim)
+            claims = [
+                dataclasses.replace(existing.columns[name], owner=prop)
+                for prop, name in names.items()
+                if name in existing.columns and existing.columns[name].owner is None
+            ]
     _check_column_count(stream, existing, add, max_columns, qualified_table)
     replication = next((names[name] for name in bookmark_properties or () if name in names), None)
     by_name = {column.name: column for column in columns}
@@ -162,6 +174,8 @@ def plan_stream(
         add=add,
         widen=widened,
         foreign=foreign,
+        claims=claims,
+        claim_table=existing is not None and existing.owner is None and existing.alterable,
     )
 
 

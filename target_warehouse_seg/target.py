@@ -341,6 +341,8 @@ class TargetWarehouseSeg(Target):
                     engine.create_table(table, stream, plan.create, plan.key_columns)
                 else:
                     engine.add_columns(table, plan.add)
+                    if plan.claims or plan.claim_table:
+                        engine.claim(table, stream if plan.claim_table else None, plan.claims)
                     for name, kind in plan.widen:
                         self._log_widening(stream, name, kind, t.cast(TableInfo, existing).columns[name])
                         replication = name == plan.replication_column

@@ -35,7 +35,7 @@ class Column:
     # A type made by others that holds only some of ``kind``'s values (PostgreSQL's integer or
     # varchar(18) beside bigint and text): widened to the engine's own type when a stream writes it.
     narrow: bool = False
-    note: str | None = None  # a comment someone else wrote (not an owner: see identifiers.named_for)
+    note: str | None = None  # what someone else wrote in its comment (see identifiers.read_comment)
 
 
 @dataclass
@@ -47,7 +47,10 @@ class TableInfo:
     primary_key: tuple[str, ...]
     owner: str | None = None  # the stream it holds (kept in the table's comment)
     column_slots: int = 0  # columns counted against the engine's limit (PostgreSQL counts dropped ones)
-    note: str | None = None  # a comment someone else wrote (not an owner: see identifiers.named_for)
+    note: str | None = None  # what someone else wrote in its comment (see identifiers.read_comment)
+    # Whether this run may change it (PostgreSQL: the run's user owns it); a table made elsewhere and
+    # owned by another role keeps its types and comments.
+    alterable: bool = True
 
 
 @dataclass(frozen=True)
@@ -227,8 +230,19 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def create_table(
-        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+        self,
+        name: str,
+        owner: str,
+        columns: list[Column],
+        primary_key: tuple[str, ...],
+        note: str | None = None,
     ) -> None: ...
+
+    @abc.abstractmethod
+    def claim(self, table: str, stream: str | None, columns: list[Column]) -> None:
+        """Record in the comments of a table made elsewhere that it holds ``stream`` (unless None) and
+        that its columns hold their ``owner`` properties, beside any note already there: a column
+        nobody claimed was not set to NULL when its property left the SCHEMA."""
 
     @abc.abstractmethod
     def add_columns(self, table: str, columns: list[Column]) -> None: ...

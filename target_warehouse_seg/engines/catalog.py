@@ -13,7 +13,7 @@ import logging
 import typing as t
 
 from target_warehouse_seg.engines import DELETED_KEYS_TABLE, Column, Engine, LoadBatch, TableInfo
-from target_warehouse_seg.identifiers import named_for, quote
+from target_warehouse_seg.identifiers import quote, read_comment, write_comment
 from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -47,8 +47,7 @@ def stored_column(
 ) -> Column:
     """A column as the catalog describes it: of one of the engine's own types, of a type that holds
     only some of a kind's values (``narrow``), or of another type (no kind)."""
-    owner = named_for(name, comment)
-    note = comment if owner is None else None
+    owner, note = read_comment(name, comment)
     kind = kinds.get(sql_type)
     if kind is not None:
         return Column(name, kind, owner, sql_type, note=note)
@@ -57,11 +56,22 @@ def stored_column(
 
 
 def stored_table(
-    name: str, columns: dict[str, Column], primary_key: tuple[str, ...], comment: str | None, slots: int
+    name: str,
+    columns: dict[str, Column],
+    primary_key: tuple[str, ...],
+    comment: str | None,
+    slots: int,
+    *,
+    alterable: bool = True,
 ) -> TableInfo:
-    """A table as the catalog describes it (its comment is its stream's name, or someone else's note)."""
-    owner = named_for(name, comment)
-    return TableInfo(name, columns, primary_key, owner, slots, note=comment if owner is None else None)
+    """A table as the catalog describes it (its comment names its stream, and may hold someone's note)."""
+    owner, note = read_comment(name, comment)
+    if not alterable:  # its narrow types stay: values are cast to them, as to any type made elsewhere
+        columns = {
+            column.name: dataclasses.replace(column, kind=None, narrow=False) if column.narrow else column
+            for column in columns.values()
+        }
+    return TableInfo(name, columns, primary_key, owner, slots, note=note, alterable=alterable)
 
 
 class CatalogEngine(Engine, abc.ABC):
@@ -107,7 +117,9 @@ class CatalogEngine(Engine, abc.ABC):
 
     def tables(self) -> dict[str, str | None]:
         if self._tables is None:
-            self._tables = {name: named_for(name, comment) for name, comment in self._read_tables().items()}
+            self._tables = {
+                name: read_comment(name, comment)[0] for name, comment in self._read_tables().items()
+            }
         return self._tables
 
     def table(self, name: str) -> TableInfo | None:
@@ -120,19 +132,37 @@ class CatalogEngine(Engine, abc.ABC):
         self._table_info.clear()
 
     def create_table(
-        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+        self,
+        name: str,
+        owner: str,
+        columns: list[Column],
+        primary_key: tuple[str, ...],
+        note: str | None = None,
     ) -> None:
         definitions = [self.column_sql(column, column.name in primary_key) for column in columns]
         if primary_key:
             definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
         self._run(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
-        self._run(f"COMMENT ON TABLE {self.qualified(name)} IS {literal(owner)}")
+        self._run(
+            f"COMMENT ON TABLE {self.qualified(name)} IS {literal(t.cast(str, write_comment(owner, note)))}"
+        )
         self._comment_columns(name, columns)
         self.tables()[name] = owner
         stored = {
             column.name: dataclasses.replace(column, sql_type=self.sql_type(column)) for column in columns
         }
         self._table_info[name] = TableInfo(name, stored, primary_key, owner, len(columns))
+
+    def claim(self, table: str, stream: str | None, columns: list[Column]) -> None:
+        info = t.cast(TableInfo, self.table(table))
+        if stream is not None:
+            comment = t.cast(str, write_comment(stream, info.note))
+            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {literal(comment)}")
+            info.owner = stream
+            self.tables()[table] = stream
+        self._comment_columns(table, columns)
+        for column in columns:
+            info.columns[column.name] = column
 
     def add_columns(self, table: str, columns: list[Column]) -> None:
         for column in columns:
@@ -216,7 +246,7 @@ class CatalogEngine(Engine, abc.ABC):
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
         for column in columns:
-            comment = column.owner or column.note
+            comment = write_comment(column.owner, column.note)
             if comment is not None:
                 target = f"{self.qualified(table)}.{quote(column.name)}"
                 self._run(f"COMMENT ON COLUMN {target} IS {literal(comment)}")

@@ -376,7 +376,7 @@ class DuckDBEngine(CatalogEngine):
         ]
         # With its primary key from the start: one added after the rows (faster) makes DuckDB 2.0.1
         # refuse, at the commit, a key that the same transaction deletes and inserts again (an upsert).
-        self.create_table(table, info.owner or "", columns, info.primary_key)
+        self.create_table(table, info.owner or "", columns, info.primary_key, note=info.note)
         if info.owner is None:  # made elsewhere: its comment, if any, is someone's note, kept
             note = literal(info.note) if info.note is not None else "NULL"
             self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {note}")
@@ -414,10 +414,15 @@ class DuckDBEngine(CatalogEngine):
         self._checkpoint_after_commit = False
 
     def create_table(
-        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
+        self,
+        name: str,
+        owner: str,
+        columns: list[Column],
+        primary_key: tuple[str, ...],
+        note: str | None = None,
     ) -> None:
         self._ensure_memory(len(columns))
-        super().create_table(name, owner, columns, primary_key)
+        super().create_table(name, owner, columns, primary_key, note)
 
     def commit(self) -> None:
         started = time.perf_counter()

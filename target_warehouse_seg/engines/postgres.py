@@ -145,7 +145,8 @@ def mask_secrets(text: str, *secrets: str | None) -> str:
 
 _CATALOG_QUERY = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum),
-       a.attisdropped, array_position(i.indkey::int2[], a.attnum), obj_description(c.oid, 'pg_class')
+       a.attisdropped, array_position(i.indkey::int2[], a.attnum), obj_description(c.oid, 'pg_class'),
+       pg_has_role(c.relowner, 'USAGE')
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
@@ -330,14 +331,15 @@ class PostgresEngine(CatalogEngine):
             return None
         columns: dict[str, Column] = {}
         key: list[tuple[int, str]] = []
-        for column, sql_type, comment, dropped, key_position, _ in rows:
+        for column, sql_type, comment, dropped, key_position, _, _ in rows:
             if dropped:
                 continue
             columns[column] = stored_column(column, sql_type, comment, KINDS, narrow_kind)
             if key_position is not None:
                 key.append((key_position, column))
         # Dropped columns count against PostgreSQL's 1,600 too.
-        return stored_table(name, columns, tuple(column for _, column in sorted(key)), rows[0][5], len(rows))
+        primary_key = tuple(column for _, column in sorted(key))
+        return stored_table(name, columns, primary_key, rows[0][5], len(rows), alterable=rows[0][6])
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
         if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.TIMESTAMP]:

@@ -255,7 +255,18 @@ def test_comments_someone_wrote_are_notes_not_owners(warehouse: Warehouse) -> No
     assert [(row["id"], row["name"], row["notes"]) for row in warehouse.rows("accounts")] == [
         ("a", "new", "call back")
     ]
-    assert _comments(warehouse) == before
+    # The target claims the table and the columns its properties take, beside the notes (see the test
+    # below); the column it does not write keeps its note alone.
+    claimed = {"": "accounts", "id": "id", "name": "name"}
+    assert _comments(warehouse) == {
+        name: f"{note}\n[target-warehouse-seg: {claimed[name]}]"
+        if name in claimed and note
+        else claimed.get(name, note)
+        for name, note in before.items()
+    }
+    again = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "newer"})]))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [(row["name"], row["notes"]) for row in warehouse.rows("accounts")] == [("newer", "call back")]
 
 
 def test_a_duckdb_rebuild_keeps_the_notes(duckdb_warehouse: Warehouse) -> None:
@@ -275,4 +286,63 @@ def test_a_duckdb_rebuild_keeps_the_notes(duckdb_warehouse: Warehouse) -> None:
         (1, "one"),
         (2**40, "big"),
     ]
-    assert _comments(duckdb_warehouse) == before
+    after = _comments(duckdb_warehouse)
+    assert after[""] == "Accounts by number\n[target-warehouse-seg: accounts]"
+    assert after["id"] == "The number\n[target-warehouse-seg: id]"
+    assert before[""] == "Accounts by number" and before["id"] == "The number"
+
+
+def test_a_column_a_property_took_is_nulled_once_the_property_leaves(warehouse: Warehouse) -> None:
+    """A property that leaves the SCHEMA leaves NULL in the rows written from then on. In a table made
+    elsewhere the column it took had no owner recorded, so it kept the old value: a stale field."""
+    _create(warehouse, "id VARCHAR, name VARCHAR, title VARCHAR")
+    warehouse.execute(f"COMMENT ON COLUMN {warehouse.schema_name}.accounts.title IS 'Job title'")
+    both = {
+        "id": {"type": "string"},
+        "name": {"type": ["null", "string"]},
+        "title": {"type": ["null", "string"]},
+    }
+    first = [schema("accounts", both), record("accounts", {"id": "a", "name": "n1", "title": "t1"})]
+    assert warehouse.cli(to_lines(first)).returncode == 0
+    without_title = {name: value for name, value in both.items() if name != "title"}
+    second = [schema("accounts", without_title), record("accounts", {"id": "a", "name": "n2"})]
+    done = warehouse.cli(to_lines(second))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [(row["name"], row["title"]) for row in warehouse.rows("accounts")] == [("n2", None)]
+
+
+def test_a_table_another_role_owns_is_loaded_as_it_is(postgres_database: str, tmp_path: Path) -> None:
+    """Changing a table's column types or comments takes owning it. A table another role owns, on which
+    the run's user may only write rows, keeps its types and comments, and loads (values cast to them)."""
+    admin = Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
+    )
+    _create(admin, "id varchar(18), n integer, name varchar(40)")
+    admin.execute(
+        "COMMENT ON COLUMN salesforce.accounts.name IS 'The name'",
+        "CREATE ROLE writer_only_role",
+        "GRANT USAGE ON SCHEMA salesforce TO writer_only_role",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON salesforce.accounts TO writer_only_role",
+    )
+    properties = {
+        "id": {"type": "string"},
+        "n": {"type": ["null", "integer"]},
+        "name": {"type": ["null", "string"]},
+    }
+    messages = [
+        schema("accounts", properties),
+        record("accounts", {"id": "a", "n": 7, "name": "x"}),
+        state(1),
+    ]
+    url = postgres_database + ("&" if "?" in postgres_database else "?") + "options=-crole%3Dwriter_only_role"
+    done = admin.cli(to_lines(messages), sqlalchemy_url=url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.states == [1]
+    assert "types this target does not make (id character varying(18), n integer" in done.stderr
+    assert [(row["id"], row["n"], row["name"]) for row in admin.rows("accounts")] == [("a", 7, "x")]
+    assert list(admin.columns("accounts").values())[:3] == [
+        "character varying",
+        "integer",
+        "character varying",
+    ]
+    assert _comments(admin)["name"] == "The name"

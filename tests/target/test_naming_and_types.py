@@ -58,14 +58,26 @@ def test_system_columns_are_reserved_and_unowned_columns_are_adopted() -> None:
 def test_a_comment_is_an_owner_only_when_it_could_have_named_the_identifier() -> None:
     long_name = "a_very_long_property_name_that_goes_on_and_on_beyond_postgres_limits_x"
     for owner in ("accounts", "Account Name", "Café", long_name, "Amount"):
-        assert identifiers.named_for(identifiers.conform(owner), owner) == owner
-        assert identifiers.named_for(identifiers.hashed(owner), owner) == owner
+        assert identifiers.read_comment(identifiers.conform(owner), owner) == (owner, None)
+        assert identifiers.read_comment(identifiers.hashed(owner), owner) == (owner, None)
     numbered = identifiers.hashed("Amount")[:-2] + "07"  # a hash taken already: step 3's numbered form
-    assert identifiers.named_for(numbered, "Amount") == "Amount"
-    assert identifiers.named_for("accounts", "Salesforce accounts, loaded hourly") is None
-    assert identifiers.named_for("name", "The account's legal name") is None
-    assert identifiers.named_for("name", "amount") is None
-    assert identifiers.named_for("name", None) is None
+    assert identifiers.read_comment(numbered, "Amount") == ("Amount", None)
+    note = "Salesforce accounts, loaded hourly"
+    assert identifiers.read_comment("accounts", note) == (None, note)
+    assert identifiers.read_comment("name", "The account's legal name") == (None, "The account's legal name")
+    assert identifiers.read_comment("name", "amount") == (None, "amount")
+    assert identifiers.read_comment("name", None) == (None, None)
+
+
+def test_a_claim_keeps_the_note_beside_the_owner() -> None:
+    note = "The account's name\n[as typed]"
+    for owner, identifier in (("Name", "name"), ("Billing City", "billing_city")):
+        comment = identifiers.write_comment(owner, note)
+        assert identifiers.read_comment(identifier, comment) == (owner, note)
+        assert identifiers.read_comment("other", comment) == (None, comment)  # not a claim on this one
+    assert identifiers.write_comment("name", None) == "name"
+    assert identifiers.write_comment(None, note) == note
+    assert identifiers.write_comment(None, None) is None
 
 
 def test_type_tokens_and_kinds() -> None:
