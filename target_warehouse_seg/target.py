@@ -321,6 +321,12 @@ class TargetWarehouseSeg(Target):
         stream = message.stream
         tables = engine.tables()
         table = identifiers.assign([stream], tables, reserved=[REJECTED_TABLE, DELETED_KEYS_TABLE])[stream]
+        if table in tables and engine.is_view(table):
+            raise SchemaConflict(
+                f"stream {stream}: {self.settings.schema}.{table} is a view, and the stream loads into a "
+                "table of that name; nothing was written. Rename or drop the view, or load this source "
+                "into another schema"
+            )
         existing = engine.table(table) if table in tables else None
         plan = plan_stream(
             stream=stream,

@@ -256,6 +256,10 @@ class Engine(abc.ABC):
         """Why this column of the table cannot widen now, and what to do, in words (None: it can)."""
         return None
 
+    def is_view(self, name: str) -> bool:
+        """Whether ``name`` in the schema (one of ``tables()``) is a view rather than a table."""
+        return False
+
     @abc.abstractmethod
     def begin(self) -> None: ...
 

@@ -159,6 +159,10 @@ SELECT 'default of column ' || column_name, NULL FROM duckdb_columns()
  WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
    AND column_default IS NOT NULL
 """
+_VIEW_QUERY = """
+SELECT count(*) FROM duckdb_views()
+ WHERE database_name = current_database() AND schema_name = ? AND view_name = ?
+"""
 _TABLES_QUERY = """
 SELECT table_name, comment FROM duckdb_tables()
  WHERE database_name = current_database() AND schema_name = ?
@@ -302,6 +306,10 @@ class DuckDBEngine(CatalogEngine):
 
     def _read_tables(self) -> dict[str, str | None]:
         return dict(self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall())
+
+    def is_view(self, name: str) -> bool:
+        row = self._execute(_VIEW_QUERY, [self.schema, name]).fetchone()
+        return bool(row and row[0])
 
     def _read_table(self, name: str) -> TableInfo | None:
         rows = self._execute(_TABLE_QUERY, [self.schema, name]).fetchall()

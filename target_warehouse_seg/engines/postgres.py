@@ -171,6 +171,11 @@ SELECT c.relname, obj_description(c.oid, 'pg_class')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
+_VIEW_QUERY = """
+SELECT c.relkind IN ('v', 'm')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
 # SQLSTATE classes that mean "this data", not the connection, the privileges or the statement: data
 # exception, integrity violation, program limits (a key too large for its index). Not class 42 (syntax
 # error or access rule violation): PostgreSQL raises those for a statement whatever its rows (a missing
@@ -323,6 +328,11 @@ class PostgresEngine(CatalogEngine):
     def _read_tables(self) -> dict[str, str | None]:
         with self._database_errors():
             return dict(self.connection.execute(_TABLES_QUERY, (self.schema,)).fetchall())
+
+    def is_view(self, name: str) -> bool:
+        with self._database_errors():
+            row = self.connection.execute(_VIEW_QUERY, (self.schema, name)).fetchone()
+        return bool(row and row[0])
 
     def _read_table(self, name: str) -> TableInfo | None:
         with self._database_errors():

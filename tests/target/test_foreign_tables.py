@@ -346,3 +346,18 @@ def test_a_table_another_role_owns_is_loaded_as_it_is(postgres_database: str, tm
         "character varying",
     ]
     assert _comments(admin)["name"] == "The name"
+
+
+def test_a_view_named_like_the_streams_table_stops_the_run_with_one_line(warehouse: Warehouse) -> None:
+    """Before: PostgreSQL said the view had no primary key, DuckDB that a view of that name exists."""
+    warehouse.execute(
+        f'CREATE SCHEMA IF NOT EXISTS "{warehouse.schema_name}"',
+        f"CREATE TABLE {warehouse.schema_name}.other (id VARCHAR PRIMARY KEY, name VARCHAR)",
+        f"CREATE VIEW {warehouse.schema_name}.accounts AS SELECT id, name FROM {warehouse.schema_name}.other",
+    )
+    stream = schema("accounts", {"id": {"type": "string"}, "name": {"type": ["null", "string"]}})
+    done = warehouse.cli(to_lines([stream, record("accounts", {"id": "a", "name": "x"}), state(1)]))
+    assert done.returncode == 1 and done.states == []
+    assert len(done.error_lines) == 1, done.stderr[-2000:]
+    assert "salesforce.accounts is a view" in done.error_lines[0]
+    assert warehouse.count("other") == 0
