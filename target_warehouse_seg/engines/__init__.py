@@ -230,12 +230,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def create_table(
-        self,
-        name: str,
-        owner: str,
-        columns: list[Column],
-        primary_key: tuple[str, ...],
-        note: str | None = None,
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
     ) -> None: ...
 
     @abc.abstractmethod

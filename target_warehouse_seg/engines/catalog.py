@@ -132,20 +132,13 @@ class CatalogEngine(Engine, abc.ABC):
         self._table_info.clear()
 
     def create_table(
-        self,
-        name: str,
-        owner: str,
-        columns: list[Column],
-        primary_key: tuple[str, ...],
-        note: str | None = None,
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
     ) -> None:
         definitions = [self.column_sql(column, column.name in primary_key) for column in columns]
         if primary_key:
             definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
         self._run(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
-        self._run(
-            f"COMMENT ON TABLE {self.qualified(name)} IS {literal(t.cast(str, write_comment(owner, note)))}"
-        )
+        self._run(f"COMMENT ON TABLE {self.qualified(name)} IS {literal(owner)}")
         self._comment_columns(name, columns)
         self.tables()[name] = owner
         stored = {

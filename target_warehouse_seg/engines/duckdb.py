@@ -57,7 +57,7 @@ from target_warehouse_seg.engines.duckdb_codec import (
 )
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
-from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.identifiers import quote, write_comment
 from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind, Source
 
@@ -384,11 +384,13 @@ class DuckDBEngine(CatalogEngine):
         ]
         # With its primary key from the start: one added after the rows (faster) makes DuckDB 2.0.1
         # refuse, at the commit, a key that the same transaction deletes and inserts again (an upsert).
-        self.create_table(table, info.owner or "", columns, info.primary_key, note=info.note)
-        if info.owner is None:  # made elsewhere: its comment, if any, is someone's note, kept
-            note = literal(info.note) if info.note is not None else "NULL"
-            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {note}")
-            self.tables()[table] = None
+        self.create_table(table, info.owner or "", columns, info.primary_key)
+        if info.owner is None or info.note is not None:  # made elsewhere: someone's note is kept
+            comment = write_comment(info.owner, info.note)
+            self._run(
+                f"COMMENT ON TABLE {self.qualified(table)} IS {literal(comment) if comment else 'NULL'}"
+            )
+            self.tables()[table] = info.owner
         stored_type = self.sql_type(info.columns[column])
         selected = ", ".join(
             self.widened(quote(stored.name), stored_type, self.sql_type(stored))
@@ -422,15 +424,10 @@ class DuckDBEngine(CatalogEngine):
         self._checkpoint_after_commit = False
 
     def create_table(
-        self,
-        name: str,
-        owner: str,
-        columns: list[Column],
-        primary_key: tuple[str, ...],
-        note: str | None = None,
+        self, name: str, owner: str, columns: list[Column], primary_key: tuple[str, ...]
     ) -> None:
         self._ensure_memory(len(columns))
-        super().create_table(name, owner, columns, primary_key, note)
+        super().create_table(name, owner, columns, primary_key)
 
     def commit(self) -> None:
         started = time.perf_counter()
