@@ -82,6 +82,7 @@ class CatalogEngine(Engine, abc.ABC):
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self._tables: dict[str, str | None] | None = None
+        self._views: set[str] = set()
         self._table_info: dict[str, TableInfo | None] = {}
 
     @abc.abstractmethod
@@ -89,8 +90,8 @@ class CatalogEngine(Engine, abc.ABC):
         """Execute one DDL statement in the open transaction (errors become ``DatabaseError``)."""
 
     @abc.abstractmethod
-    def _read_tables(self) -> dict[str, str | None]:
-        """Every table and view of the schema with its comment (one query)."""
+    def _read_tables(self) -> list[tuple[str, str | None, bool]]:
+        """Every table and view of the schema: its name, its comment, whether it is a view (one query)."""
 
     @abc.abstractmethod
     def _read_table(self, name: str) -> TableInfo | None:
@@ -117,10 +118,14 @@ class CatalogEngine(Engine, abc.ABC):
 
     def tables(self) -> dict[str, str | None]:
         if self._tables is None:
-            self._tables = {
-                name: read_comment(name, comment)[0] for name, comment in self._read_tables().items()
-            }
+            found = self._read_tables()
+            self._tables = {name: read_comment(name, comment)[0] for name, comment, _ in found}
+            self._views = {name for name, _, view in found if view}
         return self._tables
+
+    def is_view(self, name: str) -> bool:
+        self.tables()
+        return name in self._views
 
     def table(self, name: str) -> TableInfo | None:
         if name not in self._table_info:

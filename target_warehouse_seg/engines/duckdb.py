@@ -159,15 +159,11 @@ SELECT 'default of column ' || column_name, NULL FROM duckdb_columns()
  WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
    AND column_default IS NOT NULL
 """
-_VIEW_QUERY = """
-SELECT count(*) FROM duckdb_views()
- WHERE database_name = current_database() AND schema_name = ? AND view_name = ?
-"""
 _TABLES_QUERY = """
-SELECT table_name, comment FROM duckdb_tables()
+SELECT table_name, comment, false FROM duckdb_tables()
  WHERE database_name = current_database() AND schema_name = ?
 UNION ALL
-SELECT view_name, comment FROM duckdb_views()
+SELECT view_name, comment, true FROM duckdb_views()
  WHERE database_name = current_database() AND schema_name = ?
 """
 
@@ -304,12 +300,8 @@ class DuckDBEngine(CatalogEngine):
     def _run(self, statement: str) -> None:
         self._execute(statement)
 
-    def _read_tables(self) -> dict[str, str | None]:
-        return dict(self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall())
-
-    def is_view(self, name: str) -> bool:
-        row = self._execute(_VIEW_QUERY, [self.schema, name]).fetchone()
-        return bool(row and row[0])
+    def _read_tables(self) -> list[tuple[str, str | None, bool]]:
+        return self._execute(_TABLES_QUERY, [self.schema, self.schema]).fetchall()
 
     def _read_table(self, name: str) -> TableInfo | None:
         rows = self._execute(_TABLE_QUERY, [self.schema, name]).fetchall()

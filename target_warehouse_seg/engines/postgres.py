@@ -167,14 +167,9 @@ SELECT DISTINCT format('%%I.%%I', namespace.nspname, view.relname)
  ORDER BY 1
 """
 _TABLES_QUERY = """
-SELECT c.relname, obj_description(c.oid, 'pg_class')
+SELECT c.relname, obj_description(c.oid, 'pg_class'), c.relkind IN ('v', 'm')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
-_VIEW_QUERY = """
-SELECT c.relkind IN ('v', 'm')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = %s
 """
 # SQLSTATE classes that mean "this data", not the connection, the privileges or the statement: data
 # exception, integrity violation, program limits (a key too large for its index). Not class 42 (syntax
@@ -325,14 +320,9 @@ class PostgresEngine(CatalogEngine):
         )
         return RetryUnit(shown, delay)
 
-    def _read_tables(self) -> dict[str, str | None]:
+    def _read_tables(self) -> list[tuple[str, str | None, bool]]:
         with self._database_errors():
-            return dict(self.connection.execute(_TABLES_QUERY, (self.schema,)).fetchall())
-
-    def is_view(self, name: str) -> bool:
-        with self._database_errors():
-            row = self.connection.execute(_VIEW_QUERY, (self.schema, name)).fetchone()
-        return bool(row and row[0])
+            return self.connection.execute(_TABLES_QUERY, (self.schema,)).fetchall()
 
     def _read_table(self, name: str) -> TableInfo | None:
         with self._database_errors():
