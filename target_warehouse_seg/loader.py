@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import re
 import sys
+import threading
 import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +28,7 @@ from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
 from target_warehouse_seg.pauses import Pauses
+from target_warehouse_seg.stopping import on_stop, stop_requested, stopping, wait_or_stop
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -65,6 +67,10 @@ GIL_SWITCH_SECONDS = 0.0001
 RECONNECT_FIRST_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 30.0
 RECONNECT_LIMIT_SECONDS = 300.0
+# After SIGTERM or SIGINT, how long a unit in flight may take to commit before its statement is
+# cancelled (it usually commits within a second or two; a statement waiting on another session's lock
+# could hold the process for as long as that session runs).
+STOP_GRACE_SECONDS = 10.0
 
 
 class Loader:
@@ -84,6 +90,8 @@ class Loader:
         self._reconnect_pauses = Pauses(
             RECONNECT_FIRST_SECONDS, RECONNECT_MAX_SECONDS, RECONNECT_LIMIT_SECONDS
         )
+        self._in_flight: Unit | None = None
+        self._forget_stop = on_stop(self._cancel_after_grace)
 
     def call(self, function: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
         """Run ``function(*args)`` on the loader thread after the queued work, and return its result."""
@@ -136,6 +144,32 @@ class Loader:
                 self._executor.submit(self.engine.close).result()
             finally:
                 self._executor.shutdown(wait=True)
+                self._forget_stop()
+
+    def _cancel_after_grace(self) -> None:
+        """On a stop request (in the signal handler: must not block): give the unit in flight
+        STOP_GRACE_SECONDS to commit, then cancel its statement."""
+        self._cancel_later(STOP_GRACE_SECONDS, warned=False)
+
+    def _cancel_later(self, seconds: float, *, warned: bool) -> None:
+        timer = threading.Timer(seconds, self._cancel_in_flight, kwargs={"warned": warned})
+        timer.daemon = True
+        timer.start()
+
+    def _cancel_in_flight(self, *, warned: bool) -> None:
+        unit = self._in_flight
+        if unit is None:
+            return
+        if not warned:
+            logger.warning(
+                "the batch in flight (%s row(s)) has not committed %.0f s after the stop: cancelling it; "
+                "its rows are not written, and a rerun from the last STATE written loads them",
+                f"{unit.row_count:,}",
+                STOP_GRACE_SECONDS,
+            )
+        self.engine.interrupt()
+        # A cancel that came between two statements cancelled nothing: try again until the unit ends.
+        self._cancel_later(1.0, warned=True)
 
     # On the loader thread ------------------------------------------------------------------------
 
@@ -145,14 +179,15 @@ class Loader:
                 # An earlier unit failed: nothing after it may commit, and no later STATE may be written.
                 raise _Skipped("an earlier unit failed")
             if unit.batches or unit.rejected:
+                self._in_flight = unit
                 started = time.monotonic()
                 unexplained = 0
                 while True:
                     try:
-                        self._transaction(unit.batches, unit.rejected, commit=True)
+                        self._transaction_unless_stopped(unit)
                         break
                     except RetryUnit as retry:  # rolled back: nothing is held while it waits
-                        time.sleep(retry.delay)
+                        wait_or_stop(retry.delay)
                         continue
                     except ConnectionLost as lost:
                         self.reconnect_after(lost, unit)
@@ -170,14 +205,28 @@ class Loader:
                 self.rows_committed += unit.row_count
                 self.rows_rejected += len(unit.rejected)
                 self._log(unit, time.monotonic() - started)
-        except BaseException:
+        except BaseException as error:
             self._failed = True
+            if stop_requested() and not isinstance(error, SystemExit):
+                # Cancelled, or failed for a cause the stop brought (a lost lock wait): the stop speaks.
+                raise stopping() from error
             raise
         finally:
+            self._in_flight = None
             for batch in unit.batches:
                 self.engine.codec.release(batch.payload)
         if unit.has_state:
             self._emit_state(unit.state)
+
+    def _transaction_unless_stopped(self, unit: Unit) -> None:
+        """A unit's transaction; once a stop is requested, any error of it ends the unit (no retry, no
+        search for a refused row: a cancelled statement fails as the stop's doing)."""
+        try:
+            self._transaction(unit.batches, unit.rejected, commit=True)
+        except Exception as error:
+            if stop_requested():
+                raise stopping() from error
+            raise
 
     def reconnect_after(self, lost: ConnectionLost, unit: Unit | None = None) -> None:
         """On the loader thread, after the connection broke in ``unit`` (or in DDL): connect again,
@@ -202,7 +251,7 @@ class Loader:
             logger.warning(
                 "%s; connecting again in %.0f s, then loading the batch in flight again", lost, delay
             )
-            time.sleep(delay)
+            wait_or_stop(delay)
             try:
                 self.engine.reconnect()
                 return
@@ -254,7 +303,7 @@ class Loader:
             try:
                 self._transaction([batch], [], commit=False)
             except RetryUnit as retry:
-                time.sleep(retry.delay)
+                wait_or_stop(retry.delay)
                 continue
             except ConnectionLost as lost:  # a try is rolled back anyway: run it again
                 self.reconnect_after(lost)

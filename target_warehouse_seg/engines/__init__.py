@@ -212,6 +212,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def interrupt(self) -> None:  # noqa: B027 (optional hook: engines that can cancel a statement)
+        """Called from another thread when the run must stop: cancel the statement running now, if
+        any (its transaction then fails and rolls back). Harmless when nothing runs."""
+
     def reconnect(self) -> None:
         """Drop a broken connection and connect again (raises ``ConnectionLost`` while the database
         cannot be reached). Only engines that raise ``ConnectionLost`` are asked to."""

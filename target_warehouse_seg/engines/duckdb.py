@@ -59,6 +59,7 @@ from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import ConfigError, DatabaseError
 from target_warehouse_seg.identifiers import quote, write_comment
 from target_warehouse_seg.pauses import Pauses
+from target_warehouse_seg.stopping import wait_or_stop
 from target_warehouse_seg.typemap import Kind, Source
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -263,6 +264,12 @@ class DuckDBEngine(CatalogEngine):
         default (see VACUUM_TASKS_WHILE_LOADING)."""
         if self._connection is not None:
             _optional_setting(self._connection, "RESET max_vacuum_tasks")
+
+    def interrupt(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(duckdb.Error):
+                connection.interrupt()
 
     def close(self) -> None:
         try:
@@ -772,7 +779,7 @@ def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
             pause = pauses.next()
             if pause is None:
                 raise duckdb.IOException(f"{_first_line(error)} (waited {pauses.spent:.0f} s)") from None
-            time.sleep(pause)
+            wait_or_stop(pause)
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:

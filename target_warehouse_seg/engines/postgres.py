@@ -263,6 +263,13 @@ class PostgresEngine(CatalogEngine):
     def close(self) -> None:
         self._drop_connection()
 
+    def interrupt(self) -> None:
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            # The server cancels the session's running statement (a request on a connection of its own).
+            with contextlib.suppress(psycopg.Error):
+                connection.cancel_safe(timeout=5.0)
+
     def _drop_connection(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(psycopg.Error):

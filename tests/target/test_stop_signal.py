@@ -1,0 +1,152 @@
+"""SIGTERM while the loader waits on someone else. A scheduler that stops a run (a timeout, a deploy, a
+pod's eviction) sends SIGTERM and kills the process a grace period later (Kubernetes 30 s, Airflow
+60 s). The run must end within it: a pause between tries (a DuckDB file another process holds, a lock,
+a server restarting) ends at once; a unit in flight gets STOP_GRACE_SECONDS to commit (and then its
+STATE is written), after which its statement is cancelled and it rolls back. No STATE runs ahead of the
+data either way. Before, the run went on waiting: up to 2 minutes for a DuckDB file, and for as long as
+another session held a row lock."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import Warehouse, record, schema, start_target, state, to_lines
+
+from target_warehouse_seg.loader import STOP_GRACE_SECONDS
+
+PROPERTIES = {"id": {"type": "string"}, "amount": {"type": ["null", "integer"]}}
+
+
+@pytest.fixture
+def pg(postgres_database: str, tmp_path: Path) -> Warehouse:
+    return Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
+    )
+
+
+class Run:
+    """The target as a process fed ``messages``: its stdout gathered by a thread, its stderr in a file
+    (readable while it runs)."""
+
+    def __init__(self, warehouse: Warehouse, messages: list) -> None:
+        config = warehouse.tmp_path / f"config-{time.monotonic_ns()}.json"
+        config.write_text(json.dumps(warehouse.config()))
+        self.log = config.with_suffix(".log")
+        with self.log.open("w") as log:
+            self.process = start_target(config, stderr=log)
+        self.out = ""
+        self._thread = threading.Thread(target=self._communicate, args=(to_lines(messages),))
+        self._thread.start()
+
+    def _communicate(self, lines: str) -> None:
+        self.out = self.process.communicate(lines)[0]
+
+    @property
+    def err(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> float:
+        """SIGTERM; the seconds until the process ended."""
+        sent = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the run did not end within 2 minutes of SIGTERM"
+        return time.monotonic() - sent
+
+
+def row_locked_by_another_session(pg: Warehouse, key: str) -> psycopg.Connection:
+    other = psycopg.connect(pg.base_config["sqlalchemy_url"])
+    other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = %s", (key,))
+    return other
+
+
+def wait_until_the_run_waits_for_a_lock(pg: Warehouse) -> None:
+    deadline = time.monotonic() + 30
+    with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+            "AND wait_event_type = 'Lock'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the run never waited for the other session's row"
+            time.sleep(0.05)
+
+
+def seed(pg: Warehouse) -> None:
+    done = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 0}), state(1)]))
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_unit_waiting_on_a_row_lock_is_cancelled_after_the_grace(pg: Warehouse) -> None:
+    seed(pg)
+    other = row_locked_by_another_session(pg, "a")
+    try:
+        run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
+        wait_until_the_run_waits_for_a_lock(pg)
+        took = run.stop()
+    finally:
+        other.rollback()
+        other.close()
+    assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
+    assert STOP_GRACE_SECONDS - 1 <= took < STOP_GRACE_SECONDS + 10
+    assert run.out == ""  # no STATE: the unit did not commit
+    assert "has not committed 10 s after the stop: cancelling it" in run.err
+    assert "statement_timeout" not in run.err  # the cancel is not reported as the server's
+    assert [row["amount"] for row in pg.rows("s")] == [0]
+
+
+def test_a_unit_that_commits_within_the_grace_writes_its_state(pg: Warehouse) -> None:
+    seed(pg)
+    other = row_locked_by_another_session(pg, "a")
+    try:
+        run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
+        wait_until_the_run_waits_for_a_lock(pg)
+        threading.Timer(2.0, other.rollback).start()  # the other session lets go within the grace
+        took = run.stop()
+    finally:
+        other.close()
+    assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
+    assert took < STOP_GRACE_SECONDS
+    assert run.out.split() == ["2"]
+    assert [row["amount"] for row in pg.rows("s")] == [1]
+
+
+def test_a_run_waiting_for_a_duckdb_file_stops_at_once(duckdb_warehouse: Warehouse) -> None:
+    first = duckdb_warehouse.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 0})]))
+    assert first.returncode == 0, first.stderr
+    script = (
+        "import duckdb, time\n"
+        f"connection = duckdb.connect({duckdb_warehouse.base_config['path']!r}, read_only=True)\n"
+        "print('open', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        run = Run(
+            duckdb_warehouse, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)]
+        )
+        _wait_for(lambda: "is open in another process" in run.err)
+        took = run.stop()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
+    assert took < 5
+    assert run.out == ""
+    assert [row["amount"] for row in duckdb_warehouse.rows("s")] == [0]
+
+
+def _wait_for(condition: t.Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
