@@ -19,6 +19,7 @@ the exact problem is reported against the record's line.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import typing as t
 from decimal import Decimal, InvalidOperation
@@ -53,6 +54,40 @@ def decode_problem(error: BaseException) -> str:
     if str(error).startswith("Integer value out of range"):  # Python's limit on an integer's digits
         return "not readable: an integer of more than 4,300 digits"
     return f"not valid JSON ({error})"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(line: bytes) -> tuple[t.Any, int] | None:
+    """A JSON line that escapes a lone UTF-16 surrogate (``"\\ud83d"``, half an emoji: valid JSON, which
+    Python's ``json.dumps`` writes for a string cut in the middle of a pair, but no character UTF-8 or
+    PostgreSQL can hold) decoded with each lone surrogate replaced by U+FFFD, and how many there were;
+    None when the line is not JSON for another reason (msgspec refuses lone surrogates, the standard
+    library keeps them)."""
+    replaced = 0
+
+    def clean(value: t.Any) -> t.Any:
+        nonlocal replaced
+        if isinstance(value, str):
+            value, count = _LONE_SURROGATE.subn("\ufffd", value)
+            replaced += count
+            return value
+        if isinstance(value, dict):
+            return {clean(key): clean(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value
+
+    def no_constant(name: str) -> t.NoReturn:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        payload = json.loads(line, parse_float=Decimal, parse_constant=no_constant)
+    except (ValueError, RecursionError):
+        return None
+    payload = clean(payload)
+    return (payload, replaced) if replaced else None
 
 
 def utf8_problem(data: t.Any) -> str | None:

@@ -26,7 +26,13 @@ from decimal import Decimal
 import msgspec
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 
-from target_warehouse_seg.convert import DECODE_ERRORS, decode_problem, parse_timestamp, utf8_problem
+from target_warehouse_seg.convert import (
+    DECODE_ERRORS,
+    decode_problem,
+    parse_timestamp,
+    utf8_problem,
+    without_lone_surrogates,
+)
 from target_warehouse_seg.errors import InvalidRecord
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -144,6 +150,8 @@ class MessageReader(GenericSingerReader[t.Any]):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
+        self.surrogates_replaced: Counter[str] = Counter()  # lone surrogates replaced, by stream
+        self._surrogate_lines: Counter[str] = Counter()  # lines where they were, by stream
         self.on_invalid_line: t.Callable[[InvalidLine], None] | None = None
         self.on_error: t.Callable[[], None] | None = None  # cleanup when reading stops on an error
         # Runs of records: (stream, messages, line number of the first); else RECORD one by one.
@@ -194,6 +202,14 @@ class MessageReader(GenericSingerReader[t.Any]):
             if self.on_error is not None:
                 self.on_error()
             raise
+        for stream, lines in self._surrogate_lines.items():
+            if lines > 1:
+                logger.warning(
+                    "stream %s: replaced %d lone UTF-16 surrogate escape(s) with U+FFFD in %d lines",
+                    stream,
+                    self.surrogates_replaced[stream],
+                    lines,
+                )
         return self._counts
 
     def _decode_typed(self, block: bytes, array: bytes) -> bool:
@@ -287,7 +303,12 @@ class MessageReader(GenericSingerReader[t.Any]):
             reason = utf8_problem(line)
             if reason is not None:
                 return self._invalid(InvalidLine(number, text, f"not UTF-8 text ({reason})", None))
-            return self._invalid(InvalidLine(number, text, decode_problem(error), None))
+            cleaned = without_lone_surrogates(line) if isinstance(line, (bytes, bytearray)) else None
+            if cleaned is None:
+                return self._invalid(InvalidLine(number, text, decode_problem(error), None))
+            payload, replaced = cleaned
+            self._log_replaced_surrogates(number, payload, replaced)
+            line = _encoder.encode(payload)
         if not isinstance(payload, dict):
             return self._invalid(InvalidLine(number, text, "not a Singer message (not a JSON object)", None))
         kind = payload.get("type")
@@ -304,6 +325,21 @@ class MessageReader(GenericSingerReader[t.Any]):
             return _envelope.decode(line)
         except msgspec.ValidationError as error:
             return self._invalid(InvalidLine(number, text, f"malformed {kind} message ({error})", stream))
+
+    def _log_replaced_surrogates(self, number: int, payload: t.Any, replaced: int) -> None:
+        """One warning per stream (the first line), then a count at the end of the input."""
+        stream = payload.get("stream") if isinstance(payload, dict) else None
+        label = stream if isinstance(stream, str) else "(no stream)"
+        if label not in self.surrogates_replaced:
+            logger.warning(
+                "line %d, stream %s: replaced %d lone UTF-16 surrogate escape(s) (half of a character "
+                "cut in two, which UTF-8 cannot hold) with U+FFFD; later lines are counted, not logged",
+                number,
+                label,
+                replaced,
+            )
+        self.surrogates_replaced[label] += replaced
+        self._surrogate_lines[label] += 1
 
     def _invalid(self, invalid: InvalidLine) -> None:
         if self.on_invalid_line is None:

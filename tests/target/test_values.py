@@ -252,6 +252,48 @@ def test_nul_characters_are_removed_and_counted(
     assert any("removed 5 NUL" in message for message in caplog.messages)
 
 
+def test_lone_surrogate_escapes_become_replacement_characters(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python's json.dumps writes a string cut in the middle of a UTF-16 pair (half an emoji) as a
+    lone surrogate escape: valid JSON, but no character UTF-8 holds. The run stopped on "not valid
+    JSON (Input data was truncated)"; the half character now becomes U+FFFD, as a NUL is removed."""
+    properties = {"id": {"type": "string"}, "t": {"type": ["null", "string"]}, "doc": {"type": "object"}}
+    many = [record("lone", {"id": f"r{index}", "t": "plain \U0001f600", "doc": {}}) for index in range(300)]
+    lines = [
+        json.dumps(schema("lone", properties)),
+        *map(json.dumps, many),  # a block the fast decoders take, before the line they refuse
+        '{"type": "RECORD", "stream": "lone", "record": {"id": "k\\ud83d", "t": "cut \\ud83d|\\ud83d\\ude00|'
+        '\\\\ud800|\\udc00", "doc": {"\\udfff": ["\\ud800", 1.10]}}}',
+        '{"type": "RECORD", "stream": "lone", "record": {"id": "again", "t": "\\ud83d", "doc": {}}}',
+    ]
+    with caplog.at_level(logging.WARNING, logger="target-warehouse-seg"):
+        assert warehouse.run(lines).error is None
+    rows = {row["id"]: row for row in warehouse.rows("lone")}
+    assert len(rows) == 302
+    assert rows["k\ufffd"]["t"] == "cut \ufffd|\U0001f600|\\ud800|\ufffd"
+    assert warehouse.json(rows["k\ufffd"]["doc"]) == {"\ufffd": ["\ufffd", 1.1]}
+    assert rows["again"]["t"] == "\ufffd"
+    assert rows["r0"]["t"] == "plain \U0001f600"
+    first = [
+        message for message in caplog.messages if message.startswith("line 302, stream lone: replaced 5")
+    ]
+    assert len(first) == 1, caplog.messages
+    assert "stream lone: replaced 6 lone UTF-16 surrogate escape(s) with U+FFFD in 2 lines" in caplog.messages
+
+
+def test_nan_is_not_json_and_says_so(warehouse: Warehouse) -> None:
+    """A lone surrogate is mended; NaN, which Python's json.dumps also writes, is not JSON and has no
+    exact value to store: it stays invalid input (even beside a lone surrogate on the same line)."""
+    lines = [
+        json.dumps(schema("nan", {"id": {"type": "string"}, "x": {"type": ["null", "number"]}})),
+        '{"type": "RECORD", "stream": "nan", "record": {"id": "a\\ud83d", "x": NaN}}',
+    ]
+    run = warehouse.run(lines)
+    assert str(run.error).startswith("Invalid input: line 2: not valid JSON"), run.error
+    assert warehouse.count("nan") == 0
+
+
 def test_date_times_keep_their_instant_in_every_form(warehouse: Warehouse) -> None:
     # Offsets of whole minutes come through the fast decoder; one with seconds (which Python reads,
     # RFC 3339 does not) through the lenient one; the last instants of year 9999; a leap day.
