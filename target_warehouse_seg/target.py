@@ -249,11 +249,16 @@ class TargetWarehouseSeg(Target):
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        """singer-sdk's command, whose ``--config`` files are checked first (one line for a bad one)."""
+        """singer-sdk's command, whose ``--config`` files are checked first (one line for a bad one), and
+        whose ``--input`` file is read as bytes, as stdin is (singer-sdk opens it as UTF-8 text: bytes
+        that are not UTF-8 then ended the run in a traceback instead of a line naming the input line,
+        and every line went through Python's text decoding)."""
         command = super().get_singer_command()
         for param in command.params:
             if param.name == "config" and param.callback is not None:
                 param.callback = _config_files_checked_first(param.callback)
+            if param.name == "file_input":
+                param.type = click.File("rb")
         return command
 
     def _handle_termination(self, signum: int, frame: t.Any) -> None:

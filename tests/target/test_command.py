@@ -143,3 +143,34 @@ def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_p
     assert len(errors) == 1 and "stdout was closed" in errors[0], stderr[-2000:]
     assert "1,000 row(s) committed" in errors[0]
     assert len(warehouse.rows("s")) == 1000
+
+
+def test_an_input_file_is_read_as_stdin_is(warehouse: Warehouse, tmp_path: Path) -> None:
+    """``--input FILE`` (singer-sdk's option) reads bytes, as stdin: bytes that are not UTF-8 give the
+    one line naming the input line (singer-sdk opened the file as UTF-8 text, and such bytes ended the
+    run in a UnicodeDecodeError traceback)."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(warehouse.config()))
+    good = tmp_path / "good.jsonl"
+    properties = {"id": {"type": "string"}, "note": {"type": ["null", "string"]}}
+    good.write_text(to_lines([schema("s", properties), record("s", {"id": "a", "note": "café"}), state(1)]))
+    done = subprocess.run(
+        [TARGET_EXECUTABLE, "--config", str(config), "--input", str(good)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert warehouse.rows("s") and warehouse.rows("s")[0]["note"] == "café"
+    bad = tmp_path / "bad.jsonl"
+    lines = to_lines([schema("s", properties), record("s", {"id": "c"})]).encode()
+    bad.write_bytes(lines + b'{"type": "RECORD", "stream": "s", "record": {"id": "b", "note": "caf\xe9"}}\n')
+    failed = subprocess.run(
+        [TARGET_EXECUTABLE, "--config", str(config), "--input", str(bad)], capture_output=True, text=True
+    )
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "Invalid input: line 3, stream s: record holds text that is not UTF-8 (invalid continuation byte)"
+    ), failed.stderr
+    assert failed.stdout == ""
+    assert [row["id"] for row in warehouse.rows("s")] == ["a"]
