@@ -262,9 +262,10 @@ class TargetWarehouseSeg(Target):
         return command
 
     def _handle_termination(self, signum: int, frame: t.Any) -> None:
-        """SIGTERM/SIGINT: stop reading. Batches already handed over still commit (and their STATE is
-        written); records read since the last hand-over are not written, and no later STATE is. (The
-        SDK's own handler would drain and write the latest STATE, which could run ahead of the data.)"""
+        """SIGTERM/SIGINT: stop reading. Units already handed over may still commit within the loader's
+        grace period (and their STATE is written; see ``stopping``); records read since the last
+        hand-over are not written, and no later STATE is. (The SDK's own handler would drain and write
+        the latest STATE, which could run ahead of the data.)"""
         self.logger.warning("received signal %d: stopping; records not yet committed are not written", signum)
         request_stop(128 + signum)  # the loader, should it be pausing between tries, stops too
         raise SystemExit(128 + signum)
