@@ -327,6 +327,38 @@ class TargetWarehouseSeg(Target):
 
     def _plan_stream(self, message: SchemaMessage) -> StreamPlan:
         engine: Engine = t.cast(Loader, self._loader).engine
+        while True:
+            # Planned again after a retry: the DDL may have committed in steps (see begin_ddl).
+            plan, existing = self._plan_table(engine, message)
+            if not plan.ddl_needed:
+                break
+            engine.begin_ddl()
+            try:
+                self._apply_ddl(engine, message.stream, plan, existing)
+                engine.commit()
+                break
+            except RetryUnit as retry:  # out of memory (raised since) or a lock another session held
+                engine.rollback()
+                engine.forget()
+                wait_or_stop(retry.delay)
+            except BaseException:
+                engine.rollback()
+                engine.forget()
+                raise
+        engine.end_reads()
+        if plan.foreign:
+            self.logger.warning(
+                "stream %s: table %s.%s has columns of types this target does not make (%s); their values "
+                "are cast to those types, and a value one cannot hold is invalid input",
+                message.stream,
+                self.settings.schema,
+                plan.table,
+                ", ".join(f"{name} {sql_type}" for name, sql_type in plan.foreign),
+            )
+        return plan
+
+    def _plan_table(self, engine: Engine, message: SchemaMessage) -> tuple[StreamPlan, TableInfo | None]:
+        """Name the stream's table and plan its columns against what the catalog holds now."""
         stream = message.stream
         tables = engine.tables()
         table = identifiers.assign([stream], tables, reserved=[REJECTED_TABLE, DELETED_KEYS_TABLE])[stream]
@@ -349,40 +381,20 @@ class TargetWarehouseSeg(Target):
             qualified_table=f"{self.settings.schema}.{table}",
             widening_obstacle=lambda column: engine.widening_obstacle(table, column),
         )
-        while plan.ddl_needed:
-            engine.begin()
-            try:
-                if plan.create is not None:
-                    engine.create_table(table, stream, plan.create, plan.key_columns)
-                else:
-                    engine.add_columns(table, plan.add)
-                    if plan.claims or plan.claim_table:
-                        engine.claim(table, stream if plan.claim_table else None, plan.claims)
-                    for name, kind in plan.widen:
-                        self._log_widening(stream, name, kind, t.cast(TableInfo, existing).columns[name])
-                        replication = name == plan.replication_column
-                        engine.widen_column(table, name, kind, replication=replication)
-                engine.commit()
-                break
-            except RetryUnit as retry:  # out of memory (raised since) or a lock another session held
-                engine.rollback()
-                engine.forget()
-                wait_or_stop(retry.delay)
-            except BaseException:
-                engine.rollback()
-                engine.forget()
-                raise
-        engine.end_reads()
-        if plan.foreign:
-            self.logger.warning(
-                "stream %s: table %s.%s has columns of types this target does not make (%s); their values "
-                "are cast to those types, and a value one cannot hold is invalid input",
-                stream,
-                self.settings.schema,
-                table,
-                ", ".join(f"{name} {sql_type}" for name, sql_type in plan.foreign),
-            )
-        return plan
+        return plan, existing
+
+    def _apply_ddl(self, engine: Engine, stream: str, plan: StreamPlan, existing: TableInfo | None) -> None:
+        table = plan.table
+        if plan.create is not None:
+            engine.create_table(table, stream, plan.create, plan.key_columns)
+        else:
+            engine.add_columns(table, plan.add)
+            if plan.claims or plan.claim_table:
+                engine.claim(table, stream if plan.claim_table else None, plan.claims)
+            for name, kind in plan.widen:
+                self._log_widening(stream, name, kind, t.cast(TableInfo, existing).columns[name])
+                replication = name == plan.replication_column
+                engine.widen_column(table, name, kind, replication=replication)
 
     def _log_widening(self, stream: str, name: str, kind: Kind, stored: Column) -> None:
         if stored.narrow:

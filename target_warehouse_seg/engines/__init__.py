@@ -262,6 +262,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def begin(self) -> None: ...
 
+    def begin_ddl(self) -> None:
+        """Open the transaction of a stream's DDL (its table, columns, their comments). An engine whose
+        DDL grows dearer with each statement of one transaction may commit it in steps; a partial
+        result is one the next planning takes up (columns without the target's comment are claimed
+        again), so the caller plans again after a retry."""
+        self.begin()
+
     def lend_core(self, lend: bool) -> bool:
         """Called from the main thread when it starts waiting for the loader (``lend``) and when it
         stops: an engine that works in this process may use the main thread's core meanwhile.

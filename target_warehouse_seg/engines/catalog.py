@@ -167,6 +167,7 @@ class CatalogEngine(Engine, abc.ABC):
             self._run(
                 f"ALTER TABLE {self.qualified(table)} ADD COLUMN {quote(column.name)} {self.sql_type(column)}"
             )
+            self._column_ddl_done()
         self._comment_columns(table, columns)
         info = self._table_info.get(table)
         if info is not None:
@@ -248,3 +249,7 @@ class CatalogEngine(Engine, abc.ABC):
             if comment is not None:
                 target = f"{self.qualified(table)}.{quote(column.name)}"
                 self._run(f"COMMENT ON COLUMN {target} IS {literal(comment)}")
+                self._column_ddl_done()
+
+    def _column_ddl_done(self) -> None:
+        """After each statement of a column's DDL (one per column: an engine may commit in steps)."""
