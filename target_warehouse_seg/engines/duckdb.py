@@ -363,7 +363,13 @@ class DuckDBEngine(CatalogEngine):
         if info is None or column not in info.primary_key:
             super().widen_column(table, column, kind, replication=replication)
             return
-        self._rebuild(table, info, column, kind)
+        # Whole, in one transaction: a step's commit (begin_ddl) between setting the table aside and
+        # filling it again would leave, after a crash, an empty table beside the aside one.
+        steps, self._column_ddl_steps = self._column_ddl_steps, None
+        try:
+            self._rebuild(table, info, column, kind)
+        finally:
+            self._column_ddl_steps = steps
 
     def _rebuild(self, table: str, info: TableInfo, column: str, kind: Kind) -> None:
         """Widen a primary key column, which ``ALTER ... SET DATA TYPE`` refuses: in the open transaction,

@@ -876,3 +876,36 @@ def test_creating_a_table_of_a_thousand_columns_stays_small(duckdb_warehouse: Wa
     assert status == 0
     assert peak_kb < 330 * 1024, f"peak {peak_kb // 1024} MB"
     assert duckdb_warehouse.count("profile") == 15
+
+
+def test_a_key_column_widening_is_never_committed_in_steps(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB widens a primary key column by rebuilding the table (set aside, made again, filled, the
+    old one dropped). A step's commit of the column DDL inside it, then a crash, would leave an empty
+    table beside the one set aside: the rebuild runs whole, in one transaction."""
+    from target_warehouse_seg.engines import duckdb as duckdb_engine
+
+    properties = {
+        "id": {"type": "integer"},
+        **{f"c{number}": {"type": ["null", "string"]} for number in range(8)},
+    }
+    first = duckdb_warehouse.run([schema("s", properties), record("s", {"id": 1, "c0": "kept"})])
+    assert first.error is None, first.error
+    monkeypatch.setattr(duckdb_engine, "DDL_COLUMNS_PER_COMMIT", 3)
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt  # the rebuild's last step: as if the process were killed there
+
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "_respell_tombstones", crash)
+    widened = {**properties, "id": {"type": "string"}}
+    with pytest.raises(KeyboardInterrupt):
+        duckdb_warehouse.run([schema("s", widened), record("s", {"id": "a", "c0": "new"})])
+    with duckdb.connect(duckdb_warehouse.base_config["path"], read_only=True) as connection:
+        tables = connection.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+        key_type = connection.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = 's' AND column_name = 'id'"
+        ).fetchall()
+    assert tables == [("s",)]
+    assert key_type == [("BIGINT",)]
+    assert duckdb_warehouse.rows("s", columns="id, c0") == [{"id": 1, "c0": "kept"}]
