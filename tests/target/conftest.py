@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import typing as t
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +29,20 @@ def start_target(config: Path, *, text: bool = True, **streams: t.Any) -> subpro
     (`stdout=subprocess.DEVNULL`, `stdin=<a file>`, `env=...`)."""
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     return subprocess.Popen([TARGET_EXECUTABLE, "--config", str(config)], text=text, **{**pipes, **streams})
+
+
+def wait_until_the_target_waits_for_a_lock(url: str) -> None:
+    """Until a target's PostgreSQL session waits for a lock another session holds (30 s at most)."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+            "AND wait_event_type = 'Lock'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the run never waited for the other session's lock"
+            time.sleep(0.05)
 
 
 def schema(
@@ -221,6 +236,14 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
         return Warehouse("postgres", {"engine": "postgres", "sqlalchemy_url": url}, tmp_path=tmp_path)
     return Warehouse(
         "duckdb", {"engine": "duckdb", "path": str(tmp_path / "warehouse.duckdb")}, tmp_path=tmp_path
+    )
+
+
+@pytest.fixture
+def pg(postgres_database: str, tmp_path: Path) -> Warehouse:
+    """A PostgreSQL warehouse alone (tests of PostgreSQL's own behaviour: locks, sessions, signals)."""
+    return Warehouse(
+        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
     )
 
 

@@ -14,7 +14,15 @@ import typing as t
 
 import psycopg
 import pytest
-from conftest import Warehouse, record, schema, start_target, state, to_lines
+from conftest import (
+    Warehouse,
+    record,
+    schema,
+    start_target,
+    state,
+    to_lines,
+    wait_until_the_target_waits_for_a_lock,
+)
 
 from target_warehouse_seg.engines import postgres
 from target_warehouse_seg.errors import DatabaseError
@@ -22,13 +30,6 @@ from target_warehouse_seg.errors import DatabaseError
 PROPERTIES = {"id": {"type": "string"}, "amount": {"type": ["null", "integer"]}}
 WITH_NEW_COLUMN = {**PROPERTIES, "stage_name": {"type": ["null", "string"]}}
 LOCK_WARNING = "another session holds a lock on a table this run alters"
-
-
-@pytest.fixture
-def pg(postgres_database: str, tmp_path) -> Warehouse:
-    return Warehouse(
-        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
-    )
 
 
 def first_load(pg: Warehouse) -> None:
@@ -198,14 +199,7 @@ def test_a_deadlock_with_another_session_loads_the_batch_again(pg: Warehouse, tm
     )
     waiter.start()
     try:
-        deadline = time.monotonic() + 30
-        with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
-            while not watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
-                "AND wait_event_type = 'Lock'"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the run never waited for the other session's row"
-                time.sleep(0.05)
+        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
         other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = '0'")  # the deadlock: the run yields
         other.commit()
     finally:

@@ -32,13 +32,6 @@ PROPERTIES = {
 }
 
 
-@pytest.fixture
-def pg(postgres_database: str, tmp_path) -> Warehouse:
-    return Warehouse(
-        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
-    )
-
-
 def tap_output(rows: int = ROWS) -> list[t.Any]:
     """Updates of 2,000 keys, some soft-deleted, a STATE every 200 records, a new property halfway."""
     properties = dict(PROPERTIES)

@@ -15,22 +15,21 @@ import sys
 import threading
 import time
 import typing as t
-from pathlib import Path
 
 import psycopg
-import pytest
-from conftest import Warehouse, record, schema, start_target, state, to_lines
+from conftest import (
+    Warehouse,
+    record,
+    schema,
+    start_target,
+    state,
+    to_lines,
+    wait_until_the_target_waits_for_a_lock,
+)
 
 from target_warehouse_seg.loader import STOP_GRACE_SECONDS
 
 PROPERTIES = {"id": {"type": "string"}, "amount": {"type": ["null", "integer"]}}
-
-
-@pytest.fixture
-def pg(postgres_database: str, tmp_path: Path) -> Warehouse:
-    return Warehouse(
-        "postgres", {"engine": "postgres", "sqlalchemy_url": postgres_database}, tmp_path=tmp_path
-    )
 
 
 class Run:
@@ -69,17 +68,6 @@ def row_locked_by_another_session(pg: Warehouse, key: str) -> psycopg.Connection
     return other
 
 
-def wait_until_the_run_waits_for_a_lock(pg: Warehouse) -> None:
-    deadline = time.monotonic() + 30
-    with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
-        while not watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
-            "AND wait_event_type = 'Lock'"
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline, "the run never waited for the other session's row"
-            time.sleep(0.05)
-
-
 def seed(pg: Warehouse) -> None:
     done = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 0}), state(1)]))
     assert done.returncode == 0, done.stderr
@@ -90,7 +78,7 @@ def test_a_unit_waiting_on_a_row_lock_is_cancelled_after_the_grace(pg: Warehouse
     other = row_locked_by_another_session(pg, "a")
     try:
         run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
-        wait_until_the_run_waits_for_a_lock(pg)
+        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
         took = run.stop()
     finally:
         other.rollback()
@@ -108,7 +96,7 @@ def test_a_unit_that_commits_within_the_grace_writes_its_state(pg: Warehouse) ->
     other = row_locked_by_another_session(pg, "a")
     try:
         run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
-        wait_until_the_run_waits_for_a_lock(pg)
+        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
         threading.Timer(2.0, other.rollback).start()  # the other session lets go within the grace
         took = run.stop()
     finally:
