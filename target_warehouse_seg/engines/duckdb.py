@@ -205,6 +205,9 @@ class DuckDBEngine(CatalogEngine):
         path = str(config.get("path") or "warehouse.duckdb")
         if path != ":memory:" and not Path(path).expanduser().resolve().parent.is_dir():
             raise ConfigError(f"setting `path`: the folder of {path!r} does not exist")
+        if path != ":memory:" and _is_sqlite(Path(path).expanduser()):
+            # DuckDB would open it through its sqlite extension, which it tries to download first.
+            raise ConfigError(f"setting `path`: {path!r} is a SQLite database, not a DuckDB file")
         return cls(str(Path(path).expanduser()) if path != ":memory:" else path, config["schema"])
 
     @property
@@ -811,6 +814,17 @@ def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
             if pause is None:
                 raise duckdb.IOException(f"{_first_line(error)} (waited {pauses.spent:.0f} s)") from None
             wait_or_stop(pause)
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    except OSError:  # absent (DuckDB creates it), a folder, unreadable: DuckDB's own error says so
+        return False
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -215,3 +216,19 @@ def test_a_bad_config_file_is_one_line(text: str | None, problem: str, tmp_path:
     errors = error_lines(done)
     assert len(errors) == 1, done.stderr
     assert f"| config file '{path}' {problem}" in errors[0]
+
+
+def test_a_sqlite_file_as_path_is_one_line_at_once(tmp_path: Path) -> None:
+    """DuckDB opens a SQLite file through its sqlite extension, which it first tries to download: the
+    run stopped, after the download's timeout, on `Failed to download extension "sqlite_scanner"`."""
+    import sqlite3
+
+    path = tmp_path / "warehouse.db"
+    with contextlib.closing(sqlite3.connect(path)) as lite:
+        lite.execute("CREATE TABLE t (a)")
+        lite.commit()
+    done = run({"path": str(path)}, tmp_path)
+    assert done.returncode == 1
+    errors = error_lines(done)
+    assert len(errors) == 1, done.stderr
+    assert errors[0].endswith(f"setting `path`: {str(path)!r} is a SQLite database, not a DuckDB file")
