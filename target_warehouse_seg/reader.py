@@ -150,7 +150,7 @@ class MessageReader(GenericSingerReader[t.Any]):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
-        self.surrogates_replaced: Counter[str] = Counter()  # lone surrogates replaced, by stream
+        self._surrogates_replaced: Counter[str] = Counter()  # lone surrogates replaced, by stream
         self._surrogate_lines: Counter[str] = Counter()  # lines where they were, by stream
         self.on_invalid_line: t.Callable[[InvalidLine], None] | None = None
         self.on_error: t.Callable[[], None] | None = None  # cleanup when reading stops on an error
@@ -207,7 +207,7 @@ class MessageReader(GenericSingerReader[t.Any]):
                 logger.warning(
                     "stream %s: replaced %d lone UTF-16 surrogate escape(s) with U+FFFD in %d lines",
                     stream,
-                    self.surrogates_replaced[stream],
+                    self._surrogates_replaced[stream],
                     lines,
                 )
         return self._counts
@@ -330,7 +330,7 @@ class MessageReader(GenericSingerReader[t.Any]):
         """One warning per stream (the first line), then a count at the end of the input."""
         stream = payload.get("stream") if isinstance(payload, dict) else None
         label = stream if isinstance(stream, str) else "(no stream)"
-        if label not in self.surrogates_replaced:
+        if label not in self._surrogates_replaced:
             logger.warning(
                 "line %d, stream %s: replaced %d lone UTF-16 surrogate escape(s) (half of a character "
                 "cut in two, which UTF-8 cannot hold) with U+FFFD; later lines are counted, not logged",
@@ -338,7 +338,7 @@ class MessageReader(GenericSingerReader[t.Any]):
                 label,
                 replaced,
             )
-        self.surrogates_replaced[label] += replaced
+        self._surrogates_replaced[label] += replaced
         self._surrogate_lines[label] += 1
 
     def _invalid(self, invalid: InvalidLine) -> None:
