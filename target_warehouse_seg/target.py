@@ -346,6 +346,14 @@ class TargetWarehouseSeg(Target):
                 engine.forget()
                 raise
         engine.end_reads()
+        if message.bookmark_properties and plan.replication_column is None:
+            self.logger.warning(
+                "stream %s: its bookmark properties (%s) are not among its schema's properties, so no "
+                "replication key guards its rows: an older version of a record read later overwrites "
+                "a newer one",
+                message.stream,
+                ", ".join(message.bookmark_properties),
+            )
         if plan.foreign:
             self.logger.warning(
                 "stream %s: table %s.%s has columns of types this target does not make (%s); their values "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -346,3 +347,21 @@ def test_states_follow_commits(warehouse: Warehouse) -> None:
     # arrives with nothing pending and follows it too, and so on.
     assert run.states == [{"n": index} for index in range(7)]
     assert warehouse.count("accounts") == 6
+
+
+def test_a_bookmark_property_missing_from_the_schema_is_warned_about(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SCHEMA whose bookmark property is not among its properties (a typo, a renamed field) leaves its
+    rows without the never-regress guard; before, silently."""
+    properties = {"id": {"type": "string"}, "modified": {"type": "string", "format": "date-time"}}
+    messages = [
+        schema("s", properties, bookmark=["modifed"]),
+        record("s", {"id": "a", "modified": "2024-01-02T00:00:00Z"}),
+        record("s", {"id": "a", "modified": "2024-01-01T00:00:00Z"}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="target-warehouse-seg"):
+        assert warehouse.run(messages).error is None
+    warnings = [message for message in caplog.messages if "bookmark properties (modifed)" in message]
+    assert len(warnings) == 1 and warnings[0].startswith("stream s: its bookmark properties"), caplog.messages
+    assert [row["modified"].day for row in warehouse.rows("s")] == [1]  # the last read wins, unguarded
