@@ -72,6 +72,7 @@ from singer_sdk.singerlib.catalog import Metadata, MetadataMapping, StreamMetada
 
 from tap_salesforce_seg.errors import OutputClosed, SalesforceApiError, TapError
 from tap_salesforce_seg.extract import Extraction, QueryPlan, choose_extractor
+from tap_salesforce_seg.output import whole_write, write_all
 from tap_salesforce_seg.progress import StreamProgress
 from tap_salesforce_seg.schema import FieldInfo, field_schema
 from tap_salesforce_seg.soql import ID_FIELD, QueryField, check_identifier, truncate_to_millisecond
@@ -599,15 +600,16 @@ class RecordWriter:
         if not self._buffer:
             return
         out = sys.stdout
-        out.flush()
         binary = getattr(out, "buffer", None)
         try:
-            if binary is not None:
-                binary.write(self._buffer)  # the tap's writer flushes stdout at each STATE
-            else:
-                out.write(self._buffer.decode())
+            with whole_write():
                 out.flush()
+                if binary is not None:
+                    write_all(binary, self._buffer)  # the tap's writer flushes stdout at each STATE
+                else:
+                    out.write(self._buffer.decode())
+                    out.flush()
+                self._buffer.clear()  # written: a stop that waited for the write must not write it again
         except BrokenPipeError:
             raise OutputClosed() from None
-        self._buffer.clear()
         self._refresh_suffix()

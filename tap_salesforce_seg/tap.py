@@ -56,6 +56,7 @@ from tap_salesforce_seg.inputs import (
     read_json_object,
     read_state,
 )
+from tap_salesforce_seg.output import defer_while_writing, whole_write, write_all
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -173,9 +174,10 @@ class StateFlushingMsgSpecWriter(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         stdout = sys.stdout.buffer
         try:
-            stdout.write(self.format_message(message))
-            if message.type == SingerMessageType.STATE:
-                stdout.flush()
+            with whole_write():
+                write_all(stdout, self.format_message(message))
+                if message.type == SingerMessageType.STATE:
+                    stdout.flush()
         except BrokenPipeError:
             raise OutputClosed() from None
 
@@ -237,6 +239,13 @@ class TapSalesforceSeg(Tap):
             setup_mapper=setup_mapper,
             message_writer=message_writer,
         )
+
+    def _handle_termination(self, signum: int, frame: t.Any) -> None:
+        """SIGTERM/SIGINT: singer-sdk's stop (the tap's STATE, then exit), but never in the middle of
+        a line being written to stdout (see output.py)."""
+        stop = super()._handle_termination
+        if not defer_while_writing(lambda: stop(signum, frame)):
+            stop(signum, frame)
 
     # --- settings -------------------------------------------------------------------------------
 

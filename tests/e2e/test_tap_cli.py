@@ -4,9 +4,14 @@ anything, and an exhausted API quota ends with exit status 2 after the state of 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
+import struct
 import tempfile
+import termios
+import time
+import typing as t
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -17,6 +22,7 @@ from tap_harness import (
     discover_catalog,
     entry,
     expected_records,
+    parse_messages,
     run_tap,
     select,
     start_tap,
@@ -88,6 +94,44 @@ def test_a_run_killed_mid_stream_resumes_from_its_last_state_without_loss(
     assert len(resumed.records(ACCOUNT)) < ACCOUNTS, "resumed from the bookmark, not from scratch"
     for stream in (ACCOUNT, "contacts"):
         assert upserted([killed, resumed], stream) == expected_records(org, entry(catalog, stream))
+
+
+def test_sigterm_while_the_reader_lags_leaves_whole_lines_and_a_state_to_resume_from(
+    org: Emulator, catalog: dict
+) -> None:
+    """`tap | target` with the target behind: the tap waits on a full pipe when a scheduler sends
+    SIGTERM. The write was cut short there and singer-sdk's handler wrote the STATE right after half a
+    RECORD line (the rest of the buffer never written): the target stopped on a line that was not JSON.
+    Now the write finishes, then the stop writes its STATE: every line whole, nothing lost on resuming."""
+    settings = tap_settings(org, api_type="rest")
+    with tempfile.TemporaryDirectory() as folder:
+        process = start_tap(settings, catalog, folder=folder)
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while _unread_bytes(process.stdout) < 900_000:  # the pipe (1 MB) is about full: the tap waits
+            assert process.poll() is None and time.monotonic() < deadline, "the tap never filled its pipe"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the reader lags a little more
+        stdout, stderr = process.communicate(timeout=120)
+    stopped = TapRun(parse_messages(stdout), process.returncode, stderr.decode())
+    assert stopped.exit_code == 0, stopped.stderr  # singer-sdk's graceful stop
+    assert "Traceback" not in stopped.stderr
+    assert stopped.messages[-1]["type"] == "STATE"
+    partial = stopped.records(ACCOUNT)
+    assert 0 < len(partial) < ACCOUNTS, "stopped mid-stream"
+    bookmark = stopped.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
+    assert bookmark <= max(record["system_modstamp"] for record in partial)
+    resumed = run_tap(settings, catalog, stopped.final_state, subprocess=True)
+    assert resumed.exit_code == 0, resumed.stderr
+    for stream in (ACCOUNT, "contacts"):
+        assert upserted([stopped, resumed], stream) == expected_records(org, entry(catalog, stream))
+
+
+def _unread_bytes(pipe: t.IO[bytes]) -> int:
+    """How many bytes wait in a pipe for its reader."""
+    return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def test_quota_guard_exits_2_with_state_and_a_retry_hint(org: Emulator, catalog: dict) -> None:
