@@ -8,6 +8,7 @@ another session held a row lock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import typing as t
+from collections.abc import Iterator
 
 import psycopg
 from conftest import (
@@ -62,27 +64,25 @@ class Run:
         return time.monotonic() - sent
 
 
-def row_locked_by_another_session(pg: Warehouse, key: str) -> psycopg.Connection:
+@contextlib.contextmanager
+def a_run_waiting_for_a_locked_row(pg: Warehouse) -> Iterator[tuple[Run, psycopg.Connection]]:
+    """A stored row that another session has updated and not committed, and a run that upserts it (and
+    so waits for that session); the other session is closed afterwards."""
+    seeded = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 0}), state(1)]))
+    assert seeded.returncode == 0, seeded.stderr
     other = psycopg.connect(pg.base_config["sqlalchemy_url"])
-    other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = %s", (key,))
-    return other
-
-
-def seed(pg: Warehouse) -> None:
-    done = pg.cli(to_lines([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 0}), state(1)]))
-    assert done.returncode == 0, done.stderr
+    try:
+        other.execute("UPDATE salesforce.s SET amount = -1 WHERE id = 'a'")
+        run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
+        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
+        yield run, other
+    finally:
+        other.close()
 
 
 def test_a_unit_waiting_on_a_row_lock_is_cancelled_after_the_grace(pg: Warehouse) -> None:
-    seed(pg)
-    other = row_locked_by_another_session(pg, "a")
-    try:
-        run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
-        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
+    with a_run_waiting_for_a_locked_row(pg) as (run, _):
         took = run.stop()
-    finally:
-        other.rollback()
-        other.close()
     assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
     assert STOP_GRACE_SECONDS - 1 <= took < STOP_GRACE_SECONDS + 10
     assert run.out == ""  # no STATE: the unit did not commit
@@ -92,15 +92,9 @@ def test_a_unit_waiting_on_a_row_lock_is_cancelled_after_the_grace(pg: Warehouse
 
 
 def test_a_unit_that_commits_within_the_grace_writes_its_state(pg: Warehouse) -> None:
-    seed(pg)
-    other = row_locked_by_another_session(pg, "a")
-    try:
-        run = Run(pg, [schema("s", PROPERTIES), record("s", {"id": "a", "amount": 1}), state(2)])
-        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
+    with a_run_waiting_for_a_locked_row(pg) as (run, other):
         threading.Timer(2.0, other.rollback).start()  # the other session lets go within the grace
         took = run.stop()
-    finally:
-        other.close()
     assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
     assert took < STOP_GRACE_SECONDS
     assert run.out.split() == ["2"]
