@@ -28,7 +28,7 @@ from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
 from target_warehouse_seg.pauses import Pauses
-from target_warehouse_seg.stopping import on_stop, stop_requested, stopping, wait_or_stop
+from target_warehouse_seg.stopping import on_stop, stop_requested, stopped, wait_or_stop
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -209,7 +209,7 @@ class Loader:
             self._failed = True
             if stop_requested() and not isinstance(error, SystemExit):
                 # Cancelled, or failed for a cause the stop brought (a lost lock wait): the stop speaks.
-                raise stopping() from error
+                raise stopped() from error
             raise
         finally:
             self._in_flight = None
@@ -225,7 +225,7 @@ class Loader:
             self._transaction(unit.batches, unit.rejected, commit=True)
         except Exception as error:
             if stop_requested():
-                raise stopping() from error
+                raise stopped() from error
             raise
 
     def reconnect_after(self, lost: ConnectionLost, unit: Unit | None = None) -> None:

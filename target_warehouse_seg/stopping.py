@@ -37,7 +37,7 @@ def stop_requested() -> bool:
     return _requested.is_set()
 
 
-def stopping() -> Stopping:
+def stopped() -> Stopping:
     """The exception that ends a thread's work once a stop has been requested."""
     return Stopping(_exit_status)
 
@@ -45,7 +45,7 @@ def stopping() -> Stopping:
 def wait_or_stop(seconds: float) -> None:
     """Sleep ``seconds``, or raise Stopping as soon as a stop is requested."""
     if _requested.wait(seconds):
-        raise stopping()
+        raise stopped()
 
 
 def on_stop(callback: t.Callable[[], None]) -> t.Callable[[], None]:
@@ -54,7 +54,7 @@ def on_stop(callback: t.Callable[[], None]) -> t.Callable[[], None]:
     return lambda: _on_stop.remove(callback) if callback in _on_stop else None
 
 
-def reset() -> None:
+def reset_stop() -> None:
     """A new run in this process (tests run several): no stop requested yet."""
     global _exit_status
     _requested.clear()

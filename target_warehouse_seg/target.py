@@ -21,7 +21,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.target_base import Target
 
-from target_warehouse_seg import identifiers, stopping
+from target_warehouse_seg import identifiers
 from target_warehouse_seg.config_file import check_config_file
 from target_warehouse_seg.convert import json_encoder
 from target_warehouse_seg.engines import (
@@ -56,7 +56,7 @@ from target_warehouse_seg.reader import (
     TypedBlocks,
 )
 from target_warehouse_seg.sink import StreamSink
-from target_warehouse_seg.stopping import request_stop, wait_or_stop
+from target_warehouse_seg.stopping import request_stop, reset_stop, wait_or_stop
 from target_warehouse_seg.typemap import Kind
 
 _NO_STATE = object()
@@ -206,7 +206,7 @@ class TargetWarehouseSeg(Target):
             message_reader=message_reader,
         )
         self.settings = Settings.from_config(self.config)
-        stopping.reset()  # a stop requested of an earlier run in this process (tests) is not this one's
+        reset_stop()  # a stop requested of an earlier run in this process (tests) is not this one's
         self._sinks: dict[str, StreamSink] = {}
         self._signatures: dict[str, t.Any] = {}
         self._loader: Loader | None = None
