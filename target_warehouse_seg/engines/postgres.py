@@ -558,6 +558,11 @@ _STATEMENT_TIMEOUT_HINT = (
     "was written): lift it for the target's user (ALTER ROLE ... SET statement_timeout = 0) or lower "
     "batch_size_rows"
 )
+_DISK_FULL = "53100"
+_DISK_FULL_HINT = (
+    "the database server's disk is full (nothing of this batch was written): free space there, then run "
+    "again from the last STATE"
+)
 
 
 def _shortened(statement: str) -> str:
@@ -612,4 +617,11 @@ class _translate:
             message = f"{message}; {_PRIVILEGES_HINT}"
         elif state == _QUERY_CANCELED and "statement timeout" in message:
             message = f"{message}; {_STATEMENT_TIMEOUT_HINT}"
+        elif state == _DISK_FULL:
+            message = f"{message}; {_DISK_FULL_HINT}"
+        elif error.diag.message_hint:
+            # The server's own advice (a DBA's trigger, an extension, a limit), on the same line.
+            hint = mask_secrets(_clean(error.diag.message_hint) or "", self.engine._password)
+            hint = " ".join(hint.split())
+            message = f"{message} (hint: {hint})"
         raise DatabaseError(f"PostgreSQL at {self.engine.display}: {message}") from None

@@ -8,7 +8,7 @@ import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from tests.target.conftest import Warehouse, record, schema, state, to_lines
+from tests.target.conftest import CliRun, Warehouse, record, schema, state, to_lines
 
 UTC = datetime.timezone.utc
 MODSTAMP = {"type": ["null", "string"], "format": "date-time"}
@@ -361,3 +361,52 @@ def test_a_view_named_like_the_streams_table_stops_the_run_with_one_line(warehou
     assert len(done.error_lines) == 1, done.stderr[-2000:]
     assert "salesforce.accounts is a view" in done.error_lines[0]
     assert warehouse.count("other") == 0
+
+
+def _raising_trigger(pg: Warehouse, errcode: str, hint: str) -> None:
+    """A table with a row, and a trigger a DBA added to it: every insert fails with ``errcode`` and
+    ``hint``, as the server itself raises a full disk ("could not extend file ...", HINT: Check free disk
+    space.)."""
+    _create(pg, "id VARCHAR, name VARCHAR")
+    pg.execute(
+        "INSERT INTO salesforce.accounts (id, name) VALUES ('a', 'stored')",
+        "CREATE FUNCTION salesforce.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN RAISE EXCEPTION 'no room for rows' USING ERRCODE = '{errcode}', HINT = '{hint}'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON salesforce.accounts "
+        "FOR EACH STATEMENT EXECUTE FUNCTION salesforce.refuse()",
+    )
+
+
+def _load_one_more(pg: Warehouse) -> CliRun:
+    return pg.cli(
+        to_lines(
+            [
+                schema("accounts", {"id": {"type": "string"}, "name": {"type": ["null", "string"]}}),
+                record("accounts", {"id": "b", "name": "new"}),
+                state(1),
+            ]
+        )
+    )
+
+
+def test_a_full_disk_on_the_server_stops_the_run_saying_so(pg: Warehouse) -> None:
+    """Before, the line gave only the server's message (`could not extend file ...: wrote only 4096 of
+    8192 bytes`), which does not say the disk is full."""
+    _raising_trigger(pg, "53100", "Check free disk space.")
+    done = _load_one_more(pg)
+    assert done.returncode != 0
+    assert done.states == []
+    [error] = done.error_lines
+    assert "no room for rows" in error
+    assert "the database server's disk is full (nothing of this batch was written)" in error
+    assert [row["id"] for row in pg.rows("accounts")] == ["a"]
+
+
+def test_the_servers_hint_is_on_the_error_line(pg: Warehouse) -> None:
+    _raising_trigger(pg, "P0001", "Ask the DBA for the loading window.")
+    done = _load_one_more(pg)
+    assert done.returncode != 0
+    assert done.states == []
+    [error] = done.error_lines
+    assert error.endswith("no room for rows (hint: Ask the DBA for the loading window.)")
+    assert [row["id"] for row in pg.rows("accounts")] == ["a"]
