@@ -70,6 +70,16 @@ logger = logging.getLogger("target-warehouse-seg")
 # process at 100 MB, ~294 MB at 90 MB, no slower), and a 64 MB one ran a whole org's sync (dozens of
 # tables) out of memory. Should a load still run out, the limit doubles and the unit runs again.
 MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 90, 128
+# Committed rows wait in memory until a checkpoint writes them to the file, in a buffer per column of
+# each table they went to, and DuckDB checkpoints by the size of its write-ahead log only. Many small
+# streams (a whole org's first sync: dozens of tables of a few rows each) log little and hold a buffer
+# for every column of every table: 500 streams of 10 columns ran DuckDB out of memory three times over
+# (the limit doubled to 728 MB, the process at 600 MB). So a unit writes tables of at most UNIT_COLUMNS
+# columns together (a single wider table alone), and a commit is followed by a checkpoint once the
+# tables written since the last one, two or more, hold over CHECKPOINT_COLUMNS columns. One table
+# alone is left to the log's threshold (a checkpoint per commit made the 200,000 x 40 updates 40%
+# slower).
+UNIT_COLUMNS = CHECKPOINT_COLUMNS = 320
 # A stream's column DDL (new columns, their comments) commits every this many statements (begin_ddl).
 DDL_COLUMNS_PER_COMMIT = 100
 # DuckDB checkpoints (writes committed rows to the file) once its WAL exceeds a threshold; until then the
@@ -179,6 +189,9 @@ class DuckDBEngine(CatalogEngine):
     unit_bytes = 32 * 1024 * 1024
     # A small first unit: DuckDB starts loading after ~0.1 s of reading instead of ~0.5 s.
     first_unit_bytes = 8 * 1024 * 1024
+    # DuckDB holds a buffer per column written until the commit, and the memory limit grows with them
+    # (MEMORY_PER_COLUMN_KB): 500 streams of 10 columns in one unit took the process to 600 MB.
+    unit_columns = UNIT_COLUMNS
     # Values decoded per chunk: a chunk's decoded records are the main thread's working memory.
     chunk_values = 50_000
     sql_types = SQL_TYPES
@@ -198,6 +211,10 @@ class DuckDBEngine(CatalogEngine):
         self._upserted: set[str] = set()  # tables that had keys of a batch already
         self._probed: set[str] = set()  # tables whose stored keys were probed in this run
         self._checkpoint_after_commit = False  # set by a widening (see widen_column)
+        # The columns of each table written by the open transaction, and by commits since the last
+        # checkpoint (see CHECKPOINT_COLUMNS).
+        self._writing: dict[str, int] = {}
+        self._unsaved: dict[str, int] = {}
         self._column_ddl_steps: int | None = None  # statements of column DDL so far (begin_ddl), or None
 
     @classmethod
@@ -434,6 +451,7 @@ class DuckDBEngine(CatalogEngine):
         self._columns_written = 0
         self._checkpoint_after_commit = False
         self._column_ddl_steps = None
+        self._writing = {}
 
     def begin_ddl(self) -> None:
         """Column DDL commits every DDL_COLUMNS_PER_COMMIT statements. Each ``COMMENT ON COLUMN`` or
@@ -475,14 +493,21 @@ class DuckDBEngine(CatalogEngine):
                 raise RetryUnit("commit") from None
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         logger.debug("commit %.3f s", time.perf_counter() - started)
+        self._unsaved.update(self._writing)
+        self._writing = {}
         if self._checkpoint_after_commit:
             self._checkpoint_after_commit = False
-            try:
-                self.connection.execute("CHECKPOINT")
-            except duckdb.Error as error:  # committed all the same; the next checkpoint writes it
-                logger.warning(
-                    "DuckDB %s: checkpoint after widening a column: %s", self.path, _first_line(error)
-                )
+            self._checkpoint("after widening a column")
+        elif len(self._unsaved) > 1 and sum(self._unsaved.values()) > CHECKPOINT_COLUMNS:
+            self._checkpoint(f"after writing {len(self._unsaved)} tables")
+
+    def _checkpoint(self, why: str) -> None:
+        try:
+            self.connection.execute("CHECKPOINT")
+        except duckdb.Error as error:  # committed all the same; the next checkpoint writes it
+            logger.warning("DuckDB %s: checkpoint %s: %s", self.path, why, _first_line(error))
+        else:
+            self._unsaved = {}
 
     def rollback(self) -> None:
         self._column_ddl_steps = None
@@ -528,6 +553,7 @@ class DuckDBEngine(CatalogEngine):
             return f"CAST(s.{quote(column)} AS {types[column]})"
 
         self._columns_written += len(info.columns)
+        self._writing[batch.table] = len(info.columns)
         self._ensure_memory(self._columns_written)
         connection = self.connection
         self._staged += 1

@@ -878,6 +878,52 @@ def test_creating_a_table_of_a_thousand_columns_stays_small(duckdb_warehouse: Wa
     assert duckdb_warehouse.count("profile") == 15
 
 
+def test_many_small_streams_hold_duckdbs_memory_to_its_limit(duckdb_warehouse: Warehouse) -> None:
+    """A tap sending many small streams one after another (a whole org's first sync, custom objects and
+    all). Their committed rows waited in memory for a checkpoint, a buffer per column of every table,
+    while the write-ahead log stayed far below its threshold: DuckDB ran out of its limit twice here
+    (the limit doubled to 364 MB) and the process peaked at 330 MB; 500 such streams took it to 600 MB.
+    Now a unit writes at most UNIT_COLUMNS columns' tables, and a checkpoint follows a commit once the
+    tables written since the last one pass CHECKPOINT_COLUMNS: no retry, 217 MB."""
+    from target_warehouse_seg.engines.duckdb import UNIT_COLUMNS
+
+    streams, width = 200, 10
+    properties = {"id": {"type": "string"}} | {
+        f"c{n}": {"type": ["null", "string"]} for n in range(width - 1)
+    }
+    messages: list[t.Any] = []
+    for number in range(streams):
+        stream = f"obj_{number:03d}"
+        messages.append(schema(stream, properties))
+        messages += [
+            record(stream, {"id": str(row)} | {f"c{n}": f"v{row}" * 8 for n in range(9)}) for row in range(20)
+        ]
+        messages.append(state({"stream": number}))
+    config = duckdb_warehouse.tmp_path / "config.json"
+    config.write_text(json.dumps(duckdb_warehouse.config()))
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdin=sys.stdin, capture_output=True, text=True)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, TARGET_EXECUTABLE, "--config", str(config)],
+        input=to_lines(messages),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    status, peak_kb = map(int, done.stdout.split())
+    assert status == 0, done.stderr[-2000:]
+    assert "ran out of" not in done.stderr
+    assert peak_kb < 280 * 1024, f"peak {peak_kb // 1024} MB"
+    commits = [line for line in done.stderr.splitlines() if "| committed " in line]
+    # Each table has its two system columns beside the stream's properties.
+    assert len(commits) >= streams * (width + 2) // UNIT_COLUMNS
+    assert duckdb_warehouse.count("obj_000") == duckdb_warehouse.count("obj_199") == 20
+
+
 def test_a_key_column_widening_is_never_committed_in_steps(
     duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
