@@ -148,36 +148,42 @@ _DATA_ERRORS = (
 )
 
 
+# DuckDB's names are case-insensitive (a quoted "Accounts" is the table accounts), so the catalog is
+# read so too, each name in lower case: the target's own names are lower case, and a table or column
+# made elsewhere as "Accounts" or "Name" is the one its SQL reaches (before, the run tried to create it
+# again and stopped on `Table with name "accounts" already exists!`).
 _TABLE_QUERY = """
-SELECT c.column_name, c.data_type, c.comment, t.comment,
+SELECT lower(c.column_name), c.data_type, c.comment, t.comment,
        (SELECT k.constraint_column_names FROM duckdb_constraints() k
          WHERE k.database_name = c.database_name AND k.schema_name = c.schema_name
            AND k.table_name = c.table_name AND k.constraint_type = 'PRIMARY KEY')
 FROM duckdb_columns() c
 JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
-WHERE c.database_name = current_database() AND c.schema_name = ? AND c.table_name = ?
+WHERE c.database_name = current_database() AND lower(c.schema_name) = lower(?)
+  AND lower(c.table_name) = lower(?)
 ORDER BY c.column_index
 """
 # What others added to a table that rebuilding it would lose: indexes, constraints beyond the primary
 # key (and its columns' NOT NULL), defaults.
 _ADDITIONS_QUERY = """
 SELECT 'index ' || index_name, NULL FROM duckdb_indexes()
- WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
+ WHERE database_name = current_database() AND lower(schema_name) = lower($schema)
+   AND lower(table_name) = lower($table)
 UNION ALL
 SELECT lower(constraint_type) || ' constraint', constraint_column_names FROM duckdb_constraints()
- WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
-   AND constraint_type <> 'PRIMARY KEY'
+ WHERE database_name = current_database() AND lower(schema_name) = lower($schema)
+   AND lower(table_name) = lower($table) AND constraint_type <> 'PRIMARY KEY'
 UNION ALL
 SELECT 'default of column ' || column_name, NULL FROM duckdb_columns()
- WHERE database_name = current_database() AND schema_name = $schema AND table_name = $table
-   AND column_default IS NOT NULL
+ WHERE database_name = current_database() AND lower(schema_name) = lower($schema)
+   AND lower(table_name) = lower($table) AND column_default IS NOT NULL
 """
 _TABLES_QUERY = """
-SELECT table_name, comment, false FROM duckdb_tables()
- WHERE database_name = current_database() AND schema_name = ?
+SELECT lower(table_name), comment, false FROM duckdb_tables()
+ WHERE database_name = current_database() AND lower(schema_name) = lower(?)
 UNION ALL
-SELECT view_name, comment, true FROM duckdb_views()
- WHERE database_name = current_database() AND schema_name = ?
+SELECT lower(view_name), comment, true FROM duckdb_views()
+ WHERE database_name = current_database() AND lower(schema_name) = lower(?)
 """
 
 
@@ -341,7 +347,8 @@ class DuckDBEngine(CatalogEngine):
             column: stored_column(column, sql_type, comment, KINDS, narrow_kind)
             for column, sql_type, comment, _, _ in rows
         }
-        return stored_table(name, columns, tuple(rows[0][4] or ()), rows[0][3], len(rows))
+        key = tuple(column.lower() for column in rows[0][4] or ())
+        return stored_table(name, columns, key, rows[0][3], len(rows))
 
     # A primary key column's type ------------------------------------------------------------------
 
@@ -353,7 +360,9 @@ class DuckDBEngine(CatalogEngine):
         rows = self._execute(_ADDITIONS_QUERY, {"schema": self.schema, "table": table}).fetchall()
         # The key columns' NOT NULL comes with the primary key (the rebuilt table has it again).
         additions = [
-            what for what, columns in rows if not (what == "not null constraint" and set(columns) <= key)
+            what
+            for what, columns in rows
+            if not (what == "not null constraint" and {column.lower() for column in columns} <= key)
         ]
         if not additions:
             return None

@@ -410,3 +410,39 @@ def test_the_servers_hint_is_on_the_error_line(pg: Warehouse) -> None:
     [error] = done.error_lines
     assert error.endswith("no room for rows (hint: Ask the DBA for the loading window.)")
     assert [row["id"] for row in pg.rows("accounts")] == ["a"]
+
+
+def test_a_duckdb_table_named_in_other_case_is_the_streams_table(duckdb_warehouse: Warehouse) -> None:
+    """DuckDB's names are case-insensitive: a schema "Salesforce" holding a table "Accounts" with columns
+    "Id" and "Amount" (made by another loader that kept Salesforce's spelling) is where `accounts`
+    goes. Before, the run saw no table and stopped on `Table with name "accounts" already exists!`."""
+    duckdb_warehouse.execute(
+        'CREATE SCHEMA "Salesforce"',
+        'CREATE TABLE "Salesforce"."Accounts" ("Id" VARCHAR PRIMARY KEY, "Amount" INTEGER, "SystemModstamp" '
+        "TIMESTAMPTZ)",
+        """INSERT INTO "Salesforce"."Accounts" VALUES ('a', 1, '2024-01-02T00:00:00Z'), ('b', 2, NULL)""",
+    )
+    properties = {
+        "id": {"type": "string"},
+        "amount": {"type": ["null", "number"]},
+        "systemmodstamp": MODSTAMP,
+        "name": {"type": ["null", "string"]},
+    }
+    messages = [
+        schema("accounts", properties, bookmark=["systemmodstamp"]),
+        # Older than the stored row: never regresses it. Then a number that widens "Amount".
+        record("accounts", {"id": "a", "amount": 9, "systemmodstamp": "2024-01-01T00:00:00Z"}),
+        record(
+            "accounts", {"id": "b", "amount": 2.5, "name": "new", "systemmodstamp": "2024-01-03T00:00:00Z"}
+        ),
+        record("accounts", {"id": "c", "amount": 3, "systemmodstamp": "2024-01-03T00:00:00Z"}),
+        state(1),
+    ]
+    for _ in range(2):  # and again, on the table as the first run left it
+        done = duckdb_warehouse.cli(to_lines(messages))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.states == [1]
+    rows = duckdb_warehouse.query('SELECT "Id", "Amount", name FROM "Salesforce"."Accounts" ORDER BY 1')
+    assert rows == [("a", Decimal(1), None), ("b", Decimal("2.5"), "new"), ("c", Decimal(3), None)]
+    tables = duckdb_warehouse.query("SELECT table_schema, table_name FROM information_schema.tables")
+    assert tables == [("Salesforce", "Accounts")]
