@@ -215,7 +215,6 @@ class TargetWarehouseSeg(Target):
         self._state_submitted: t.Any = _NO_STATE
         self._unit_rows = 0
         self._unit_bytes = 0
-        self._unit_columns = 0  # the columns of the tables the pending unit writes
         self._unit_started: float | None = None
         self._unit_limit = 16 * 1024 * 1024
         self._stdout_lock = threading.Lock()
@@ -436,8 +435,6 @@ class TargetWarehouseSeg(Target):
         if sink is None:
             self._records_before_schema(stream, messages, first_line)
             return
-        if not sink.pending:
-            self._add_to_unit(sink)
         if self._unit_started is None:
             self._unit_started = time.monotonic()
         limit = self.settings.batch_size_rows
@@ -459,17 +456,6 @@ class TargetWarehouseSeg(Target):
             # size: it bounds memory whatever batch_size_rows says.
             if sink.rows >= limit or self._unit_bytes >= self._unit_limit or self._too_old():
                 self._flush()
-
-    def _add_to_unit(self, sink: StreamSink) -> None:
-        """Count the columns of a stream's table as it joins the pending unit. One that would take the
-        unit past the engine's ``unit_columns`` starts a new unit: DuckDB holds a buffer for every column
-        a transaction writes until it commits, so a tap sending many small streams one after another
-        (a whole org's first sync) would otherwise fill one transaction with dozens of tables."""
-        columns = len(sink.plan.columns)
-        most = self.loader.engine.unit_columns
-        if most is not None and self._unit_columns and self._unit_columns + columns > most:
-            self._flush()
-        self._unit_columns += columns
 
     def _records_before_schema(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:
         for offset, message in enumerate(messages):
@@ -543,7 +529,7 @@ class TargetWarehouseSeg(Target):
         if self._state_received is not _NO_STATE and self._state_received != self._state_submitted:
             unit.state = self._state_received
         self._rejected = []
-        self._unit_rows = self._unit_bytes = self._unit_columns = 0
+        self._unit_rows = self._unit_bytes = 0
         self._unit_started = None
         if self._loader is not None:
             self._unit_limit = self._loader.engine.unit_bytes

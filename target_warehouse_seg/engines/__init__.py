@@ -204,9 +204,6 @@ class Engine(abc.ABC):
     # The first unit's size (None: ``unit_bytes``). Smaller, the database starts loading sooner (while
     # the first unit is read, the loader has nothing to do).
     first_unit_bytes: int | None = None
-    # A unit writing tables of more columns than this (together) is cut before the next stream's
-    # records (None: no bound). A single wider table still fills a unit of its own.
-    unit_columns: int | None = None
     chunk_values: int = 400_000  # values decoded before the sink converts them (rows = this / columns)
 
     @abc.abstractmethod

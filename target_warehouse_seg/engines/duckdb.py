@@ -74,12 +74,12 @@ MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 90, 128
 # each table they went to, and DuckDB checkpoints by the size of its write-ahead log only. Many small
 # streams (a whole org's first sync: dozens of tables of a few rows each) log little and hold a buffer
 # for every column of every table: 500 streams of 10 columns ran DuckDB out of memory three times over
-# (the limit doubled to 728 MB, the process at 600 MB). So a unit writes tables of at most UNIT_COLUMNS
-# columns together (a single wider table alone), and a commit is followed by a checkpoint once the
-# tables written since the last one, two or more, hold over CHECKPOINT_COLUMNS columns. One table
-# alone is left to the log's threshold (a checkpoint per commit made the 200,000 x 40 updates 40%
-# slower).
-UNIT_COLUMNS = CHECKPOINT_COLUMNS = 320
+# (the limit doubled to 728 MB, the process at 600 MB). So a commit is followed by a checkpoint once the
+# tables written since the last one, two or more, hold over CHECKPOINT_COLUMNS columns (242 MB). One
+# table alone is left to the log's threshold (a checkpoint per commit made the 200,000 x 40 updates 40%
+# slower). Units are not cut by their tables' columns: streams that interleave (a log-based tap) would
+# then commit a unit at nearly every record.
+CHECKPOINT_COLUMNS = 320
 # A stream's column DDL (new columns, their comments) commits every this many statements (begin_ddl).
 DDL_COLUMNS_PER_COMMIT = 100
 # DuckDB checkpoints (writes committed rows to the file) once its WAL exceeds a threshold; until then the
@@ -197,7 +197,6 @@ class DuckDBEngine(CatalogEngine):
     first_unit_bytes = 8 * 1024 * 1024
     # DuckDB holds a buffer per column written until the commit, and the memory limit grows with them
     # (MEMORY_PER_COLUMN_KB): 500 streams of 10 columns in one unit took the process to 600 MB.
-    unit_columns = UNIT_COLUMNS
     # Values decoded per chunk: a chunk's decoded records are the main thread's working memory.
     chunk_values = 50_000
     sql_types = SQL_TYPES
