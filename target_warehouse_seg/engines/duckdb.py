@@ -195,8 +195,6 @@ class DuckDBEngine(CatalogEngine):
     unit_bytes = 32 * 1024 * 1024
     # A small first unit: DuckDB starts loading after ~0.1 s of reading instead of ~0.5 s.
     first_unit_bytes = 8 * 1024 * 1024
-    # DuckDB holds a buffer per column written until the commit, and the memory limit grows with them
-    # (MEMORY_PER_COLUMN_KB): 500 streams of 10 columns in one unit took the process to 600 MB.
     # Values decoded per chunk: a chunk's decoded records are the main thread's working memory.
     chunk_values = 50_000
     sql_types = SQL_TYPES
