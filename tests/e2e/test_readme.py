@@ -553,7 +553,12 @@ def meltano_project(tmp_path: Path) -> Iterator[MeltanoProject]:
     # The whole test holds the lock: `meltano install` (in the README's block) and the runs share the
     # installed plugins and Meltano's run folder with tests/e2e/test_meltano.py.
     with locked(sys_dir.parent / "install.lock"):
-        yield MeltanoProject(sys_dir, tmp_path / "meltano.db", venv.bin_dir, tmp_path)
+        project = MeltanoProject(sys_dir, tmp_path / "meltano.db", venv.bin_dir, tmp_path)
+        # The plugins install from this checkout (`pip_url: -e .`, relative to where Meltano runs): as
+        # a user does, from the project's root, so that the README's blocks (run in tmp_path) find them
+        # installed. Before, these tests passed only after tests/e2e/test_meltano.py had installed them.
+        succeeded(bash("meltano install", REPO_DIR, env=project.environment(), path=[venv.bin_dir]))
+        yield project
 
 
 @contextlib.contextmanager
