@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -242,10 +243,18 @@ class TapSalesforceSeg(Tap):
 
     def _handle_termination(self, signum: int, frame: t.Any) -> None:
         """SIGTERM/SIGINT: singer-sdk's stop (the tap's STATE, then exit), but never in the middle of
-        a line being written to stdout (see output.py)."""
-        stop = super()._handle_termination
-        if not defer_while_writing(lambda: stop(signum, frame)):
-            stop(signum, frame)
+        a line being written to stdout (see output.py), and with the signal's exit status (128 + its
+        number, as a shell reports it): singer-sdk exits 0, so `tap | target` under `pipefail`, or a
+        scheduler that runs the tap alone, took a stopped sync for a finished one."""
+        sdk_stop = super()._handle_termination
+
+        def stop() -> None:
+            with contextlib.suppress(SystemExit):  # singer-sdk's sys.exit(0)
+                sdk_stop(signum, frame)
+            raise SystemExit(128 + signum)
+
+        if not defer_while_writing(stop):
+            stop()
 
     # --- settings -------------------------------------------------------------------------------
 
