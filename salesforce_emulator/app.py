@@ -50,6 +50,7 @@ from .bulk import BulkJobs
 from .control import decode_value, encode_value
 from .errors import ApiError, not_found
 from .faults import (
+    CLOSE_CURSORS,
     DROP_CONNECTION,
     HTTP_ERROR,
     QUERY_TIMEOUT,
@@ -660,6 +661,8 @@ class App:
         return self._query_page(result, version, 0, batch_size, None)
 
     def query_more(self, request: Request, version: str, match: re.Match[str]) -> Response:
+        if self.faults.take(CLOSE_CURSORS, request.target):
+            self.cursors.close(match.group("locator"))
         cursor = self.cursors.get(match.group("locator"))
         offset = int(match.group("offset"))
         if offset > cursor.result.total_size:
@@ -787,6 +790,7 @@ class ControlApi:
             "slow",
             "query_timeout",
             "fail_bulk_jobs",
+            "close_cursors",
             "active",
             "remove",
             "reset",

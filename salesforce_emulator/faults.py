@@ -20,6 +20,9 @@ Kinds and what the client sees:
   long."
 - `fail_bulk_jobs(message=...)`: the next Bulk API 2.0 query jobs created end in state Failed with
   `errorMessage` instead of JobComplete.
+- `close_cursors()`: the next query-more requests find their query's cursor closed, as Salesforce closes
+  one idle for 15 minutes (a client that waited on a slow consumer) or pushed out by the same user's
+  eleventh open query: 400 INVALID_QUERY_LOCATOR, and the cursor stays closed.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ DROP_CONNECTION = "drop_connection"
 SLOW = "slow"
 QUERY_TIMEOUT = "query_timeout"
 FAIL_BULK_JOBS = "fail_bulk_jobs"
-KINDS = (HTTP_ERROR, EXPIRE_SESSIONS, DROP_CONNECTION, SLOW, QUERY_TIMEOUT, FAIL_BULK_JOBS)
+CLOSE_CURSORS = "close_cursors"
+KINDS = (HTTP_ERROR, EXPIRE_SESSIONS, DROP_CONNECTION, SLOW, QUERY_TIMEOUT, FAIL_BULK_JOBS, CLOSE_CURSORS)
 
 # Salesforce's own wording for a failed Bulk query (the message clients such as singer's tap look for).
 DEFAULT_BULK_FAILURE_MESSAGE = "InternalServerError : retried more than 15 times"
@@ -111,6 +115,9 @@ class FaultPlan:
 
     def fail_bulk_jobs(self, count: int | None = 1, message: str = DEFAULT_BULK_FAILURE_MESSAGE) -> dict:
         return self._arm(FAIL_BULK_JOBS, count, None, message=message)
+
+    def close_cursors(self, count: int | None = 1, path: str | None = None) -> dict:
+        return self._arm(CLOSE_CURSORS, count, path)
 
     # ---- inspection ----
     def active(self) -> list[dict]:

@@ -18,6 +18,11 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     to `MIN_TIMEOUT_WINDOW`; below that a `TapError` says what to do.
   - INVALID_FIELD: `refresh(plan)` (the stream describes the object again and drops vanished fields,
     with a warning) and the query restarts from the last record seen.
+  - INVALID_QUERY_LOCATOR (Salesforce closed the query's cursor: idle for 15 minutes while the tap
+    waited for a slow reader, or pushed out by the same user's eleventh open query): the query restarts
+    from the last record seen, with a warning; after `MAX_CURSOR_LOSSES` such losses in a row that moved
+    the restart point no further (thousands of records sharing one SystemModstamp, read from their
+    first each time), a `TapError` says what to check.
   - A Bulk job that cannot run or fails: the rest of the window goes through REST, with a warning.
   Restarts read `>=` the last replication value seen, so records sharing it are read again: the
   target's upsert absorbs the repeats, and nothing is skipped.
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
 API_TYPES = ("auto", "rest", "bulk")
 # A window that still times out at this width cannot be split usefully any further.
 MIN_TIMEOUT_WINDOW = timedelta(seconds=1)
+# Cursors lost in a row at the same restart point before the run gives up (see the docstring).
+MAX_CURSOR_LOSSES = 3
 # Where a window without a start begins when it has to be split (before any Salesforce data).
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Field types the Bulk API cannot return (binary content; compound values).
@@ -202,6 +209,8 @@ class Extraction:
         self.logger = logger
         self.stream = stream
         self.restarts = 0
+        self._cursor_losses = 0  # INVALID_QUERY_LOCATOR answers in a row at one restart point
+        self._lost_at: datetime | None = None  # that restart point
 
     @property
     def expected_records(self) -> int | None:
@@ -226,6 +235,8 @@ class Extraction:
                     span = self._halved(plan, cursor, sub_end, error)
                 elif error.error_code == "INVALID_FIELD" and self.refresh is not None:
                     plan = self._refreshed(plan, error)
+                elif error.error_code == "INVALID_QUERY_LOCATOR":
+                    self._cursor_lost(plan, cursor, error)
                 else:
                     raise
                 self.restarts += 1
@@ -271,6 +282,31 @@ class Extraction:
             half,
         )
         return half
+
+    def _cursor_lost(self, plan: QueryPlan, cursor: datetime | None, error: SalesforceApiError) -> None:
+        """Salesforce closed the query's cursor (idle for 15 minutes, or the user's eleventh open query
+        pushed it out): read again from the last record seen (`>=`: the target absorbs the repeats)."""
+        moved_on = self._cursor_losses == 0 or (
+            cursor is not None and (self._lost_at is None or cursor > self._lost_at)
+        )
+        self._cursor_losses = 1 if moved_on else self._cursor_losses + 1
+        self._lost_at = cursor
+        where = _start(cursor).isoformat() if plan.replication_field else "the start (no time field)"
+        if self._cursor_losses > MAX_CURSOR_LOSSES:
+            raise TapError(
+                f"{self.stream}: Salesforce closed the query's cursor on {plan.sobject} "
+                f"{self._cursor_losses} times in a row, each time before the sync got past {where} "
+                "(INVALID_QUERY_LOCATOR). Salesforce keeps at most 10 open queries per user and closes "
+                "one idle for 15 minutes: check that no other integration queries as this user at the "
+                "same time, and that whatever reads the tap's output keeps up"
+            ) from error
+        self.logger.warning(
+            "%s: Salesforce closed the query's cursor on %s (INVALID_QUERY_LOCATOR: idle for 15 minutes, "
+            "or pushed out by another query of this user); reading again from %s.",
+            self.stream,
+            plan.sobject,
+            where,
+        )
 
     def _refreshed(self, plan: QueryPlan, error: SalesforceApiError) -> QueryPlan:
         assert self.refresh is not None

@@ -82,6 +82,42 @@ def test_session_expiry_logs_in_again(org: Emulator, catalog: dict, api_type: st
     assert_complete(org, catalog, [run])
 
 
+def test_a_closed_query_cursor_restarts_the_query_from_the_last_record_read(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Salesforce closes a query's cursor idle for 15 minutes (the tap waited on a slow target) or
+    pushed out by the user's eleventh open query: INVALID_QUERY_LOCATOR on the next page. The run
+    ended there; it now reads again from the last record it wrote, and misses nothing."""
+    org.faults.close_cursors(count=2, path="/query/")  # the two next pages of 4,500 Accounts
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="rest"), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "every scripted fault fired"
+    warnings = [r.getMessage() for r in caplog.records if "INVALID_QUERY_LOCATOR" in r.getMessage()]
+    assert len(warnings) == 2 and all("reading again from" in w for w in warnings), warnings
+    assert_complete(org, catalog, [run])
+    assert len(run.records(ACCOUNT)) > 4500, "the restarted queries read the last page's stamp again"
+
+
+def test_cursors_closed_again_and_again_at_one_point_end_the_run_with_what_to_check(
+    org: Emulator, catalog: dict
+) -> None:
+    """Thousands of records sharing one SystemModstamp (a mass update) are read again from their first
+    after each closed cursor: when that never gets past them, the run stops instead of looping."""
+    org.org.clock.freeze()
+    for record in org.org.records("Account", include_deleted=False):
+        org.org.update("Account", record["Id"], {"Description": "mass update"})
+    org.org.clock.unfreeze()
+    org.org.clock.advance(2)
+    org.faults.close_cursors(count=None, path="/query/")
+    run = run_tap(tap_settings(org, api_type="rest"), catalog, subprocess=True)
+    assert run.exit_code == 1
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert "INVALID_QUERY_LOCATOR" in last_line and "4 times in a row" in last_line, last_line
+    assert "10 open queries per user" in last_line
+    assert "Traceback" not in run.stderr
+
+
 def test_a_failing_bulk_job_falls_back_to_rest(
     org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
 ) -> None:

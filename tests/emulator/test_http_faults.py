@@ -186,3 +186,18 @@ def test_query_timeout_leaves_query_more_alone(http: requests.Session, emu: Emul
     first = query(http, emu, headers={"Sforce-Query-Options": "batchSize=200"}).json()
     emu.faults.query_timeout(rows=0, count=None)
     assert http.get(emu.base_url + first["nextRecordsUrl"], timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------- closed cursors
+def test_a_closed_cursor_answers_invalid_query_locator_and_stays_closed(
+    http: requests.Session, emu: Emulator
+) -> None:
+    first = query(http, emu, headers={"Sforce-Query-Options": "batchSize=200"}).json()
+    second = query(http, emu, headers={"Sforce-Query-Options": "batchSize=200"}).json()
+    emu.faults.close_cursors(count=1, path=first["nextRecordsUrl"])
+    for _ in range(2):
+        closed = http.get(emu.base_url + first["nextRecordsUrl"], timeout=30)
+        assert closed.status_code == 400
+        assert closed.json() == [{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]
+    assert http.get(emu.base_url + second["nextRecordsUrl"], timeout=30).status_code == 200  # only that one
+    assert emu.faults.active() == []
