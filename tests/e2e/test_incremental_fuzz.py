@@ -11,9 +11,10 @@ a run are made inside the emulator right after one of its query snapshots (a RES
 COUNT()), so they land between streams and while pages are read. Each run draws REST, Bulk or auto (and
 its threshold), small pages (the emulator serves a few dozen rows per REST page and Bulk result page, as
 Salesforce may), small STATE intervals and target batches. Every run but the last meets a fault it must
-survive (5xx, a connection dropped mid-body, expired sessions, QUERY_TIMEOUT, failed Bulk jobs), and one
-run per seed stops early: the API quota (exit 2) or a SIGKILL of the whole pipeline at the first STATE
-that moves a bookmark (often inside a burst); the next run resumes from the last committed STATE.
+survive (5xx, a connection dropped mid-body, expired sessions, QUERY_TIMEOUT, failed Bulk jobs, closed
+query cursors), and one run per seed stops early: the API quota (exit 2) or a SIGKILL of the whole
+pipeline at the first STATE that moves a bookmark (often inside a burst); the next run resumes from the
+last committed STATE.
 
 After every run:
 - a finished run: every selected table equals the org row for row (every selected column, is_deleted,
@@ -83,7 +84,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 SEEDS = _seeds(os.environ.get("FUZZ_SEEDS", "1-5"))  # loaded into DuckDB
 POSTGRES_SEEDS = _seeds(os.environ.get("FUZZ_POSTGRES_SEEDS", "6-8"))  # loaded into PostgreSQL
 LOOKBACKS = (0, 0, 60, 600)  # seconds; seed % 4 picks one (0: only the bookmark itself is read again)
-TRANSIENT_FAULTS = ("http", "drop", "expire", "timeout", "bulk_fail")
+TRANSIENT_FAULTS = ("http", "drop", "expire", "timeout", "bulk_fail", "cursor")
 STREAMS = {
     "accounts": "Account",
     "contacts": "Contact",
@@ -452,7 +453,7 @@ class Fuzz:
 
     def arm_faults(self, plan: RunPlan) -> None:
         faults = self.emu.faults
-        if plan.transient == "timeout" and plan.api_type == "bulk":  # REST queries time out
+        if plan.transient in ("timeout", "cursor") and plan.api_type == "bulk":  # REST queries meet it
             plan.api_type = "rest"
         elif plan.transient == "bulk_fail":
             plan.api_type = "bulk"
@@ -479,6 +480,10 @@ class Fuzz:
             rows = max(self.largest_instant() + 1 + MAX_CHANGES_AT_ONCE, self.rng.randint(60, 160))
             faults.query_timeout(rows=rows, count=None, path="/queryAll")
             plan.details.append(f"QUERY_TIMEOUT above {rows} rows")
+        elif plan.transient == "cursor":  # Salesforce closed a query's cursor (idle, or pushed out)
+            count = self.rng.randint(1, 3)
+            faults.close_cursors(count=count, path="/query/")
+            plan.details.append(f"{count} query cursor(s) closed")
         elif plan.transient == "bulk_fail":
             jobs = self.rng.randint(1, 2)
             faults.fail_bulk_jobs(count=jobs)
