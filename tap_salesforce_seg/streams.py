@@ -271,6 +271,8 @@ class SalesforceStream(Stream):
         window_end = truncate_to_millisecond(self.client.server_time()) if rk_field else None
         bookmark = self._bookmark() if rk else None
         window_start = self._window_start(mode, bookmark)
+        if mode == MODE_INCREMENTAL and bookmark and window_end and parse_datetime(bookmark) > window_end:
+            self._warn_bookmark_ahead(bookmark, window_end)
         hidden = frozenset(p for p in queried if p not in emitted)
         self.sync_plan = SyncPlan(
             mode=mode,
@@ -348,6 +350,18 @@ class SalesforceStream(Stream):
             return format_datetime(parse_datetime(str(value)))
         except ValueError:
             raise TapError(f"{self.name}: the state's bookmark {value!r} is not a datetime") from None
+
+    def _warn_bookmark_ahead(self, bookmark: str, now: datetime) -> None:
+        """A bookmark never passes the window's end, Salesforce's clock when it was written; one ahead of
+        the clock now came from elsewhere, and would hold the stream back, silently, until then."""
+        self.logger.warning(
+            "%s: the state's bookmark %s is later than Salesforce's clock (%s), so the stream reads no "
+            "change until the clock passes it: the state comes from another org (a sandbox refreshed "
+            "since?) or was edited. Remove the stream's bookmark from the state to sync it in full.",
+            self.name,
+            bookmark,
+            format_datetime(now),
+        )
 
     def _window_start(self, mode: str, bookmark: str | None) -> datetime | None:
         config = self.tap_config

@@ -235,6 +235,33 @@ def test_a_newly_selected_stream_syncs_its_full_history(org: Emulator, catalog: 
     assert set(second.final_state["bookmarks"]) >= {ACCOUNT, "contacts"}
 
 
+def test_a_bookmark_ahead_of_salesforces_clock_is_warned_about(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state from another org (or an edited one) whose bookmark lies in the future held the stream
+    back without a word: the run read nothing and exited 0, run after run."""
+    tick(org)
+    future = {
+        "bookmarks": {
+            ACCOUNT: {"replication_key": "system_modstamp", "replication_key_value": "2999-01-01T00:00:00Z"}
+        }
+    }
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, select(catalog, [ACCOUNT]), future)
+    assert run.records(ACCOUNT) == []
+    warned = [r.getMessage() for r in caplog.records if "later than Salesforce's clock" in r.getMessage()]
+    assert len(warned) == 1 and "2999-01-01T00:00:00.000000Z" in warned[0], warned
+    assert "Remove the stream's bookmark" in warned[0]
+    assert run.final_state["bookmarks"][ACCOUNT]["replication_key_value"].startswith(
+        "2999-01-01"
+    )  # never back
+    ordinary = sync(org, select(catalog, [ACCOUNT])).final_state
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sync(org, select(catalog, [ACCOUNT]), ordinary)
+    assert not [r for r in caplog.records if "later than Salesforce's clock" in r.getMessage()]
+
+
 def test_start_date_limits_the_first_sync(org: Emulator, catalog: dict) -> None:
     chosen = select(catalog, [ACCOUNT])
     stamps = sorted(r["SystemModstamp"] for r in org.org.records("Account"))
