@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
+from xml.parsers.expat import ExpatError
 
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
 from tap_salesforce_seg.config import AUTH_CLIENT_CREDENTIALS, AUTH_PASSWORD, AUTH_REFRESH_TOKEN, TapConfig
-from tap_salesforce_seg.errors import AuthenticationError, TransientError
+from tap_salesforce_seg.errors import AuthenticationError, TapError, TransientError
 
 TOKEN_PATH = "/services/oauth2/token"
 SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
@@ -33,6 +35,7 @@ _TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED
 # A login answer that never arrives whole (dropped connection, stalled read, body cut short): retried.
 _UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _MAX_DETAIL = 200
+_SOAP_PATH = "/services/Soap/u/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,13 @@ class Authenticator:
 
     def _soap_login(self) -> LoginResult:
         config = self._config
+        answers: list[requests.Response] = []  # the SOAP endpoint's answer, kept for when it is no SOAP
+
+        def keep(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            if _SOAP_PATH in (response.request.url or ""):
+                answers.append(response)
+
+        self._http.hooks["response"].append(keep)
         try:
             session_id, instance = SalesforceLogin(
                 username=config.username,
@@ -92,16 +102,39 @@ class Authenticator:
         except SalesforceAuthenticationFailed as error:
             # simple-salesforce >= 1.12.9 keeps Salesforce's text in `auth_message` (`message` is a template).
             code, detail = error.code, _short(str(getattr(error, "auth_message", None) or error.message))
+            if answers and not _is_soap_answer(answers[-1]):
+                raise self._not_a_soap_answer(answers[-1]) from None
             if isinstance(code, int) or code in _TRANSIENT_SOAP_CODES:
                 raise TransientError(
                     f"SOAP login at {config.login_base_url} failed: {code} {detail}",
                     status=code if isinstance(code, int) else None,
                 ) from None
             raise self._refused(f"{code}: {detail}", f"user {config.username}") from None
+        except ExpatError:  # an answer with status 200 that is no XML (a captive portal's page)
+            if answers and not _is_soap_answer(answers[-1]):
+                raise self._not_a_soap_answer(answers[-1]) from None
+            raise AuthenticationError(
+                f"the login at {config.login_base_url} answered with XML that could not be read"
+            ) from None
         except _UNREACHABLE as error:
             raise TransientError(f"SOAP login at {config.login_base_url}: {type(error).__name__}") from None
+        finally:
+            self._http.hooks["response"].remove(keep)
         scheme = urlsplit(config.login_base_url).scheme
         return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
+
+    def _not_a_soap_answer(self, response: requests.Response) -> TapError:
+        """A server that is not Salesforce's login answered (a mistyped domain, a proxy's or a captive
+        portal's page): an error page is retried only when its status says the server is busy."""
+        status, page = response.status_code, _page_detail(response.text)
+        if _transient_status(status):
+            return TransientError(
+                f"SOAP login at {self._config.login_base_url}: HTTP {status} {page}", status=status
+            )
+        return AuthenticationError(
+            f"the login at {self._config.login_base_url} was answered with HTTP {status}, not by "
+            f"Salesforce's SOAP login ({page}); check the domain setting"
+        )
 
     # --- OAuth ------------------------------------------------------------------------------------
 
@@ -111,7 +144,7 @@ class Authenticator:
             response = self._http.post(url, data=form, headers={"Accept": "application/json"})
         except _UNREACHABLE as error:
             raise TransientError(f"OAuth login at {url}: {type(error).__name__}") from None
-        if response.status_code >= 500 or response.status_code == 429:
+        if _transient_status(response.status_code):
             raise TransientError(
                 f"OAuth login at {url}: HTTP {response.status_code}", status=response.status_code
             )
@@ -120,7 +153,9 @@ class Authenticator:
             error = body.get("error") if isinstance(body, dict) else None
             description = body.get("error_description") if isinstance(body, dict) else None
             detail = (
-                f"{error}: {description}" if error else f"HTTP {response.status_code} {_short(response.text)}"
+                f"{error}: {description}"
+                if error
+                else f"HTTP {response.status_code} {_page_detail(response.text)}"
             )
             raise self._refused(_short(detail), what)
         instance_url = str(body.get("instance_url") or "").rstrip("/")
@@ -146,11 +181,29 @@ class Authenticator:
         )
 
 
+def _is_soap_answer(response: requests.Response) -> bool:
+    """Whether a login answer comes from a SOAP service (a session or a fault), not from a web page."""
+    return b"Envelope" in response.content[:2000]  # soapenv:Envelope, whatever the prefix
+
+
+def _transient_status(status: int) -> bool:
+    """A server error or throttling worth retrying (501 Not Implemented is not: the server cannot)."""
+    return (status >= 500 and status != 501) or status == 429
+
+
 def _json_or_none(response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
+
+
+def _page_detail(text: str) -> str:
+    """An error page in a few words: an HTML page by its title, anything else shortened."""
+    if "<html" not in text[:1000].lower():
+        return _short(text)
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    return f'an HTML page titled "{_short(title.group(1))}"' if title else "an HTML page"
 
 
 def _short(text: str) -> str:

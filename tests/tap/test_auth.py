@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import logging
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from salesforce_emulator import Emulator
 from salesforce_emulator.auth import Credentials
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
-from tap_salesforce_seg.errors import AuthenticationError
+from tap_salesforce_seg.errors import AuthenticationError, ServiceUnavailable
 
 LOGGER = logging.getLogger("test-auth")
 
@@ -183,3 +186,79 @@ def test_secrets_never_reach_any_output(
         discovery.stdout, discovery.stderr, sync.stdout, sync.stderr, refused.stdout, refused.stderr
     )
     assert "pw-Wrong1" not in refused.stderr and "rt-Wrong2" not in refused.stderr
+
+
+# --- a domain that is not Salesforce's login ----------------------------------------------------------
+
+
+class _NotSalesforce(http.server.BaseHTTPRequestHandler):
+    """A web server that is not Salesforce (a mistyped domain, a proxy's error page)."""
+
+    status = 404
+    body = b"<!DOCTYPE html><html><head><title>Page Not Found</title></head><body>no</body></html>"
+    requests_seen = 0
+
+    def do_POST(self) -> None:
+        type(self).requests_seen += 1
+        body = self.body
+        self.send_response(self.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _not_salesforce(status: int, page: bytes) -> Iterator[str]:
+    """A web server answering every POST with ``status`` and ``page``; yields its base URL."""
+    _NotSalesforce.status, _NotSalesforce.body, _NotSalesforce.requests_seen = status, page, 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotSalesforce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+WELL_FORMED = _NotSalesforce.body
+NOT_XML = b"<html><head><title>Page Not Found</title><body><p>no<br>such page</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "page"),
+    [(404, WELL_FORMED), (404, NOT_XML), (405, NOT_XML), (501, NOT_XML), (200, WELL_FORMED), (200, NOT_XML)],
+)
+@pytest.mark.parametrize("login", ["soap", "refresh-token"])
+def test_a_server_that_is_not_salesforce_is_refused_at_once_by_its_page_title(
+    emulator: Emulator, status: int, page: bytes, login: str
+) -> None:
+    """Such answers were retried six times over half a minute (SOAP) and quoted as raw HTML, or (a
+    page answered with 200) ended in a parser's traceback."""
+    with _not_salesforce(status, page) as domain:
+        settings = password_settings(emulator, domain=domain)
+        if login == "refresh-token":
+            settings = oauth_settings(emulator, domain=domain)
+        with pytest.raises(AuthenticationError) as caught:
+            client_for(settings).login()
+    message = str(caught.value)
+    assert _NotSalesforce.requests_seen == 1, "not retried"
+    assert f"HTTP {status}" in message and 'an HTML page titled "Page Not Found"' in message, message
+    assert "<html" not in message and "\n" not in message
+    if login == "soap":
+        assert "check the domain setting" in message
+
+
+def test_a_busy_page_in_front_of_the_login_is_retried(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 page (maintenance, a load balancer) is worth waiting for, SOAP fault or not."""
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.01)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.02)
+    with _not_salesforce(503, NOT_XML) as domain, pytest.raises(ServiceUnavailable) as caught:
+        client_for(password_settings(emulator, domain=domain)).login()
+    assert _NotSalesforce.requests_seen > 1
+    assert 'HTTP 503 an HTML page titled "Page Not Found"' in str(caught.value)
