@@ -126,7 +126,7 @@ class Authenticator:
     def _not_a_soap_answer(self, response: requests.Response) -> TapError:
         """A server that is not Salesforce's login answered (a mistyped domain, a proxy's or a captive
         portal's page): an error page is retried only when its status says the server is busy."""
-        status, page = response.status_code, _page_detail(response.text)
+        status, page = response.status_code, page_summary(response.text)
         if _transient_status(status):
             return TransientError(
                 f"SOAP login at {self._config.login_base_url}: HTTP {status} {page}", status=status
@@ -155,7 +155,7 @@ class Authenticator:
             detail = (
                 f"{error}: {description}"
                 if error
-                else f"HTTP {response.status_code} {_page_detail(response.text)}"
+                else f"HTTP {response.status_code} {page_summary(response.text)}"
             )
             raise self._refused(_short(detail), what)
         instance_url = str(body.get("instance_url") or "").rstrip("/")
@@ -198,7 +198,7 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _page_detail(text: str) -> str:
+def page_summary(text: str) -> str:
     """An error page in a few words: an HTML page by its title, anything else shortened."""
     if "<html" not in text[:1000].lower():
         return _short(text)

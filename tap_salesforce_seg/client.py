@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from tap_salesforce_seg.auth import Authenticator, LoginResult
+from tap_salesforce_seg.auth import Authenticator, LoginResult, page_summary
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
     AuthenticationError,
@@ -333,7 +333,7 @@ def _parse_error(response: requests.Response) -> tuple[str, str]:
     try:
         body = response.json()
     except ValueError:
-        return "", " ".join(response.text.split())[:500]
+        return "", page_summary(response.text)  # a proxy's or load balancer's page, by its title
     if isinstance(body, list) and body and isinstance(body[0], dict):
         body = body[0]
     if isinstance(body, dict):

@@ -280,6 +280,16 @@ def test_api_errors_are_mapped(
     assert len(data_calls(mock)) == 1
 
 
+def test_an_html_error_page_is_named_by_its_title(mock: requests_mock_module.Mocker) -> None:
+    """A proxy's or load balancer's page in front of the API: its title, not 500 characters of HTML."""
+    page = "<html><head><title>403 Forbidden</title></head><body>" + "<p>blocked</p>" * 100 + "</body></html>"
+    mock.get(f"{DATA}/query", status_code=403, text=page, reason="Forbidden")
+    with pytest.raises(SalesforceApiError) as caught:
+        make_client().get("query", params={"q": "SELECT Id FROM Account"})
+    assert 'an HTML page titled "403 Forbidden"' in str(caught.value)
+    assert "<p>" not in str(caught.value)
+
+
 def test_server_time_comes_from_the_date_header(mock: requests_mock_module.Mocker) -> None:
     mock.get(f"{DATA}/limits", json={}, headers={"Date": "Fri, 02 Jan 2026 10:00:00 GMT"})
     client = make_client()
