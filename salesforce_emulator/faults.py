@@ -20,6 +20,9 @@ Kinds and what the client sees:
   long."
 - `fail_bulk_jobs(message=...)`: the next Bulk API 2.0 query jobs created end in state Failed with
   `errorMessage` instead of JobComplete.
+- `query_too_complicated(fields=N)`: a REST query (query/queryAll) or a Bulk API 2.0 query job whose
+  SELECT lists more than N fields answers 400 QUERY_TOO_COMPLICATED, as Salesforce does for objects
+  whose formula fields make a wide query too costly to compile (`path` matches a Bulk job's query).
 - `close_cursors()`: the next query-more requests find their query's cursor closed, as Salesforce closes
   one idle for 15 minutes (a client that waited on a slow consumer) or pushed out by the same user's
   eleventh open query: 400 INVALID_QUERY_LOCATOR, and the cursor stays closed.
@@ -42,7 +45,17 @@ SLOW = "slow"
 QUERY_TIMEOUT = "query_timeout"
 FAIL_BULK_JOBS = "fail_bulk_jobs"
 CLOSE_CURSORS = "close_cursors"
-KINDS = (HTTP_ERROR, EXPIRE_SESSIONS, DROP_CONNECTION, SLOW, QUERY_TIMEOUT, FAIL_BULK_JOBS, CLOSE_CURSORS)
+QUERY_TOO_COMPLICATED = "query_too_complicated"
+KINDS = (
+    HTTP_ERROR,
+    EXPIRE_SESSIONS,
+    DROP_CONNECTION,
+    SLOW,
+    QUERY_TIMEOUT,
+    FAIL_BULK_JOBS,
+    CLOSE_CURSORS,
+    QUERY_TOO_COMPLICATED,
+)
 
 # Salesforce's own wording for a failed Bulk query (the message clients such as singer's tap look for).
 DEFAULT_BULK_FAILURE_MESSAGE = "InternalServerError : retried more than 15 times"
@@ -54,6 +67,14 @@ UNKNOWN_EXCEPTION_MESSAGE = (
 
 def query_timeout_error() -> ApiError:
     return ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
+
+
+def query_too_complicated_error() -> ApiError:
+    return ApiError(
+        400,
+        QUERY_TOO_COMPLICATED.upper(),
+        "Query is either selecting too many fields or the filter conditions are too complicated.",
+    )
 
 
 def http_error_for(status: int) -> ApiError:
@@ -118,6 +139,11 @@ class FaultPlan:
 
     def close_cursors(self, count: int | None = 1, path: str | None = None) -> dict:
         return self._arm(CLOSE_CURSORS, count, path)
+
+    def query_too_complicated(self, fields: int, count: int | None = 1, path: str | None = None) -> dict:
+        if fields < 1:
+            raise ValueError("fields must be >= 1")
+        return self._arm(QUERY_TOO_COMPLICATED, count, path, fields=int(fields))
 
     # ---- inspection ----
     def active(self) -> list[dict]:

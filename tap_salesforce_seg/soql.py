@@ -129,8 +129,10 @@ def chunk_field_names(
     api_version: str,
     replication_field: str | None,
     max_uri_bytes: int = MAX_URI_BYTES - HEADER_HEADROOM_BYTES,
+    max_fields: int | None = None,
 ) -> list[list[str]]:
-    """Split `field_names` so each chunk's query fits `max_uri_bytes`.
+    """Split `field_names` so each chunk's query fits `max_uri_bytes` and selects at most `max_fields`
+    other fields besides the keys (when given: Salesforce found a wider query too complicated).
 
     Every chunk begins with Id and the replication field (the join key and the order key); the other
     fields keep their order and each appears in exactly one chunk. Sizes are computed for the widest
@@ -150,7 +152,8 @@ def chunk_field_names(
     for name in others:
         # Appending a name to the SELECT list adds exactly its encoded ",Name" to the URI.
         cost = len(quote_plus("," + check_identifier(name)))
-        if current_bytes + cost > max_uri_bytes:
+        full = max_fields is not None and len(current) - len(keys) >= max_fields
+        if current_bytes + cost > max_uri_bytes or full:
             if len(current) == len(keys):
                 raise ValueError(f"field {name} of {sobject} alone makes the query pass the URI limit")
             chunks.append(current)

@@ -23,6 +23,9 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     from the last record seen, with a warning; after `MAX_CURSOR_LOSSES` such losses in a row that moved
     the restart point no further (thousands of records sharing one SystemModstamp, read from their
     first each time), a `TapError` says what to check.
+  - QUERY_TOO_COMPLICATED (a wide object whose formula fields make the query too costly to compile):
+    the fields each query selects are halved (REST field chunks joined by Id), with a warning, and the
+    query restarts from the last record seen; a `TapError` when a query of one field is still refused.
   - A Bulk job that cannot run or fails: the rest of the window goes through REST, with a warning.
   Restarts read `>=` the last replication value seen, so records sharing it are read again: the
   target's upsert absorbs the repeats, and nothing is skipped.
@@ -237,6 +240,8 @@ class Extraction:
                     plan = self._refreshed(plan, error)
                 elif error.error_code == "INVALID_QUERY_LOCATOR":
                     self._cursor_lost(plan, cursor, error)
+                elif error.error_code == "QUERY_TOO_COMPLICATED":
+                    self._narrowed(plan, cursor, error)
                 else:
                     raise
                 self.restarts += 1
@@ -283,6 +288,24 @@ class Extraction:
         )
         return half
 
+    def _narrowed(self, plan: QueryPlan, cursor: datetime | None, error: SalesforceApiError) -> None:
+        narrow = getattr(self.extractor, "narrow", None)  # REST; Bulk refuses such a job (BulkUnavailable)
+        chunks = narrow(plan) if narrow is not None else None
+        if chunks is None:
+            raise TapError(
+                f"{self.stream}: Salesforce found the query on {plan.sobject} too complicated "
+                f"(QUERY_TOO_COMPLICATED) even when it selects one field at a time besides Id: deselect "
+                "the object's heaviest formula fields"
+            ) from error
+        self.logger.warning(
+            "%s: Salesforce found the query on %s too complicated (QUERY_TOO_COMPLICATED: formula fields "
+            "are costly to compile); reading its fields in %d queries joined by Id instead, from %s.",
+            self.stream,
+            plan.sobject,
+            chunks,
+            _restart_point(plan, cursor),
+        )
+
     def _cursor_lost(self, plan: QueryPlan, cursor: datetime | None, error: SalesforceApiError) -> None:
         """Salesforce closed the query's cursor (idle for 15 minutes, or the user's eleventh open query
         pushed it out): read again from the last record seen (`>=`: the target absorbs the repeats)."""
@@ -291,7 +314,7 @@ class Extraction:
         )
         self._cursor_losses = 1 if moved_on else self._cursor_losses + 1
         self._lost_at = cursor
-        where = _start(cursor).isoformat() if plan.replication_field else "the start (no time field)"
+        where = _restart_point(plan, cursor)
         if self._cursor_losses > MAX_CURSOR_LOSSES:
             raise TapError(
                 f"{self.stream}: Salesforce closed the query's cursor on {plan.sobject} "
@@ -314,6 +337,15 @@ class Extraction:
         if fresh is None or fresh.field_names == plan.field_names:
             raise error
         return fresh
+
+
+def _restart_point(plan: QueryPlan, cursor: datetime | None) -> str:
+    """Where a restarted query reads from, in words."""
+    if not plan.replication_field:
+        return "the start (no time field)"
+    if cursor is None:
+        return "the window's start" if plan.window_start is None else plan.window_start.isoformat()
+    return truncate_to_millisecond(cursor).isoformat()
 
 
 def _start(cursor: datetime | None) -> datetime:

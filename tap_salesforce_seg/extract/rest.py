@@ -3,15 +3,16 @@
 `RestExtractor(client).records(plan)` yields converted records in (replication field, Id) order; the
 next page downloads while one is converted (prefetch.py), so memory holds two pages at most.
 
-Wide objects: when the query's URI would pass Salesforce's limit (soql.chunk_field_names), the fields
-are split into chunks that each carry Id and the replication field; one query per chunk runs over the
-same window and the chunks are joined by Id, all cursors advancing together (memory stays at a page
-per chunk). The join rule: a record is emitted only when every chunk returned it with the *same*
-replication value (SystemModstamp), i.e. every chunk read the same version of it. A record that
-changed between the chunk queries shows different values (or, having moved past the window's end,
-is missing from the later chunks); it is left out of this run, and because its new SystemModstamp is
-later than any bookmark this run can write, the next run reads it whole. So nothing is emitted
-half-updated, and nothing is lost.
+Wide objects: when the query's URI would pass Salesforce's limit (soql.chunk_field_names), or when
+Salesforce found a query too complicated (QUERY_TOO_COMPLICATED: `narrow` halves the fields each query
+selects, and Extraction reads again from the last record written), the fields are split into chunks that
+each carry Id and the replication field; one query per chunk runs over the same window and the chunks
+are joined by Id, all cursors advancing together (memory stays at a page per chunk). The join rule: a
+record is emitted only when every chunk returned it with the *same* replication value (SystemModstamp),
+i.e. every chunk read the same version of it. A record that changed between the chunk queries shows
+different values (or, having moved past the window's end, is missing from the later chunks); it is left
+out of this run, and because its new SystemModstamp is later than any bookmark this run can write, the
+next run reads it whole. So nothing is emitted half-updated, and nothing is lost.
 
 The join groups rows by replication value and matches Ids inside a group, so it needs no assumption
 about how Salesforce orders Ids. An object without a replication field is ordered by Id alone; there
@@ -64,20 +65,37 @@ class RestExtractor:
         self.expected_records: int | None = None
         self.chunks_used = 1
         self.records_left_out = 0
+        # Other fields per chunk at most (besides Id and the replication field), once Salesforce found
+        # a query too complicated (QUERY_TOO_COMPLICATED); None: only the URI limit splits.
+        self.max_chunk_fields: int | None = None
 
     def records(self, plan: QueryPlan) -> Iterator[Stamped]:
-        chunks = chunk_field_names(
-            plan.sobject,
-            plan.field_names,
-            api_version=self.client.api_version,
-            replication_field=plan.replication_field,
-        )
+        chunks = self._chunks(plan)
         self.chunks_used = len(chunks)
         if len(chunks) == 1:
             yield from self._chunk_records(plan, plan.fields, count_total=True, hidden=plan.hidden)
             return
         by_name = {field.salesforce_name: field for field in plan.fields}
         yield from self._joined(plan, [[by_name[name] for name in chunk] for chunk in chunks])
+
+    def narrow(self, plan: QueryPlan) -> int | None:
+        """Halve the fields each query selects (QUERY_TOO_COMPLICATED); the number of chunks that makes,
+        or None when a chunk already selects a single field besides the keys."""
+        widest = max(len(chunk) for chunk in self._chunks(plan))
+        keys = 2 if plan.replication_field else 1
+        if widest - keys <= 1:
+            return None
+        self.max_chunk_fields = (widest - keys + 1) // 2
+        return len(self._chunks(plan))
+
+    def _chunks(self, plan: QueryPlan) -> list[list[str]]:
+        return chunk_field_names(
+            plan.sobject,
+            plan.field_names,
+            api_version=self.client.api_version,
+            replication_field=plan.replication_field,
+            max_fields=self.max_chunk_fields,
+        )
 
     # --- one query ---------------------------------------------------------------------------------
 

@@ -460,6 +460,37 @@ def test_query_timeout_below_the_floor_fails_clearly(org: Emulator, catalog: dic
     assert "QUERY_TIMEOUT" in run.stderr and "window under 1 s" in run.stderr
 
 
+# --- QUERY_TOO_COMPLICATED ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_a_query_too_complicated_is_split_into_field_chunks_joined_by_id(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture, api_type: str
+) -> None:
+    """Salesforce refuses a wide query on an object with many formula fields (QUERY_TOO_COMPLICATED):
+    the run ended there. Now the fields are read in narrower queries joined by Id."""
+    chosen = select(catalog, [ACCOUNT])
+    assert len(selected_properties(entry(chosen, ACCOUNT))) > 100
+    org.faults.query_too_complicated(fields=40, count=None, path="Account")
+    tick(org)
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, chosen, api_type=api_type)
+    warned = [r.getMessage() for r in caplog.records if "reading its fields in" in r.getMessage()]
+    assert len(warned) == 2 and "in 4 queries joined by Id" in warned[-1], warned  # 127 -> 63 -> 32 fields
+    assert "QUERY_TOO_COMPLICATED" in warned[0] and "from the window's start" in warned[0]
+    assert_equals_org(org, chosen, [run], ACCOUNT)
+    queries = [r for r in org.requests() if "/queryAll" in r["target"] and "Account" in r["target"]]
+    assert sum(r["status"] == 200 for r in queries) >= 4
+
+
+def test_a_query_of_one_field_still_too_complicated_fails_clearly(org: Emulator, catalog: dict) -> None:
+    org.faults.query_too_complicated(fields=2, count=None, path="Account")
+    tick(org)
+    run = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]))
+    assert run.exit_code == 1
+    assert "QUERY_TOO_COMPLICATED" in run.stderr and "one field at a time" in run.stderr
+
+
 # --- more switches and shapes ------------------------------------------------------------------------------
 
 

@@ -201,3 +201,22 @@ def test_a_closed_cursor_answers_invalid_query_locator_and_stays_closed(
         assert closed.json() == [{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]
     assert http.get(emu.base_url + second["nextRecordsUrl"], timeout=30).status_code == 200  # only that one
     assert emu.faults.active() == []
+
+
+# ---------------------------------------------------------------- QUERY_TOO_COMPLICATED
+def test_queries_selecting_too_many_fields_are_too_complicated(http: requests.Session, emu: Emulator) -> None:
+    emu.faults.query_too_complicated(fields=2, count=None)
+    refused = query(http, emu, "SELECT Id, Name, Phone FROM Account")
+    assert refused.status_code == 400
+    assert refused.json() == [
+        {
+            "message": "Query is either selecting too many fields or the filter conditions are too "
+            "complicated.",
+            "errorCode": "QUERY_TOO_COMPLICATED",
+        }
+    ]
+    assert query(http, emu, "SELECT Id, Name FROM Account").status_code == 200
+    job = {"operation": "queryAll", "query": "SELECT Id, Name, Phone FROM Account"}
+    created = http.post(f"{emu.base_url}{V}/jobs/query", json=job, timeout=30)
+    assert created.status_code == 400 and created.json()[0]["errorCode"] == "QUERY_TOO_COMPLICATED"
+    assert emu.faults.active()[0]["fired"] == 2

@@ -83,6 +83,18 @@ def test_narrow_objects_stay_one_chunk():
     assert chunks == [["Id", "SystemModstamp", "Name", "Industry"]]
 
 
+def test_a_field_cap_splits_narrow_lists_too_with_keys_in_every_chunk():
+    names = ["Id", "SystemModstamp", "A", "B", "C", "D", "E"]
+    chunks = soql.chunk_field_names(
+        "Account", names, api_version="58.0", replication_field="SystemModstamp", max_fields=2
+    )
+    assert chunks == [
+        ["Id", "SystemModstamp", "A", "B"],
+        ["Id", "SystemModstamp", "C", "D"],
+        ["Id", "SystemModstamp", "E"],
+    ]
+
+
 def test_wide_field_lists_split_under_the_limit_with_keys_in_every_chunk():
     fields = [f"Custom_Field_Number_{i:04d}__c" for i in range(1000)]
     chunks = soql.chunk_field_names(
