@@ -12,9 +12,9 @@ COUNT()), so they land between streams and while pages are read. Each run draws 
 its threshold), small pages (the emulator serves a few dozen rows per REST page and Bulk result page, as
 Salesforce may), small STATE intervals and target batches. Every run but the last meets a fault it must
 survive (5xx, a connection dropped mid-body, expired sessions, QUERY_TIMEOUT, failed Bulk jobs, closed
-query cursors), and one run per seed stops early: the API quota (exit 2) or a SIGKILL of the whole
-pipeline at the first STATE that moves a bookmark (often inside a burst); the next run resumes from the
-last committed STATE.
+query cursors, queries too complicated), and one run per seed stops early: the API quota (exit 2) or a
+SIGKILL of the whole pipeline at the first STATE that moves a bookmark (often inside a burst); the next
+run resumes from the last committed STATE.
 
 After every run:
 - a finished run: every selected table equals the org row for row (every selected column, is_deleted,
@@ -84,7 +84,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 SEEDS = _seeds(os.environ.get("FUZZ_SEEDS", "1-5"))  # loaded into DuckDB
 POSTGRES_SEEDS = _seeds(os.environ.get("FUZZ_POSTGRES_SEEDS", "6-8"))  # loaded into PostgreSQL
 LOOKBACKS = (0, 0, 60, 600)  # seconds; seed % 4 picks one (0: only the bookmark itself is read again)
-TRANSIENT_FAULTS = ("http", "drop", "expire", "timeout", "bulk_fail", "cursor")
+TRANSIENT_FAULTS = ("http", "drop", "expire", "timeout", "bulk_fail", "cursor", "complicated")
 STREAMS = {
     "accounts": "Account",
     "contacts": "Contact",
@@ -453,7 +453,7 @@ class Fuzz:
 
     def arm_faults(self, plan: RunPlan) -> None:
         faults = self.emu.faults
-        if plan.transient in ("timeout", "cursor") and plan.api_type == "bulk":  # REST queries meet it
+        if plan.transient in ("timeout", "cursor", "complicated") and plan.api_type == "bulk":  # REST
             plan.api_type = "rest"
         elif plan.transient == "bulk_fail":
             plan.api_type = "bulk"
@@ -484,6 +484,10 @@ class Fuzz:
             count = self.rng.randint(1, 3)
             faults.close_cursors(count=count, path="/query/")
             plan.details.append(f"{count} query cursor(s) closed")
+        elif plan.transient == "complicated":  # wide queries refused: field chunks joined by Id
+            fields = self.rng.randint(3, 12)
+            faults.query_too_complicated(fields=fields, count=None, path="/queryAll")
+            plan.details.append(f"QUERY_TOO_COMPLICATED above {fields} fields")
         elif plan.transient == "bulk_fail":
             jobs = self.rng.randint(1, 2)
             faults.fail_bulk_jobs(count=jobs)
