@@ -24,8 +24,9 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     the restart point no further (thousands of records sharing one SystemModstamp, read from their
     first each time), a `TapError` says what to check.
   - QUERY_TOO_COMPLICATED (a wide object whose formula fields make the query too costly to compile):
-    the fields each query selects are halved (REST field chunks joined by Id), with a warning, and the
-    query restarts from the last record seen; a `TapError` when a query of one field is still refused.
+    the fields each query selects are halved (REST field chunks joined by Id, at most
+    `rest.MAX_JOINED_QUERIES` of them), with a warning, and the query restarts from the last record
+    seen; a `TapError` when the narrowest split is still refused.
   - A Bulk job that cannot run or fails: the rest of the window goes through REST, with a warning.
   Restarts read `>=` the last replication value seen, so records sharing it are read again: the
   target's upsert absorbs the repeats, and nothing is skipped.
@@ -294,8 +295,9 @@ class Extraction:
         if chunks is None:
             raise TapError(
                 f"{self.stream}: Salesforce found the query on {plan.sobject} too complicated "
-                f"(QUERY_TOO_COMPLICATED) even when it selects one field at a time besides Id: deselect "
-                "the object's heaviest formula fields"
+                "(QUERY_TOO_COMPLICATED) even with its fields split into as many queries as can be read "
+                "side by side (Salesforce keeps 10 query cursors per user): deselect the object's "
+                "heaviest formula fields"
             ) from error
         self.logger.warning(
             "%s: Salesforce found the query on %s too complicated (QUERY_TOO_COMPLICATED: formula fields "

@@ -45,6 +45,9 @@ class _Paging(msgspec.Struct):
 
 
 _paging_decoder = msgspec.json.Decoder(_Paging)
+# Queries read side by side for one object when Salesforce finds a wider one too complicated: each holds
+# a query cursor, and Salesforce keeps 10 per user (opening an eleventh closes the oldest).
+MAX_JOINED_QUERIES = 8
 
 
 class RestExtractor:
@@ -80,21 +83,25 @@ class RestExtractor:
 
     def narrow(self, plan: QueryPlan) -> int | None:
         """Halve the fields each query selects (QUERY_TOO_COMPLICATED); the number of chunks that makes,
-        or None when a chunk already selects a single field besides the keys."""
+        or None when that would pass MAX_JOINED_QUERIES or a chunk already selects one field."""
         widest = max(len(chunk) for chunk in self._chunks(plan))
         keys = 2 if plan.replication_field else 1
         if widest - keys <= 1:
             return None
-        self.max_chunk_fields = (widest - keys + 1) // 2
-        return len(self._chunks(plan))
+        cap = (widest - keys + 1) // 2
+        chunks = len(self._chunks(plan, cap))
+        if chunks > MAX_JOINED_QUERIES:
+            return None
+        self.max_chunk_fields = cap
+        return chunks
 
-    def _chunks(self, plan: QueryPlan) -> list[list[str]]:
+    def _chunks(self, plan: QueryPlan, max_fields: int | None = None) -> list[list[str]]:
         return chunk_field_names(
             plan.sobject,
             plan.field_names,
             api_version=self.client.api_version,
             replication_field=plan.replication_field,
-            max_fields=self.max_chunk_fields,
+            max_fields=max_fields or self.max_chunk_fields,
         )
 
     # --- one query ---------------------------------------------------------------------------------

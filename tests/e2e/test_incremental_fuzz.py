@@ -485,7 +485,7 @@ class Fuzz:
             faults.close_cursors(count=count, path="/query/")
             plan.details.append(f"{count} query cursor(s) closed")
         elif plan.transient == "complicated":  # wide queries refused: field chunks joined by Id
-            fields = self.rng.randint(3, 12)
+            fields = self.rng.randint(20, 60)  # (an Account's ~120 fields then fit 8 joined queries)
             faults.query_too_complicated(fields=fields, count=None, path="/queryAll")
             plan.details.append(f"QUERY_TOO_COMPLICATED above {fields} fields")
         elif plan.transient == "bulk_fail":

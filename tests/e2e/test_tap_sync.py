@@ -483,12 +483,15 @@ def test_a_query_too_complicated_is_split_into_field_chunks_joined_by_id(
     assert sum(r["status"] == 200 for r in queries) >= 4
 
 
-def test_a_query_of_one_field_still_too_complicated_fails_clearly(org: Emulator, catalog: dict) -> None:
+def test_a_query_too_complicated_even_in_the_narrowest_split_fails_clearly(
+    org: Emulator, catalog: dict
+) -> None:
     org.faults.query_too_complicated(fields=2, count=None, path="Account")
     tick(org)
     run = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]))
     assert run.exit_code == 1
-    assert "QUERY_TOO_COMPLICATED" in run.stderr and "one field at a time" in run.stderr
+    assert "QUERY_TOO_COMPLICATED" in run.stderr and "10 query cursors per user" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 # --- more switches and shapes ------------------------------------------------------------------------------
