@@ -23,9 +23,10 @@ Kinds and what the client sees:
 - `query_too_complicated(fields=N)`: a REST query (query/queryAll) or a Bulk API 2.0 query job whose
   SELECT lists more than N fields answers 400 QUERY_TOO_COMPLICATED, as Salesforce does for objects
   whose formula fields make a wide query too costly to compile (`path` matches a Bulk job's query).
-- `close_cursors()`: the next query-more requests find their query's cursor closed, as Salesforce closes
-  one idle for 15 minutes (a client that waited on a slow consumer) or pushed out by the same user's
-  eleventh open query: 400 INVALID_QUERY_LOCATOR, and the cursor stays closed.
+- `close_cursors()`: the next query-more requests find their query's cursor gone, as Salesforce answers
+  for a locator it no longer holds (its results expire two days after the query since API 56.0; before,
+  a cursor idle for 15 minutes or a user's eleventh closed): 400 INVALID_QUERY_LOCATOR, and the cursor
+  stays closed.
 """
 
 from __future__ import annotations

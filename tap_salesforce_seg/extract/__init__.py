@@ -18,8 +18,8 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     to `MIN_TIMEOUT_WINDOW`; below that a `TapError` says what to do.
   - INVALID_FIELD: `refresh(plan)` (the stream describes the object again and drops vanished fields,
     with a warning) and the query restarts from the last record seen.
-  - INVALID_QUERY_LOCATOR (Salesforce closed the query's cursor: idle for 15 minutes while the tap
-    waited for a slow reader, or pushed out by the same user's eleventh open query): the query restarts
+  - INVALID_QUERY_LOCATOR (Salesforce no longer holds the query's cursor: its results expired, two days
+    after the query since API 56.0, or were dropped on Salesforce's side): the query restarts
     from the last record seen, with a warning; after `MAX_CURSOR_LOSSES` such losses in a row that moved
     the restart point no further (thousands of records sharing one SystemModstamp, read from their
     first each time), a `TapError` says what to check.
@@ -290,14 +290,16 @@ class Extraction:
         return half
 
     def _narrowed(self, plan: QueryPlan, cursor: datetime | None, error: SalesforceApiError) -> None:
+        from tap_salesforce_seg.extract.rest import MAX_JOINED_QUERIES
+
         narrow = getattr(self.extractor, "narrow", None)  # REST; Bulk refuses such a job (BulkUnavailable)
         chunks = narrow(plan) if narrow is not None else None
         if chunks is None:
             raise TapError(
                 f"{self.stream}: Salesforce found the query on {plan.sobject} too complicated "
-                "(QUERY_TOO_COMPLICATED) even with its fields split into as many queries as can be read "
-                "side by side (Salesforce keeps 10 query cursors per user): deselect the object's "
-                "heaviest formula fields"
+                f"(QUERY_TOO_COMPLICATED) even with its fields split into {MAX_JOINED_QUERIES} queries "
+                "joined by Id (each with its own pages and API calls): deselect the object's heaviest "
+                "formula fields"
             ) from error
         self.logger.warning(
             "%s: Salesforce found the query on %s too complicated (QUERY_TOO_COMPLICATED: formula fields "
@@ -309,8 +311,8 @@ class Extraction:
         )
 
     def _cursor_lost(self, plan: QueryPlan, cursor: datetime | None, error: SalesforceApiError) -> None:
-        """Salesforce closed the query's cursor (idle for 15 minutes, or the user's eleventh open query
-        pushed it out): read again from the last record seen (`>=`: the target absorbs the repeats)."""
+        """Salesforce no longer holds the query's cursor (its results expired or were dropped): read
+        again from the last record seen (`>=`: the target absorbs the repeats)."""
         moved_on = self._cursor_losses == 0 or (
             cursor is not None and (self._lost_at is None or cursor > self._lost_at)
         )
@@ -319,15 +321,14 @@ class Extraction:
         where = _restart_point(plan, cursor)
         if self._cursor_losses > MAX_CURSOR_LOSSES:
             raise TapError(
-                f"{self.stream}: Salesforce closed the query's cursor on {plan.sobject} "
+                f"{self.stream}: Salesforce dropped the query's cursor on {plan.sobject} "
                 f"{self._cursor_losses} times in a row, each time before the sync got past {where} "
-                "(INVALID_QUERY_LOCATOR). Salesforce keeps at most 10 open queries per user and closes "
-                "one idle for 15 minutes: check that no other integration queries as this user at the "
-                "same time, and that whatever reads the tap's output keeps up"
+                "(INVALID_QUERY_LOCATOR): try again later, or read the object through Bulk API 2.0 "
+                "(api_type bulk)"
             ) from error
         self.logger.warning(
-            "%s: Salesforce closed the query's cursor on %s (INVALID_QUERY_LOCATOR: idle for 15 minutes, "
-            "or pushed out by another query of this user); reading again from %s.",
+            "%s: Salesforce no longer holds the query's cursor on %s (INVALID_QUERY_LOCATOR: its results "
+            "expired or were dropped); reading again from %s.",
             self.stream,
             plan.sobject,
             where,

@@ -45,8 +45,8 @@ class _Paging(msgspec.Struct):
 
 
 _paging_decoder = msgspec.json.Decoder(_Paging)
-# Queries read side by side for one object when Salesforce finds a wider one too complicated: each holds
-# a query cursor, and Salesforce keeps 10 per user (opening an eleventh closes the oldest).
+# Queries read side by side for one object when Salesforce finds a wider one too complicated: each has
+# its own pages (in memory at once, and an API call each), so the split stops there.
 MAX_JOINED_QUERIES = 8
 
 

@@ -490,7 +490,7 @@ def test_a_query_too_complicated_even_in_the_narrowest_split_fails_clearly(
     tick(org)
     run = run_tap(tap_settings(org, api_type="rest"), select(catalog, [ACCOUNT]))
     assert run.exit_code == 1
-    assert "QUERY_TOO_COMPLICATED" in run.stderr and "10 query cursors per user" in run.stderr
+    assert "QUERY_TOO_COMPLICATED" in run.stderr and "split into 8 queries joined by Id" in run.stderr
     assert "Traceback" not in run.stderr
 
 
