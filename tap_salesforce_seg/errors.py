@@ -34,13 +34,20 @@ class TapError(Exception):
 
 
 class OutputClosed(TapError):
-    """stdout closed under the tap (the target stopped reading): nothing more can be delivered."""
+    """stdout closed under the tap (the target stopped reading), or it cannot be written (a full disk
+    under a file it was redirected to): nothing more can be delivered."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "stdout was closed while messages were being written (did the target stop? see its log); "
-            "the next run resumes from the last state the target wrote"
-        )
+    def __init__(self, failure: OSError | None = None) -> None:
+        if failure is None or isinstance(failure, BrokenPipeError):
+            super().__init__(
+                "stdout was closed while messages were being written (did the target stop? see its log); "
+                "the next run resumes from the last state the target wrote"
+            )
+        else:
+            super().__init__(
+                f"stdout could not be written: {failure.strerror or failure}; make room where it goes and "
+                "run again (a sync resumes from the last STATE it wrote)"
+            )
 
 
 class ConfigError(TapError):

@@ -624,6 +624,6 @@ class RecordWriter:
                     out.write(self._buffer.decode())
                     out.flush()
                 self._buffer.clear()  # written: a stop that waited for the write must not write it again
-        except BrokenPipeError:
-            raise OutputClosed() from None
+        except OSError as error:  # the reader is gone (EPIPE), or a file's disk is full (ENOSPC)
+            raise OutputClosed(error) from None
         self._refresh_suffix()

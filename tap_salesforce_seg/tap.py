@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import sys
 import typing as t
@@ -179,8 +180,12 @@ class StateFlushingMsgSpecWriter(MsgSpecWriter):
                 write_all(stdout, self.format_message(message))
                 if message.type == SingerMessageType.STATE:
                     stdout.flush()
-        except BrokenPipeError:
-            raise OutputClosed() from None
+        except OSError as error:  # the reader is gone (EPIPE), or a file's disk is full (ENOSPC)
+            raise OutputClosed(error) from None
+
+
+# A write that failed for want of room or a device (stdout redirected to a file on a full disk).
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
 
 
 class _OneLineErrorsCommand(SingerCommand):
@@ -188,7 +193,13 @@ class _OneLineErrorsCommand(SingerCommand):
 
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
-            return super().main(*args, **kwargs)
+            try:
+                return super().main(*args, **kwargs)
+            except OSError as error:
+                # The catalog or --about printed to a file on a full disk: the tap writes no other file.
+                if error.errno not in _OUTPUT_ERRNOS:
+                    raise
+                raise OutputClosed(error) from None
         except TapError as error:
             if isinstance(error, OutputClosed):  # what is still buffered has nowhere to go
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

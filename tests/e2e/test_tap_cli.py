@@ -8,12 +8,15 @@ import fcntl
 import json
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
 import termios
 import time
 import typing as t
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +162,38 @@ def test_a_target_that_stops_reading_ends_the_tap_with_one_clear_line(org: Emula
     assert process.returncode == 1, stderr
     assert "stdout was closed while messages were being written" in stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+@pytest.mark.parametrize("command", ["sync", "discover", "about"])
+def test_stdout_on_a_full_disk_ends_the_tap_with_one_clear_line(
+    org: Emulator, catalog: dict, tmp_path: Path, command: str
+) -> None:
+    """`tap > out.jsonl` (or `--discover > catalog.json`) on a full disk ended in a traceback whose
+    error line read `28`."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(tap_settings(org)))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    arguments = {
+        "sync": ["--config", str(config), "--catalog", str(tmp_path / "catalog.json")],
+        "discover": ["--config", str(config), "--discover"],
+        "about": ["--about"],
+    }[command]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "tap_salesforce_seg.tap", *arguments],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "stdout could not be written: No space left on device; make room where it goes and run again (a "
+            "sync resumes from the last STATE it wrote)"
+        )
+    )
