@@ -9,6 +9,7 @@ committed.
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import time
@@ -60,6 +61,8 @@ from target_warehouse_seg.stopping import request_stop, reset_stop, wait_or_stop
 from target_warehouse_seg.typemap import Kind
 
 _NO_STATE = object()
+# A write that failed for want of room or a device (stdout redirected to a file on a full disk).
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
 
 SETTINGS = th.PropertiesList(
     th.Property(
@@ -210,6 +213,7 @@ class TargetWarehouseSeg(Target):
         self._sinks: dict[str, StreamSink] = {}
         self._signatures: dict[str, t.Any] = {}
         self._loader: Loader | None = None
+        self._rows_committed: t.Callable[[], int] = lambda: 0  # the loader's count, also while it closes
         self._rejected: list[Rejected] = []
         self._state_received: t.Any = _NO_STATE
         self._state_submitted: t.Any = _NO_STATE
@@ -246,6 +250,13 @@ class TargetWarehouseSeg(Target):
         except TargetError as error:
             cls.logger.error("%s", error)
             sys.exit(1)
+        except OSError as error:
+            # `--about` printed to a file on a full disk (the run's own writes say so above, and its
+            # spool files' errors are TargetErrors).
+            if error.errno not in _OUTPUT_ERRNOS:
+                raise
+            cls.logger.error("stdout could not be written: %s", error.strerror or error)
+            sys.exit(1)
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
@@ -277,6 +288,7 @@ class TargetWarehouseSeg(Target):
         if self._loader is None:
             engine = create_engine({**self.config, "schema": self.settings.schema})
             loader = Loader(engine, emit_state=self._write_state, quarantine=self.settings.quarantine)
+            self._rows_committed = lambda: loader.rows_committed
             try:
                 loader.call(engine.connect)
                 loader.call(engine.ensure_schema)
@@ -547,14 +559,21 @@ class TargetWarehouseSeg(Target):
             try:
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
-            except BrokenPipeError:
-                # Click would end the run with status 1 and no word; the data is committed, and a
-                # scheduler's state file lacks this STATE, so say so (a rerun loads it again).
-                committed = self._loader.rows_committed if self._loader is not None else 0
+            except OSError as error:
+                # Click would end the run with status 1 and no word (or a traceback); the data is
+                # committed, and a scheduler's state file lacks this STATE, so say so (a rerun loads
+                # it again).
+                committed = self._rows_committed()
+                if isinstance(error, BrokenPipeError):
+                    raise StdoutClosed(
+                        "stdout was closed: the program reading this target's STATE messages has gone, so "
+                        f"the run stops ({committed:,} row(s) committed; a rerun from the last STATE it "
+                        "received loads the rest again)"
+                    ) from None
                 raise StdoutClosed(
-                    "stdout was closed: the program reading this target's STATE messages has gone, so "
-                    f"the run stops ({committed:,} row(s) committed; a rerun from the last STATE it "
-                    "received loads the rest again)"
+                    f"stdout could not be written ({error.strerror or error}: a file on a full disk?), so "
+                    f"the run stops ({committed:,} row(s) committed; a rerun from the last STATE written "
+                    "there loads the rest again)"
                 ) from None
 
     def process_endofpipe(self) -> None:

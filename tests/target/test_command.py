@@ -145,6 +145,36 @@ def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_p
     assert len(warehouse.rows("s")) == 1000
 
 
+def test_stdout_on_a_full_disk_stops_the_run_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
+    """`target > state-out.jsonl` on a full disk: the first STATE that cannot be written stops the run
+    with a line saying so and what was committed (a traceback before); the rows committed stay."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(warehouse.config(batch_size_rows=1000)))
+    messages = [schema("s", {"id": {"type": "integer"}})]
+    for number in range(3000):
+        messages.append(record("s", {"id": number}))
+        if number % 1000 == 999:
+            messages.append(state({"position": number}))
+    with open("/dev/full", "wb") as full:
+        process = start_target(config, stdout=full.fileno())
+        _, stderr = process.communicate(to_lines(messages), timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "| ERROR" in line]
+    assert len(errors) == 1, stderr[-2000:]
+    assert "stdout could not be written (No space left on device" in errors[0]
+    assert "1,000 row(s) committed" in errors[0]
+    assert len(warehouse.rows("s")) == 1000
+    with open("/dev/full", "wb") as full:
+        about = subprocess.run(
+            [TARGET_EXECUTABLE, "--about"], stdout=full, stderr=subprocess.PIPE, text=True, check=False
+        )
+    assert about.returncode == 1 and "Traceback" not in about.stderr
+    assert (
+        about.stderr.strip().splitlines()[-1].endswith("stdout could not be written: No space left on device")
+    )
+
+
 def test_an_input_file_is_read_as_stdin_is(warehouse: Warehouse, tmp_path: Path) -> None:
     """``--input FILE`` (singer-sdk's option) reads bytes, as stdin: bytes that are not UTF-8 give the
     one line naming the input line (singer-sdk opened the file as UTF-8 text, and such bytes ended the
