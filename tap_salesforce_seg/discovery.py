@@ -124,7 +124,11 @@ def check_catalog_shape(catalog: Any) -> None:
     objects and whose ``metadata`` is a list of ``{"breadcrumb": [...], "metadata": {...}}``."""
     if not isinstance(catalog, Mapping):
         raise CatalogError("catalog: not a JSON object")
-    streams = catalog.get("streams", [])
+    if "streams" not in catalog:  # another JSON file given as the catalog synced nothing, silently
+        raise CatalogError(
+            "catalog: no `streams` list; a catalog is what `--discover` writes (was another file given?)"
+        )
+    streams = catalog["streams"]
     if not isinstance(streams, list):
         raise CatalogError("catalog: `streams` is not a list")
     for index, entry in enumerate(streams):

@@ -335,6 +335,11 @@ class TapSalesforceSeg(Tap):
         }
         if selected:
             check_selected_against_org(definitions, selected, describe_global(self.client), naming)
+        else:
+            self.logger.warning(
+                "No stream is selected in the catalog, so nothing is synced: select streams in it, or "
+                "with Meltano's `select` (README: Choose objects and fields)."
+            )
         return definitions
 
     def _make_stream(self, definition: StreamDefinition) -> Stream:

@@ -262,6 +262,21 @@ def test_a_bookmark_ahead_of_salesforces_clock_is_warned_about(
     assert not [r for r in caplog.records if "later than Salesforce's clock" in r.getMessage()]
 
 
+def test_a_catalog_with_no_stream_selected_says_so(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A catalog whose streams are all deselected (a Meltano `select` that matches nothing) synced
+    nothing without a word."""
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, select(catalog, []))
+    assert run.exit_code == 0 and not [m for m in run.messages if m["type"] == "RECORD"]
+    assert any("No stream is selected in the catalog" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sync(org, select(catalog, [ACCOUNT]))
+    assert not any("No stream is selected" in r.getMessage() for r in caplog.records)
+
+
 def test_start_date_limits_the_first_sync(org: Emulator, catalog: dict) -> None:
     chosen = select(catalog, [ACCOUNT])
     stamps = sorted(r["SystemModstamp"] for r in org.org.records("Account"))

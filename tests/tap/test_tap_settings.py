@@ -370,6 +370,11 @@ def test_config_and_state_files_given_as_paths_are_read(tmp_path: Path) -> None:
 
 
 CATALOG_SHAPES = {
+    # Another JSON file given as the catalog (here a config) synced nothing and exited 0, silently.
+    "no streams": (
+        {"username": "someone", "password": "x"},
+        "catalog: no `streams` list; a catalog is what `--discover` writes (was another file given?)",
+    ),
     "streams not a list": ({"streams": 5}, "catalog: `streams` is not a list"),
     "a stream not an object": ({"streams": [5]}, "catalog: streams[0] is not an object"),
     "a numeric id": (
