@@ -61,6 +61,8 @@ class StreamPlan:
 
 
 def schema_properties(stream: str, schema: t.Any) -> dict[str, t.Any]:
+    if not stream.strip():  # it loaded into a table named "_" (or "___")
+        raise SchemaConflict(f"a SCHEMA message names no stream (`stream` is {stream!r})")
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         raise SchemaConflict(f"stream {stream}: its SCHEMA message has no `properties` object")
     return schema["properties"]

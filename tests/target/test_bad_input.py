@@ -185,3 +185,11 @@ def test_a_schema_without_properties_is_refused(warehouse: Warehouse) -> None:
         [{"type": "SCHEMA", "stream": "x", "schema": {"type": "object"}, "key_properties": []}]
     )
     assert run.error is not None and "stream x" in str(run.error) and "properties" in str(run.error)
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_a_schema_without_a_stream_name_is_refused(warehouse: Warehouse, name: str) -> None:
+    """It loaded into a table named "_" (or "__" for two blanks), which no stream can name on purpose."""
+    run = warehouse.run([schema(name, PROPERTIES), record(name, {"id": 1}), state(1)])
+    assert str(run.error) == f"a SCHEMA message names no stream (`stream` is {name!r})"
+    assert run.states == [] and warehouse.tables() == set()
