@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
@@ -27,6 +26,7 @@ from simple_salesforce.login import SalesforceLogin
 
 from tap_salesforce_seg.config import AUTH_CLIENT_CREDENTIALS, AUTH_PASSWORD, AUTH_REFRESH_TOKEN, TapConfig
 from tap_salesforce_seg.errors import AuthenticationError, TapError, TransientError
+from tap_salesforce_seg.http_errors import network_failure, page_summary, shorten
 
 TOKEN_PATH = "/services/oauth2/token"
 SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
@@ -34,7 +34,6 @@ SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true
 _TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 # A login answer that never arrives whole (dropped connection, stalled read, body cut short): retried.
 _UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-_MAX_DETAIL = 200
 _SOAP_PATH = "/services/Soap/u/"
 
 
@@ -101,7 +100,7 @@ class Authenticator:
             )
         except SalesforceAuthenticationFailed as error:
             # simple-salesforce >= 1.12.9 keeps Salesforce's text in `auth_message` (`message` is a template).
-            code, detail = error.code, _short(str(getattr(error, "auth_message", None) or error.message))
+            code, detail = error.code, shorten(str(getattr(error, "auth_message", None) or error.message))
             if answers and not _is_soap_answer(answers[-1]):
                 raise self._not_a_soap_answer(answers[-1]) from None
             if isinstance(code, int) or code in _TRANSIENT_SOAP_CODES:
@@ -117,7 +116,7 @@ class Authenticator:
                 f"the login at {config.login_base_url} answered with XML that could not be read"
             ) from None
         except _UNREACHABLE as error:
-            raise TransientError(f"SOAP login at {config.login_base_url}: {type(error).__name__}") from None
+            raise network_failure(error, f"SOAP login at {config.login_base_url}") from None
         finally:
             self._http.hooks["response"].remove(keep)
         scheme = urlsplit(config.login_base_url).scheme
@@ -143,7 +142,7 @@ class Authenticator:
         try:
             response = self._http.post(url, data=form, headers={"Accept": "application/json"})
         except _UNREACHABLE as error:
-            raise TransientError(f"OAuth login at {url}: {type(error).__name__}") from None
+            raise network_failure(error, f"OAuth login at {url}") from None
         if _transient_status(response.status_code):
             raise TransientError(
                 f"OAuth login at {url}: HTTP {response.status_code}", status=response.status_code
@@ -157,7 +156,7 @@ class Authenticator:
                 if error
                 else f"HTTP {response.status_code} {page_summary(response.text)}"
             )
-            raise self._refused(_short(detail), what)
+            raise self._refused(shorten(detail), what)
         instance_url = str(body.get("instance_url") or "").rstrip("/")
         if not instance_url.startswith(("https://", "http://")):
             raise AuthenticationError(f"Salesforce's token answer has no usable instance_url ({url})")
@@ -196,16 +195,3 @@ def _json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-def page_summary(text: str) -> str:
-    """An error page in a few words: an HTML page by its title, anything else shortened."""
-    if "<html" not in text[:1000].lower():
-        return _short(text)
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    return f'an HTML page titled "{_short(title.group(1))}"' if title else "an HTML page"
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."

@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from tap_salesforce_seg.auth import Authenticator, LoginResult, page_summary
+from tap_salesforce_seg.auth import Authenticator, LoginResult
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
     AuthenticationError,
@@ -48,6 +48,7 @@ from tap_salesforce_seg.errors import (
     ServiceUnavailable,
     TransientError,
 )
+from tap_salesforce_seg.http_errors import network_failure, page_summary
 
 USER_AGENT = "tap-salesforce-seg"
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -200,7 +201,7 @@ class SalesforceClient:
             if response.status_code < 400:
                 return response
         except (requests.ConnectionError, requests.Timeout) as error:
-            raise TransientError(f"{type(error).__name__}: {_first_line(error)}") from None
+            raise network_failure(error, f"{method} {_display_path(url)}") from None
         except requests.exceptions.ChunkedEncodingError as error:
             raise TransientError(f"body cut short ({_first_line(error)})") from None
         raise self._error_for(response, method, url)

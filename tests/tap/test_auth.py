@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import json
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from salesforce_emulator import Emulator
 from salesforce_emulator.auth import Credentials
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
-from tap_salesforce_seg.errors import AuthenticationError, ServiceUnavailable
+from tap_salesforce_seg.errors import AuthenticationError, ServiceUnavailable, TapError
 
 LOGGER = logging.getLogger("test-auth")
 
@@ -262,3 +263,39 @@ def test_a_busy_page_in_front_of_the_login_is_retried(
         client_for(password_settings(emulator, domain=domain)).login()
     assert _NotSalesforce.requests_seen > 1
     assert 'HTTP 503 an HTML page titled "Page Not Found"' in str(caught.value)
+
+
+# --- no HTTP answer at all -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("login", ["soap", "refresh-token"])
+def test_a_certificate_that_does_not_verify_is_one_line_with_what_to_do(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, login: str
+) -> None:
+    """A proxy that re-signs HTTPS (or a server with its own CA): the login was retried for half a
+    minute and then said only `SSLError`."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    emu = emulator_factory(scale=0.001, tls=True, tls_dir=tmp_path / "tls")
+    settings = password_settings(emu) if login == "soap" else oauth_settings(emu)
+    with pytest.raises(TapError) as caught:
+        client_for(settings).login()
+    message = str(caught.value)
+    assert not isinstance(caught.value, ServiceUnavailable), "not retried"
+    assert "TLS certificate does not verify (self-signed certificate in certificate chain)" in message
+    assert "REQUESTS_CA_BUNDLE" in message and "\n" not in message
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_file)  # as the message says
+    assert client_for(settings).get_json("limits") is not None
+
+
+def test_a_refused_connection_is_retried_and_named(
+    monkeypatch: pytest.MonkeyPatch, emulator: Emulator
+) -> None:
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.01)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", 0.02)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServiceUnavailable) as caught:
+        client_for(password_settings(emulator, domain=f"http://127.0.0.1:{port}")).login()
+    assert str(caught.value).endswith(f"SOAP login at http://127.0.0.1:{port}: the connection was refused")

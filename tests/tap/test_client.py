@@ -290,6 +290,32 @@ def test_an_html_error_page_is_named_by_its_title(mock: requests_mock_module.Moc
     assert "<p>" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (
+            requests.ConnectionError(
+                "HTTPSConnectionPool(host='acme.my.salesforce.com', port=443): Max retries exceeded with "
+                'url: /services/data/v58.0/limits (Caused by NameResolutionError("<urllib3.connection.'
+                "HTTPSConnection object>: Failed to resolve 'acme.my.salesforce.com' ([Errno -2] Name or "
+                'service not known)"))'
+            ),
+            "the host name does not resolve",
+        ),
+        (requests.ConnectTimeout("HTTPSConnectionPool(...): Max retries exceeded"), "no answer in time"),
+    ],
+    ids=["dns", "timeout"],
+)
+def test_a_request_without_an_answer_is_named_by_its_cause(
+    mock: requests_mock_module.Mocker, raised: Exception, said: str
+) -> None:
+    mock.get(f"{DATA}/limits", exc=raised)
+    with pytest.raises(ServiceUnavailable) as caught:
+        make_client().get("limits")
+    assert f"GET /services/data/v58.0/limits: {said}" in str(caught.value)
+    assert "urllib3" not in str(caught.value) and "HTTPSConnectionPool" not in str(caught.value)
+
+
 def test_server_time_comes_from_the_date_header(mock: requests_mock_module.Mocker) -> None:
     mock.get(f"{DATA}/limits", json={}, headers={"Date": "Fri, 02 Jan 2026 10:00:00 GMT"})
     client = make_client()
