@@ -121,16 +121,22 @@ def test_parallel_runs_into_one_postgres_schema_create_what_they_share_once(
         assert check.execute('SELECT count(*) FROM "shared"."_rejected_records"').fetchone() == (1,)
 
 
-def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
-    """When the program reading STATE goes away, the first STATE that cannot be written stops the run
-    with a line saying so (Click ended it with status 1 and no word before); what was committed stays."""
+def _thousands_with_states(warehouse: Warehouse, tmp_path: Path, count: int) -> tuple[Path, list]:
+    """A config committing every 1,000 rows, and `count` records with a STATE after each thousand."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(warehouse.config(batch_size_rows=1000)))
     messages = [schema("s", {"id": {"type": "integer"}})]
-    for number in range(5000):
+    for number in range(count):
         messages.append(record("s", {"id": number}))
         if number % 1000 == 999:
             messages.append(state({"position": number}))
+    return config, messages
+
+
+def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
+    """When the program reading STATE goes away, the first STATE that cannot be written stops the run
+    with a line saying so (Click ended it with status 1 and no word before); what was committed stays."""
+    config, messages = _thousands_with_states(warehouse, tmp_path, 5000)
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody reads the target's stdout
     try:
@@ -148,13 +154,7 @@ def test_a_closed_stdout_stops_the_run_with_one_line(warehouse: Warehouse, tmp_p
 def test_stdout_on_a_full_disk_stops_the_run_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
     """`target > state-out.jsonl` on a full disk: the first STATE that cannot be written stops the run
     with a line saying so and what was committed (a traceback before); the rows committed stay."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(warehouse.config(batch_size_rows=1000)))
-    messages = [schema("s", {"id": {"type": "integer"}})]
-    for number in range(3000):
-        messages.append(record("s", {"id": number}))
-        if number % 1000 == 999:
-            messages.append(state({"position": number}))
+    config, messages = _thousands_with_states(warehouse, tmp_path, 3000)
     with open("/dev/full", "wb") as full:
         process = start_target(config, stdout=full.fileno())
         _, stderr = process.communicate(to_lines(messages), timeout=120)
