@@ -50,7 +50,7 @@ from tap_harness import select
 
 from salesforce_emulator import ControlClient, Credentials, Emulator
 from tap_salesforce_seg.config import TapConfig
-from tap_salesforce_seg.errors import AuthenticationError
+from tap_salesforce_seg.errors import AuthenticationError, TapError
 from tap_salesforce_seg.naming import property_names, stream_name, stream_names
 from tap_salesforce_seg.progress import StreamProgress
 from target_warehouse_seg.identifiers import conform
@@ -689,6 +689,22 @@ def test_invalid_login_message(emulator_factory: Any) -> None:
     with pytest.raises(AuthenticationError) as refused:
         client.login()
     assert example_pattern(block("invalid-login")).fullmatch(str(refused.value)), str(refused.value)
+
+
+def test_untrusted_certificate_message(
+    emulator_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    emu = emulator_factory(scale=0.001, tls=True, tls_dir=tmp_path / "tls")  # a CA nobody trusts here
+    from tap_salesforce_seg.client import SalesforceClient
+
+    client = SalesforceClient(
+        TapConfig.from_mapping(json_block("tap-password")), _quiet_logger(), http=login_redirect_session(emu)
+    )
+    with pytest.raises(TapError) as refused:
+        client.login()
+    assert example_pattern(block("tls-untrusted")).fullmatch(str(refused.value)), str(refused.value)
 
 
 def _quiet_logger() -> logging.Logger:
