@@ -349,6 +349,13 @@ class PostgresEngine(CatalogEngine):
         return stored_table(name, columns, primary_key, rows[0][5], len(rows), alterable=rows[0][6])
 
     def widened(self, expression: str, stored_type: str, sql_type: str) -> str:
+        # A plain cast of a date reads the session's DateStyle (as text: 03/02/2024 under 'SQL, DMY')
+        # or TimeZone (as an instant: midnight where the server is); behind a transaction pooler the
+        # session's own SETs may not hold. So both are spelled out.
+        if stored_type == SQL_TYPES[Kind.DATE] and sql_type == SQL_TYPES[Kind.TEXT]:
+            return f"to_char({expression}, 'YYYY-MM-DD')"
+        if stored_type == SQL_TYPES[Kind.DATE] and sql_type == SQL_TYPES[Kind.TIMESTAMP]:
+            return f"(CAST({expression} AS timestamp) AT TIME ZONE 'UTC')"
         if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.TIMESTAMP]:
             return f"to_char(({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         if sql_type == SQL_TYPES[Kind.TEXT] and stored_type == SQL_TYPES[Kind.NUMBER]:

@@ -57,6 +57,30 @@ def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
     assert {r["id"]: r["n"] for r in warehouse.rows("w")}[4] == "8"
 
 
+@pytest.mark.parametrize("to", ["date-time", "text"])
+def test_dates_widen_alike_whatever_the_servers_date_style_and_zone(warehouse: Warehouse, to: str) -> None:
+    """A database set to `DateStyle 'SQL, DMY'` (and a zone east of UTC): a date column widened to text
+    held 03/02/2024 for 2024-02-03 on PostgreSQL, where DuckDB held 2024-02-03."""
+    if warehouse.engine == "postgres":
+        database = warehouse.config()["sqlalchemy_url"].rpartition("/")[2]
+        warehouse.execute(
+            f"ALTER DATABASE \"{database}\" SET datestyle = 'SQL, DMY'",
+            f"ALTER DATABASE \"{database}\" SET timezone = 'Asia/Kolkata'",
+        )
+    dated = {"id": {"type": "integer"}, "d": {"type": "string", "format": "date"}}
+    assert warehouse.run([schema("w", dated), record("w", {"id": 1, "d": "2024-02-03"})]).error is None
+    wider = {"type": "string", "format": "date-time"} if to == "date-time" else {"type": "string"}
+    run = warehouse.run([schema("w", {**dated, "d": wider}), record("w", {"id": 2, "d": None})])
+    assert run.error is None, run.error
+    if warehouse.engine == "postgres":  # for this test's own reading (psycopg reads ISO only)
+        warehouse.execute(f'ALTER DATABASE "{database}" RESET datestyle')
+    stored = {r["id"]: r["d"] for r in warehouse.rows("w")}[1]
+    if to == "text":
+        assert stored == "2024-02-03"
+    else:
+        assert stored == dt.datetime(2024, 2, 3, tzinfo=dt.timezone.utc)
+
+
 def test_numbers_widened_to_text_are_written_without_trailing_zeros(warehouse: Warehouse) -> None:
     """Both engines write a stored number that widens to text in its shortest form (DuckDB's DECIMAL
     wrote 7.000000000000000000), key columns included, so that a number key 1.0 meets the text key "1"
