@@ -27,7 +27,8 @@ runs from start until `reset_counters()` (the emulator's "day" is its lifetime).
 
 Query cursors: a query whose rows do not fit one page opens a cursor (the query's snapshot); at most
 MAX_OPEN_CURSORS stay open (the oldest closes first) and a cursor idle for CURSOR_IDLE_SECONDS closes;
-a closed cursor answers 400 INVALID_QUERY_LOCATOR.
+a closed cursor answers 400 INVALID_QUERY_LOCATOR. (Salesforce itself, since API 56.0, keeps a query's
+results two days and any number of cursors open; these bounds keep the emulator's memory bounded.)
 """
 
 from __future__ import annotations
