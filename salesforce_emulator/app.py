@@ -55,12 +55,10 @@ from .faults import (
     DROP_CONNECTION,
     HTTP_ERROR,
     QUERY_TIMEOUT,
-    QUERY_TOO_COMPLICATED,
     SLOW,
     FaultPlan,
     http_error_for,
     query_timeout_error,
-    query_too_complicated_error,
 )
 
 API_VERSIONS = tuple(f"{number}.0" for number in range(40, 65))
@@ -660,12 +658,7 @@ class App:
         )
         if timeout is not None:
             raise query_timeout_error()
-        if self.faults.take(
-            QUERY_TOO_COMPLICATED,
-            request.target,
-            when=lambda fault: len(result.columns) > fault.params["fields"],
-        ):
-            raise query_too_complicated_error()
+        self.faults.check_too_complicated(request.target, len(result.columns))
         batch_size = _batch_size(request.header("Sforce-Query-Options"))
         return self._query_page(result, version, 0, batch_size, None)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from .auth import USER_ID_18, case_safe_id, salesforce_id
 from .errors import ApiError, not_found
-from .faults import FAIL_BULK_JOBS, QUERY_TOO_COMPLICATED, FaultPlan, query_too_complicated_error
+from .faults import FAIL_BULK_JOBS, FaultPlan
 
 DEFAULT_PAGE_SIZE = 50_000
 COLUMN_DELIMITERS = {
@@ -146,10 +146,7 @@ class BulkJobs:
 
         self.org.bulk_check(soql)
         result = self.org.query(soql, include_deleted=operation == "queryAll")
-        if self.faults.take(
-            QUERY_TOO_COMPLICATED, soql, when=lambda fault: len(result.columns) > fault.params["fields"]
-        ):
-            raise query_too_complicated_error()
+        self.faults.check_too_complicated(soql, len(result.columns))  # `path` matches the query
         failure = self.faults.take(FAIL_BULK_JOBS)
         timing = self.timing
         job = QueryJob(

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ApiError
+from .soql import TOO_COMPLICATED_MESSAGE
 
 HTTP_ERROR = "http_error"
 EXPIRE_SESSIONS = "expire_sessions_after"
@@ -68,14 +69,6 @@ UNKNOWN_EXCEPTION_MESSAGE = (
 
 def query_timeout_error() -> ApiError:
     return ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
-
-
-def query_too_complicated_error() -> ApiError:
-    return ApiError(
-        400,
-        QUERY_TOO_COMPLICATED.upper(),
-        "Query is either selecting too many fields or the filter conditions are too complicated.",
-    )
 
 
 def http_error_for(status: int) -> ApiError:
@@ -162,6 +155,11 @@ class FaultPlan:
             self._faults.clear()
 
     # ---- consumption (the HTTP layer) ----
+    def check_too_complicated(self, target: str, columns: int) -> None:
+        """Raise QUERY_TOO_COMPLICATED when an armed fault matches `target` and `columns` passes its limit."""
+        if self.take(QUERY_TOO_COMPLICATED, target, when=lambda fault: columns > fault.params["fields"]):
+            raise ApiError(400, QUERY_TOO_COMPLICATED.upper(), TOO_COMPLICATED_MESSAGE)
+
     def take(self, kind: str, target: str = "", when: Callable[[Fault], bool] | None = None) -> Fault | None:
         """The first armed fault of `kind` matching `target` (and `when`): counted down, returned."""
         with self._lock:

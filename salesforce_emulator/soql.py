@@ -74,6 +74,10 @@ INVALID_TYPE = "INVALID_TYPE"
 INVALID_TYPE_FOR_OPERATION = "INVALID_TYPE_FOR_OPERATION"
 NUMBER_OUTSIDE_VALID_RANGE = "NUMBER_OUTSIDE_VALID_RANGE"
 QUERY_TOO_COMPLICATED = "QUERY_TOO_COMPLICATED"
+# Salesforce's documented text for QUERY_TOO_COMPLICATED (no caret).
+TOO_COMPLICATED_MESSAGE = (
+    "Query is either selecting too many fields or the filter conditions are too complicated."
+)
 
 
 class SoqlError(ApiError):
@@ -533,11 +537,7 @@ class _Parser:
             self.advance()
             self.depth += 1
             if self.depth > MAX_NESTING:
-                # Salesforce's documented text for QUERY_TOO_COMPLICATED (no caret).
-                raise SoqlError(
-                    QUERY_TOO_COMPLICATED,
-                    "Query is either selecting too many fields or the filter conditions are too complicated.",
-                )
+                raise SoqlError(QUERY_TOO_COMPLICATED, TOO_COMPLICATED_MESSAGE)
             inner = self.logical()
             self.expect_punct(")")
             self.depth -= 1
