@@ -114,16 +114,39 @@ def terminate_target_sessions(database_url: str) -> int:
 
 
 def feed_target(
-    pg: Warehouse, tmp_path: Path, messages: list[t.Any], **settings: t.Any
+    pg: Warehouse,
+    tmp_path: Path,
+    messages: list[t.Any],
+    gates: t.Sequence[tuple[int, threading.Event]] = (),
+    **settings: t.Any,
 ) -> tuple[subprocess.Popen, list[str], threading.Thread]:
-    """The console script, fed `messages` by a thread; its stderr lines gather in the list."""
+    """The console script, fed `messages` by a thread; its stderr lines gather in the list. Each gate
+    `(position, event)` holds back the records after the STATE of that position until the event is set,
+    so the target cannot finish (and close its session) before the test has done its part."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(pg.config(**settings)))
     process = start_target(config)
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     errors: list[str] = []
     threading.Thread(target=lambda: errors.extend(t.cast(t.IO[str], process.stderr)), daemon=True).start()
-    feeder = threading.Thread(target=lambda: (process.stdin.write(to_lines(messages)), process.stdin.close()))
+
+    def feed() -> None:
+        stdin = t.cast(t.IO[str], process.stdin)
+        start = 0
+        for position, event in gates:
+            cut = 1 + next(
+                index
+                for index, message in enumerate(messages)
+                if message["type"] == "STATE" and message["value"]["position"] == position
+            )
+            stdin.write(to_lines(messages[start:cut]))
+            stdin.flush()
+            assert event.wait(timeout=120), f"the test never let the records after position {position} go"
+            start = cut
+        stdin.write(to_lines(messages[start:]))
+        stdin.close()
+
+    feeder = threading.Thread(target=feed)
     feeder.start()
     return process, errors, feeder
 
@@ -131,17 +154,25 @@ def feed_target(
 @pytest.mark.parametrize("hard_delete", [False, True])
 def test_the_run_goes_on_after_its_session_is_killed(pg: Warehouse, tmp_path, hard_delete: bool) -> None:
     messages = tap_output()
+    # Kill its session after the 3rd STATE, then again (while it may be committing, loading or between
+    # units) after the 12th; each time the server rolls back what was in flight. The input after the 7th
+    # and the 15th STATE waits for the kill, so a target that runs ahead cannot have ended its session.
+    kills = {3: threading.Event(), 12: threading.Event()}
     process, errors, feeder = feed_target(
-        pg, tmp_path, messages, batch_size_rows=250, hard_delete=hard_delete
+        pg,
+        tmp_path,
+        messages,
+        gates=[(1399, kills[3]), (2999, kills[12])],
+        batch_size_rows=250,
+        hard_delete=hard_delete,
     )
     states, killed = [], 0
     url = pg.base_config["sqlalchemy_url"]
-    # Kill its session after the 3rd STATE, then again (while it may be committing, loading or between
-    # units) after the 12th; each time the server rolls back what was in flight.
     for line in process.stdout:
         states.append(json.loads(line))
-        if len(states) in (3, 12):
+        if len(states) in kills:
             killed += terminate_target_sessions(url)
+            kills[len(states)].set()
     feeder.join()
     assert process.wait(timeout=120) == 0, "".join(errors)[-3000:]
     assert killed == 2
@@ -155,7 +186,10 @@ def test_a_server_that_refuses_connections_for_a_while_is_waited_for(pg: Warehou
     messages = tap_output(3000)
     database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
     admin_url = pg.base_config["sqlalchemy_url"].rpartition("/")[0] + "/postgres"
-    process, errors, feeder = feed_target(pg, tmp_path, messages, batch_size_rows=250)
+    refusing = threading.Event()
+    process, errors, feeder = feed_target(
+        pg, tmp_path, messages, gates=[(999, refusing)], batch_size_rows=250
+    )
     states = []
     for line in process.stdout:
         states.append(json.loads(line))
@@ -163,6 +197,7 @@ def test_a_server_that_refuses_connections_for_a_while_is_waited_for(pg: Warehou
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
             terminate_target_sessions(pg.base_config["sqlalchemy_url"])
+            refusing.set()  # the records that follow make the target connect again, and be refused
             time.sleep(4)  # the target's first tries are refused
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
