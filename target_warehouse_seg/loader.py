@@ -25,7 +25,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from target_warehouse_seg.convert import json_encoder
-from target_warehouse_seg.engines import Engine, LoadBatch, Rejected, RetryUnit, RowRejected
+from target_warehouse_seg.engines import (
+    BatchColumn,
+    Column,
+    Engine,
+    LoadBatch,
+    Rejected,
+    RetryUnit,
+    RowRejected,
+    TableInfo,
+)
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
 from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.stopping import on_stop, stop_requested, stopped, wait_or_stop
@@ -279,24 +288,26 @@ class Loader:
     def _evolve(self, batch: LoadBatch) -> None:
         """Widen columns whose values outgrew them within this batch (inside the transaction)."""
         info = self.engine.table(batch.table)
+        if info is None or not _outgrown(info, batch):
+            return
+        self.engine.lock_for_ddl(batch.table)  # another run may have widened them meanwhile
+        info = self.engine.table(batch.table)
         if info is None:
             return
-        for column in batch.columns:
-            current = info.columns.get(column.name)
-            if current is not None and current.kind is not None and not holds(current.kind, column.kind):
-                obstacle = self.engine.widening_obstacle(batch.table, column.name)
-                if obstacle is not None:
-                    raise widening_conflict(
-                        batch.stream,
-                        f"{self.engine.schema}.{batch.table}",  # as the SCHEMA's conflicts name it
-                        column.name,
-                        current.kind.value,
-                        t.cast(Kind, column.kind).value,
-                        "a value of this run",
-                        obstacle,
-                    )
-                replication = column.name == batch.replication_key
-                self.engine.widen_column(batch.table, column.name, column.kind, replication=replication)
+        for column, current in _outgrown(info, batch):
+            obstacle = self.engine.widening_obstacle(batch.table, column.name)
+            if obstacle is not None:
+                raise widening_conflict(
+                    batch.stream,
+                    f"{self.engine.schema}.{batch.table}",  # as the SCHEMA's conflicts name it
+                    column.name,
+                    t.cast(Kind, current.kind).value,
+                    t.cast(Kind, column.kind).value,
+                    "a value of this run",
+                    obstacle,
+                )
+            replication = column.name == batch.replication_key
+            self.engine.widen_column(batch.table, column.name, column.kind, replication=replication)
 
     def _try(self, batch: LoadBatch) -> RowRejected | None:
         while True:
@@ -408,3 +419,14 @@ def _blame(record: dict[str, t.Any], refusal: RowRejected) -> str | None:
     """The property whose value the database quotes in its message (it names no column)."""
     quoted = set(re.findall(r'"([^"]*)"', refusal.message))
     return next((prop for prop, value in record.items() if value is not None and str(value) in quoted), None)
+
+
+def _outgrown(info: TableInfo, batch: LoadBatch) -> list[tuple[BatchColumn, Column]]:
+    """The batch's columns whose values need a column of the table wider than it is, each with the
+    table's column."""
+    outgrown = []
+    for column in batch.columns:
+        current = info.columns.get(column.name)
+        if current is not None and current.kind is not None and not holds(current.kind, column.kind):
+            outgrown.append((column, current))
+    return outgrown

@@ -346,7 +346,9 @@ class TargetWarehouseSeg(Target):
                 break
             engine.begin_ddl()
             try:
-                self._apply_ddl(engine, message.stream, plan, existing)
+                plan, existing = self._plan_locked(engine, message, plan.table)
+                if plan.ddl_needed:
+                    self._apply_ddl(engine, message.stream, plan, existing)
                 engine.commit()
                 break
             except RetryUnit as retry:  # out of memory (raised since) or a lock another session held
@@ -376,6 +378,20 @@ class TargetWarehouseSeg(Target):
                 ", ".join(f"{name} {sql_type}" for name, sql_type in plan.foreign),
             )
         return plan
+
+    def _plan_locked(
+        self, engine: Engine, message: SchemaMessage, table: str
+    ) -> tuple[StreamPlan, TableInfo | None]:
+        """Plan again holding the table's DDL lock, against the catalog as it is once this run has it:
+        another run loading into the schema at once may have made the table or its columns meanwhile.
+        (Should the stream's table name change with that catalog, that table is locked too.)"""
+        locked: set[str] = set()
+        while table not in locked:
+            engine.lock_for_ddl(table)
+            locked.add(table)
+            plan, existing = self._plan_table(engine, message)
+            table = plan.table
+        return plan, existing
 
     def _plan_table(self, engine: Engine, message: SchemaMessage) -> tuple[StreamPlan, TableInfo | None]:
         """Name the stream's table and plan its columns against what the catalog holds now."""

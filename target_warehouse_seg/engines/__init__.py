@@ -269,6 +269,12 @@ class Engine(abc.ABC):
         again), so the caller plans again after a retry."""
         self.begin()
 
+    def lock_for_ddl(self, table: str) -> None:  # noqa: B027 (optional hook: one writer per file)
+        """Inside the open transaction, before changing the table (creating it, adding, claiming or
+        widening columns): wait for any other run changing it to commit, hold that off until this
+        transaction ends, and read the catalog again (the other run may have made the change already).
+        An engine that has one writer at a time (DuckDB's file lock) has nothing to do."""
+
     def lend_core(self, lend: bool) -> bool:
         """Called from the main thread when it starts waiting for the loader (``lend``) and when it
         stops: an engine that works in this process may use the main thread's core meanwhile.

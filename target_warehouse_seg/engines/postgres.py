@@ -530,6 +530,17 @@ class PostgresEngine(CatalogEngine):
                         )
                     )
 
+    def lock_for_ddl(self, table: str) -> None:
+        """Two runs loading into one schema at once (a scheduler starting a run while the last one goes
+        on, a backfill beside the regular job) both found a table or a column missing, and the second
+        CREATE TABLE or ADD COLUMN failed ("duplicate key value violates unique constraint
+        pg_type_typname_nsp_index", "column ... already exists"). A run now changes a table holding a
+        transaction-level advisory lock on it, and plans against the catalog read after it has it."""
+        key = f"target-warehouse-seg {self.schema}.{table}"
+        with self._database_errors():
+            self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        self.forget()
+
     def _create_shared(self, statement: str, name: str) -> None:
         """Create, when missing, the schema or a table that several runs share (the tombstones, the
         rejected records). Two runs at once (parallel jobs into one schema) could both find it

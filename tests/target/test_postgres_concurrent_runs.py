@@ -1,0 +1,132 @@
+"""PostgreSQL: two runs loading into one schema at once (a scheduler starting a run while the last one
+goes on, a backfill beside the regular job). Both found a table or a column missing and made it; the
+second CREATE TABLE or ADD COLUMN then failed on the first one's. A run now changes a table holding a lock
+that serialises such changes among runs, and plans them against the catalog as it is once it has it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+import psycopg
+from conftest import Warehouse, record, schema, start_target, state, to_lines
+
+PROPERTIES = {
+    "id": {"type": "string"},
+    "name": {"type": ["null", "string"]},
+    "system_modstamp": {"type": "string", "format": "date-time"},
+}
+STREAMS = [f"object_{number}" for number in range(12)]
+
+
+def tap_output(properties: dict[str, t.Any], keys: range, position: int) -> list[t.Any]:
+    messages: list[t.Any] = [schema(stream, properties, bookmark=["system_modstamp"]) for stream in STREAMS]
+    for key in keys:
+        for stream in STREAMS:
+            values = {"id": str(key), "name": f"{stream} {key}", "system_modstamp": "2024-01-01T00:00:00Z"}
+            if "stage" in properties:
+                values["stage"] = f"stage {key}"
+            messages.append(record(stream, values))
+    messages.append(state({"position": position}))
+    return messages
+
+
+def wait_for_waiting_sessions(url: str, count: int) -> None:
+    """Until `count` sessions of the target wait for a lock (60 s at most)."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while True:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0] >= count:
+                return
+            assert time.monotonic() < deadline, f"fewer than {count} target sessions waited for a lock"
+            time.sleep(0.02)
+
+
+class Run:
+    """The console script on a config file, started and past its imports (it has echoed a first STATE),
+    so that two runs given their input at once work at once."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = start_target(config)
+        self.stderr: list[str] = []
+        stderr = t.cast(t.IO[str], self.process.stderr)
+        self.reader = threading.Thread(target=lambda: self.stderr.extend(stderr), daemon=True)
+        self.reader.start()
+        stdin, stdout = t.cast(t.IO[str], self.process.stdin), t.cast(t.IO[str], self.process.stdout)
+        stdin.write(to_lines([state({"position": "started"})]))
+        stdin.flush()
+        assert json.loads(stdout.readline()) == {"position": "started"}, "".join(self.stderr)
+        self.out = ""
+
+    def feed(self, text: str) -> None:
+        stdin, stdout = t.cast(t.IO[str], self.process.stdin), t.cast(t.IO[str], self.process.stdout)
+        try:
+            stdin.write(text)
+            stdin.close()
+        except BrokenPipeError:  # it stopped early: its stderr says why
+            pass
+        self.out = stdout.read()
+        self.process.wait(timeout=120)
+        self.reader.join(timeout=10)
+
+    def last_state(self) -> t.Any:
+        assert self.process.returncode == 0, "".join(self.stderr)[-2000:]
+        return json.loads(self.out.strip().splitlines()[-1])
+
+
+def start_runs(pg: Warehouse, tmp_path: Path) -> list[Run]:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(pg.config(batch_size_rows=100)))
+    return [Run(config) for _ in range(2)]
+
+
+def feed_at_once(runs: list[Run], messages: list[t.Any]) -> None:
+    text = to_lines(messages)
+    threads = [threading.Thread(target=run.feed, args=(text,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_two_first_runs_at_once_both_create_the_tables(pg: Warehouse, tmp_path: Path) -> None:
+    runs = start_runs(pg, tmp_path)
+    feed_at_once(runs, tap_output(PROPERTIES, range(300), 1))
+    for run in runs:
+        assert run.last_state() == {"position": 1}
+    for stream in STREAMS:
+        rows = pg.rows(stream)
+        assert [row["name"] for row in rows] == [
+            f"{stream} {key}" for key in sorted(str(k) for k in range(300))
+        ]
+
+
+def test_two_runs_adding_the_same_column_at_once_both_load(pg: Warehouse, tmp_path: Path) -> None:
+    """Both runs meet a new property; another session's lock on the table holds their ALTER TABLEs back
+    until both wait, so the two would meet at the column for certain."""
+    assert pg.cli(to_lines(tap_output(PROPERTIES, range(10), 0))).returncode == 0
+    url = pg.base_config["sqlalchemy_url"]
+    runs = start_runs(pg, tmp_path)
+    holder = psycopg.connect(url)
+    holder.execute(f"LOCK TABLE salesforce.{STREAMS[0]} IN ACCESS EXCLUSIVE MODE")
+    with_stage = {**PROPERTIES, "stage": {"type": ["null", "string"]}}
+    feeder = threading.Thread(target=feed_at_once, args=(runs, tap_output(with_stage, range(20), 2)))
+    feeder.start()
+    try:
+        wait_for_waiting_sessions(url, 2)  # one at the table's lock, the other behind it
+    finally:
+        holder.rollback()
+        holder.close()
+        feeder.join()
+    for run in runs:
+        assert run.last_state() == {"position": 2}
+    for stream in STREAMS:
+        rows = pg.rows(stream)
+        assert [row["stage"] for row in rows] == [f"stage {key}" for key in sorted(str(k) for k in range(20))]
