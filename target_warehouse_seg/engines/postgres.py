@@ -241,6 +241,10 @@ class PostgresEngine(CatalogEngine):
         except psycopg.Error as error:
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)
             raise DatabaseError(f"cannot connect to PostgreSQL at {self.display}: {message}") from None
+        # Each transaction says READ COMMITTED, whatever the database's default_transaction_isolation:
+        # the catalog read after a DDL lock (lock_for_ddl) must see what another run committed while
+        # this one waited, which a REPEATABLE READ snapshot taken before the wait hides.
+        self._connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         with self._database_errors():
             self._connection.execute("SET TIME ZONE 'UTC'")
             row = self._connection.execute("SELECT current_setting('lock_timeout')").fetchone()

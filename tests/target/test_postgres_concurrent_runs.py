@@ -12,6 +12,7 @@ import typing as t
 from pathlib import Path
 
 import psycopg
+import pytest
 from conftest import Warehouse, record, schema, start_target, state, to_lines
 
 PROPERTIES = {
@@ -96,7 +97,17 @@ def feed_at_once(runs: list[Run], messages: list[t.Any]) -> None:
         thread.join()
 
 
-def test_two_first_runs_at_once_both_create_the_tables(pg: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", [None, "repeatable read", "serializable"])
+def test_two_first_runs_at_once_both_create_the_tables(
+    pg: Warehouse, tmp_path: Path, isolation: str | None
+) -> None:
+    """Also on a database whose transactions default to a stricter isolation: a snapshot taken before
+    a run waited for the other's DDL hid the table the other had made, and CREATE TABLE failed again."""
+    if isolation is not None:
+        url = pg.base_config["sqlalchemy_url"]
+        with psycopg.connect(url, autocommit=True) as admin:
+            database = url.rpartition("/")[2]
+            admin.execute(f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = '{isolation}'")
     runs = start_runs(pg, tmp_path)
     feed_at_once(runs, tap_output(PROPERTIES, range(300), 1))
     for run in runs:
