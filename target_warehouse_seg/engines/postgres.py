@@ -466,6 +466,11 @@ class PostgresEngine(CatalogEngine):
                 tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
                 table = self.qualified(batch.table)
                 if tombstones is not None:
+                    # Another run deleting a key at once: its tombstone must be committed, or its
+                    # delete not begun, when this batch checks against the tombstones. Else a row of
+                    # the key, older than that delete, passed the check and was inserted once the
+                    # other run's DELETE committed: a deleted record back.
+                    self._hold_table(batch.table)
                     cursor.execute(merge.prune_statement(batch, table, staging, tombstones, value))
                 for statement in statements(batch, table, staging, value):
                     cursor.execute(statement)
@@ -540,10 +545,15 @@ class PostgresEngine(CatalogEngine):
         CREATE TABLE or ADD COLUMN failed ("duplicate key value violates unique constraint
         pg_type_typname_nsp_index", "column ... already exists"). A run now changes a table holding a
         transaction-level advisory lock on it, and plans against the catalog read after it has it."""
+        self._hold_table(table)
+        self.forget()
+
+    def _hold_table(self, table: str) -> None:
+        """Until this transaction ends, the advisory lock that other runs take to change the table or to
+        apply hard deletes to it (waiting for any run holding it)."""
         key = f"target-warehouse-seg {self.schema}.{table}"
         with self._database_errors():
             self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-        self.forget()
 
     def _create_shared(self, statement: str, name: str) -> None:
         """Create, when missing, the schema or a table that several runs share (the tombstones, the

@@ -1,7 +1,8 @@
 """PostgreSQL: two runs loading into one schema at once (a scheduler starting a run while the last one
 goes on, a backfill beside the regular job). Both found a table or a column missing and made it; the
 second CREATE TABLE or ADD COLUMN then failed on the first one's. A run now changes a table holding a lock
-that serialises such changes among runs, and plans them against the catalog as it is once it has it."""
+that serialises such changes among runs, and plans them against the catalog as it is once it has it. With
+hard deletes, the same lock keeps one run's delete and another's older version of the record apart."""
 
 from __future__ import annotations
 
@@ -82,9 +83,9 @@ class Run:
         return json.loads(self.out.strip().splitlines()[-1])
 
 
-def start_runs(pg: Warehouse, tmp_path: Path) -> list[Run]:
+def start_runs(pg: Warehouse, tmp_path: Path, **settings: t.Any) -> list[Run]:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(pg.config(batch_size_rows=100)))
+    config.write_text(json.dumps(pg.config(batch_size_rows=100, **settings)))
     return [Run(config) for _ in range(2)]
 
 
@@ -141,3 +142,50 @@ def test_two_runs_adding_the_same_column_at_once_both_load(pg: Warehouse, tmp_pa
     for stream in STREAMS:
         rows = pg.rows(stream)
         assert [row["stage"] for row in rows] == [f"stage {key}" for key in sorted(str(k) for k in range(20))]
+
+
+def test_a_record_one_run_deletes_is_not_brought_back_by_another_at_once(
+    pg: Warehouse, tmp_path: Path
+) -> None:
+    """hard_delete: run A deletes X (deleted at 03:00) while run B, which read X before it was deleted,
+    loads X's 02:00 version. B's check against the tombstones ran before A committed, and its INSERT then
+    found X gone and inserted it: a deleted record back for good. Another session holds A between its
+    DELETE and its commit (an uncommitted tombstone of X that A's must wait for) until B is under way."""
+    with_flag = {**PROPERTIES, "is_deleted": {"type": ["null", "boolean"]}}
+
+    def version(key: str, hour: int, deleted: bool = False) -> dict[str, t.Any]:
+        stamp = f"2024-01-01T{hour:02d}:00:00Z"
+        return record(
+            "s", {"id": key, "name": f"{key} {hour}", "is_deleted": deleted, "system_modstamp": stamp}
+        )
+
+    stream = schema("s", with_flag, bookmark=["system_modstamp"])
+    seeded = pg.cli(
+        to_lines([stream, version("x", 1), version("z", 1, deleted=True), state(0)]), hard_delete=True
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    url = pg.base_config["sqlalchemy_url"]
+    run_a, run_b = start_runs(pg, tmp_path, hard_delete=True)
+    blocker = psycopg.connect(url)
+    blocker.execute("""INSERT INTO salesforce._deleted_keys VALUES ('s', '["x"]', NULL, now())""")
+    # A first batch of other keys in each run, committed on its own: a run's first batch with hard
+    # deletes waits anyway for another's to commit, at the creation of the tombstones' table.
+    others = [version(f"k{number:03d}", 1) for number in range(100)]
+    feed_a = [stream, *others, version("x", 3, deleted=True), state(1)]
+    feed_b = [stream, *others, version("x", 2), state(2)]
+    a = threading.Thread(target=run_a.feed, args=(to_lines(feed_a),))
+    b = threading.Thread(target=run_b.feed, args=(to_lines(feed_b),))
+    try:
+        a.start()
+        wait_for_waiting_sessions(url, 1)  # A has deleted X and waits at its tombstone
+        b.start()
+        wait_for_waiting_sessions(url, 2)  # B waits behind A
+    finally:
+        blocker.rollback()
+        blocker.close()
+        a.join()
+        b.join()
+    assert (run_a.last_state(), run_b.last_state()) == (1, 2)
+    assert [row["id"] for row in pg.rows("s")] == [f"k{number:03d}" for number in range(100)]
+    tombstones = pg.query("SELECT record_key, replication_value FROM salesforce._deleted_keys ORDER BY 1")
+    assert [key for key, _ in tombstones] == ['["x"]', '["z"]']
