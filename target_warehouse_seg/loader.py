@@ -267,6 +267,25 @@ class Loader:
             except ConnectionLost as again:
                 lost = again
 
+    def connect_when_ready(self, busy: ConnectionLost) -> None:
+        """On the loader thread, when the first connection was refused for now (the server's connection
+        slots all taken, as when many jobs start on the hour, or the server starting up): try again,
+        pausing between tries, within the same limit as a broken connection's."""
+        while True:
+            delay = self._reconnect_pauses.next()
+            if delay is None:
+                raise DatabaseError(
+                    f"{busy}; still refused after {self._reconnect_pauses.spent:.0f} s of trying"
+                ) from None
+            logger.warning("%s; trying again in %.0f s", busy, delay)
+            wait_or_stop(delay)
+            try:
+                self.engine.connect()
+                self._reconnect_pauses.reset()
+                return
+            except ConnectionLost as again:
+                busy = again
+
     def _transaction(self, batches: list[LoadBatch], rejected: list[Rejected], *, commit: bool) -> None:
         engine = self.engine
         engine.begin()

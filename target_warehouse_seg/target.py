@@ -290,7 +290,10 @@ class TargetWarehouseSeg(Target):
             loader = Loader(engine, emit_state=self._write_state, quarantine=self.settings.quarantine)
             self._rows_committed = lambda: loader.rows_committed
             try:
-                loader.call(engine.connect)
+                try:
+                    loader.call(engine.connect)
+                except ConnectionLost as busy:  # a server out of connection slots, or starting up
+                    loader.call(loader.connect_when_ready, busy)
                 loader.call(engine.ensure_schema)
                 self._unit_limit = engine.first_unit_bytes or engine.unit_bytes
             except BaseException:

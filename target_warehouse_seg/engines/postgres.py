@@ -180,6 +180,19 @@ _DATA_ERROR_CLASSES = ("22", "23", "54")
 _INSUFFICIENT_PRIVILEGE = "42501"
 # The server went away: an administrator's or a crash's shutdown, a server still starting.
 _SERVER_GONE = ("57P01", "57P02", "57P03")
+# What a server answers a connection it cannot take now, but will soon: all its connection slots (or the
+# role's or database's) in use, or it is starting up, shutting down or recovering. libpq gives no SQLSTATE
+# for a refused connection, so its (English) message is read.
+_BUSY_AT_CONNECT = (
+    "too many clients already",
+    "too many connections for",
+    "remaining connection slots are reserved",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
 # How long a DDL statement waits for its table's lock, and how long a run retries it (see _lock_busy).
 LOCK_TIMEOUT_MS = 2000
 LOCK_RETRY_FIRST_SECONDS = 1.0
@@ -240,7 +253,10 @@ class PostgresEngine(CatalogEngine):
             )
         except psycopg.Error as error:
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)
-            raise DatabaseError(f"cannot connect to PostgreSQL at {self.display}: {message}") from None
+            refusal = f"cannot connect to PostgreSQL at {self.display}: {message}"
+            if any(busy in message for busy in _BUSY_AT_CONNECT):
+                raise ConnectionLost(refusal) from None  # the loader waits and tries again
+            raise DatabaseError(refusal) from None
         # Each transaction says READ COMMITTED, whatever the database's default_transaction_isolation:
         # the catalog read after a DDL lock (lock_for_ddl) must see what another run committed while
         # this one waited, which a REPEATABLE READ snapshot taken before the wait hides.

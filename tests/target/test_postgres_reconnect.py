@@ -299,3 +299,49 @@ def test_a_try_of_the_bisection_runs_again_once_connected_again(monkeypatch: pyt
         loader._executor.shutdown(wait=True)
     assert isinstance(refusal, RowRejected) and refusal.message == "value too long"
     assert (engine.begins, engine.reconnects) == (2, 1)
+
+
+@contextlib.contextmanager
+def role_with_one_connection(pg: Warehouse) -> t.Iterator[str]:
+    """A role that may hold one connection (CONNECTION LIMIT 1), owning the warehouse's schema: the URL
+    the target connects with."""
+    url = pg.base_config["sqlalchemy_url"]
+    base, _, database = url.rpartition("/")
+    role = f"one_{database}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+        admin.execute(f'CREATE SCHEMA salesforce AUTHORIZATION "{role}"')
+    try:
+        yield f"{base.replace('//postgres@', f'//{role}@')}/{database}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("DROP SCHEMA salesforce CASCADE")
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_server_out_of_connection_slots_at_the_start_is_waited_for(pg: Warehouse) -> None:
+    """Many jobs starting on the hour take a small server's every connection: the run's first connection
+    was refused and it stopped; it now waits for a slot, as for a connection that broke."""
+    messages = tap_output(600)
+    with role_with_one_connection(pg) as url:
+        holder = psycopg.connect(url)  # the role's one slot, taken by another job for 3 s
+        threading.Timer(3.0, holder.close).start()
+        run = pg.cli(to_lines(messages), sqlalchemy_url=url)
+        assert run.returncode == 0, run.stderr[-2000:]
+        waits = [line for line in run.stderr.splitlines() if "too many connections" in line]
+        assert waits and all("trying again in" in line for line in waits), run.stderr[-2000:]
+        assert run.states[-1] == {"position": 599}
+        assert stored_rows(pg) == expected_rows(messages, hard_delete=False)
+
+
+def test_a_server_that_keeps_refusing_at_the_start_stops_the_run_with_one_line(
+    pg: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.2)
+    monkeypatch.setattr(loader_module, "RECONNECT_LIMIT_SECONDS", 1.0)
+    with role_with_one_connection(pg) as url, psycopg.connect(url):
+        run = pg.run(tap_output(10), sqlalchemy_url=url)
+    assert isinstance(run.error, DatabaseError), run.error
+    message = str(run.error)
+    assert "too many connections" in message and "still refused after" in message, message
+    assert "\n" not in message and not run.states
