@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 import typing as t
@@ -122,6 +123,28 @@ def connection_settings(config: t.Mapping[str, t.Any]) -> tuple[str, str]:
         f"{params['host']}:{params.get('port', 5432)}/{params.get('dbname', '')}"
     )
     return make_conninfo(**params), display
+
+
+# libpq's defaults wait for a connection as long as the operating system does (two minutes for a host
+# that drops packets) and send no keepalive before two hours of silence: a connection left idle while
+# the tap waits for a Bulk job could be forgotten by a NAT gateway or a cloud load balancer (idle limits
+# of 4 to 20 minutes), and the next statement then waited a quarter of an hour for TCP to give up. Used
+# where the URL, the settings or PGCONNECT_TIMEOUT say nothing.
+NETWORK_DEFAULTS = {
+    "connect_timeout": "20",
+    "keepalives": "1",
+    "keepalives_idle": "60",
+    "keepalives_interval": "10",
+    "keepalives_count": "6",
+}
+
+
+def network_defaults(conninfo: str) -> dict[str, str]:
+    """The NETWORK_DEFAULTS that the connection string and the environment leave unset."""
+    given = conninfo_to_dict(conninfo)
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        given["connect_timeout"] = os.environ["PGCONNECT_TIMEOUT"]
+    return {name: value for name, value in NETWORK_DEFAULTS.items() if name not in given}
 
 
 def mask_url(url: str) -> str:
@@ -250,6 +273,7 @@ class PostgresEngine(CatalogEngine):
                 autocommit=False,
                 application_name="target-warehouse-seg",
                 prepare_threshold=None,
+                **network_defaults(self._conninfo),
             )
         except psycopg.Error as error:
             message = mask_secrets(str(error).strip().splitlines()[0], self._password)

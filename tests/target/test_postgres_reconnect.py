@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import threading
 import time
@@ -345,3 +346,63 @@ def test_a_server_that_keeps_refusing_at_the_start_stops_the_run_with_one_line(
     message = str(run.error)
     assert "too many connections" in message and "still refused after" in message, message
     assert "\n" not in message and not run.states
+
+
+def test_the_connection_sends_keepalives_unless_the_url_says_otherwise(pg: Warehouse) -> None:
+    """An idle connection (the tap waiting for a Bulk job) sends TCP keepalives after a minute, so that a
+    NAT gateway or a load balancer does not forget it and a dead one is noticed in two minutes."""
+    import socket
+
+    from target_warehouse_seg.engines.postgres import PostgresEngine
+
+    url = pg.base_config["sqlalchemy_url"]
+    for config_url, idle in ((url, 60), (f"{url}?keepalives_idle=25", 25)):
+        engine = PostgresEngine.from_config(
+            {"engine": "postgres", "sqlalchemy_url": config_url, "schema": "s"}
+        )
+        engine.connect()
+        try:
+            assert engine.connection.info.get_parameters()["connect_timeout"] == "20"
+            with socket.socket(fileno=os.dup(engine.connection.fileno())) as sock:
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == idle
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+        finally:
+            engine.close()
+    with pytest.MonkeyPatch.context() as environment:  # libpq's own variable is kept
+        environment.setenv("PGCONNECT_TIMEOUT", "7")
+        engine = PostgresEngine.from_config({"engine": "postgres", "sqlalchemy_url": url, "schema": "s"})
+        engine.connect()
+        try:
+            assert engine.connection.info.get_parameters()["connect_timeout"] == "7"
+        finally:
+            engine.close()
+
+
+def test_a_server_that_never_answers_the_connection_stops_the_run_in_time(
+    pg: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port that accepts and says nothing (a half-dead server, a proxy with nothing behind it): libpq
+    waited for ever. The target now gives up after `connect_timeout` (20 s unless the URL or
+    PGCONNECT_TIMEOUT says otherwise; 2 s here)."""
+    import socket
+
+    from target_warehouse_seg.engines import postgres
+
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    monkeypatch.setitem(postgres.NETWORK_DEFAULTS, "connect_timeout", "2")
+    outcome: list[t.Any] = []
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/db"
+        runner = threading.Thread(
+            target=lambda: outcome.append(pg.run(tap_output(10), sqlalchemy_url=url)), daemon=True
+        )
+        runner.start()
+        runner.join(timeout=15)
+        assert outcome, "the target still waits for the server's answer"
+    error = outcome[0].error
+    assert isinstance(error, DatabaseError) and "cannot connect" in str(error) and "timeout" in str(error), (
+        error
+    )
