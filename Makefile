@@ -19,7 +19,9 @@ pip_install = echo "$(BIN)/python -m pip install $(1)"; exec 3>&1; \
 	| grep -v "$(PIP_NOISE)" >&2; } 4>&1 ); exit $$status
 
 # Re-installs whenever the project's metadata changes; `-e` keeps the console scripts on the sources.
+# DuckDB 2.0 (whose behaviour the target is tuned to) needs Python 3.11 or newer; say so before pip does.
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; $(PYTHON) is " + sys.version.split()[0] + ": run make with PYTHON=python3.11 (or newer)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(call pip_install,--quiet --upgrade pip)
 	@$(call pip_install,--quiet -e '.[test]')

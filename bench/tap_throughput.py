@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -202,9 +202,7 @@ def bare_client(kind: str, config_path: Path, catalog_path: Path) -> None:
     base = f"{token['instance_url']}/services/data/v{API_VERSION}"
     fields = account_fields(catalog)
     names = [name for name, _, _ in fields]
-    soql = build_query(
-        "Account", names, replication_field="SystemModstamp", window_end=datetime.now(timezone.utc)
-    )
+    soql = build_query("Account", names, replication_field="SystemModstamp", window_end=datetime.now(UTC))
     count = 0
     if kind == "rest":
         page = session.get(f"{base}/queryAll", params={"q": soql}, timeout=300).json()

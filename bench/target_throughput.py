@@ -309,7 +309,7 @@ def values_match(kind: str, expected: object, actual: object) -> bool:
     if kind == "datetime":
         if not isinstance(actual, dt.datetime):
             return False
-        stored = actual if actual.tzinfo else actual.replace(tzinfo=dt.timezone.utc)
+        stored = actual if actual.tzinfo else actual.replace(tzinfo=dt.UTC)
         return stored == _expected_datetime(str(expected))
     raise ValueError(kind)
 

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -396,7 +396,7 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
     # whole seconds: a change from the same second would wait for the next run. Let that second pass.
     time.sleep(1.1)
 
-    incremental_started = datetime.now(timezone.utc)
+    incremental_started = datetime.now(UTC)
     moment = time.monotonic()
     sync(processes, files, "incremental")
     timings["incremental sync"] = seconds(moment)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def to_utc_ms(moment: datetime) -> datetime:
     """`moment` as an aware UTC datetime truncated to milliseconds (naive values are taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
@@ -43,7 +43,7 @@ class Clock:
 
     @staticmethod
     def _real() -> datetime:
-        return datetime.fromtimestamp(time.time(), tz=timezone.utc)
+        return datetime.fromtimestamp(time.time(), tz=UTC)
 
     def now(self) -> datetime:
         with self._lock:

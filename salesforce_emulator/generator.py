@@ -26,7 +26,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ POD = "Em0"  # instance (2) + reserved (1) characters after the key prefix
 COUNTER_DIGITS = 9
 CHUNK_ROWS = 262_144
 DICTIONARY_TARGETS = 20_000  # references to objects this small are stored dictionary-encoded
-DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEFAULT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 HISTORY_YEARS = 3
 DELETED_SHARE = 0.03
 CLUSTER_SHARE = 0.2
@@ -384,7 +384,7 @@ def _rng(*parts: int | str) -> np.random.Generator:
 
 def epoch_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return round(moment.timestamp() * 1000)
 
 

@@ -22,7 +22,7 @@ import socket
 import ssl
 import sys
 import threading
-from datetime import timezone
+from datetime import UTC
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -176,7 +176,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def http_date(self) -> str:
-        return email.utils.format_datetime(self.org.clock.now().astimezone(timezone.utc), usegmt=True)
+        return email.utils.format_datetime(self.org.clock.now().astimezone(UTC), usegmt=True)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:

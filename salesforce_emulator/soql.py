@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Protocol
 
@@ -636,7 +636,7 @@ class _Parser:
                     raise ValueError(token.text)
                 offset = timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
             local = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
-            return local.astimezone(timezone.utc)
+            return local.astimezone(UTC)
         except (ValueError, OverflowError):
             # Salesforce (Summer '24 on): "Invalid datetime: 2020-12-12t12:12:00-25:00".
             raise _located_error(

@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -84,7 +84,7 @@ def to_arrow_value(f: FieldDef, value: Any) -> Any:
     if value is None:
         return None
     if f.type == "datetime":
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
@@ -269,7 +269,7 @@ class SqlBuilder:
 
     def bind(self, value: Any, f: FieldDef) -> str:
         if isinstance(value, datetime):
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         self.params.append(value)
         if f.type in _CASE_INSENSITIVE and isinstance(value, str):
             return "lower(?)"
@@ -1309,5 +1309,5 @@ def python_values(f: FieldDef, array: pa.Array) -> list[Any]:
         return [False if f.type == "boolean" else None] * len(array)
     values = array.to_pylist()
     if f.type == "datetime":
-        return [v.replace(tzinfo=timezone.utc) if v is not None else None for v in values]
+        return [v.replace(tzinfo=UTC) if v is not None else None for v in values]
     return values

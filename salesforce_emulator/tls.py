@@ -41,7 +41,7 @@ def create_tls_material(directory: Path | str | None = None, host: str = "127.0.
     """Make a CA and a server certificate for loopback (and `host`); write them to `directory`."""
     folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="salesforce-emulator-tls-"))
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=825)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

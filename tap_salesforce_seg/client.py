@@ -34,7 +34,7 @@ import random
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -136,7 +136,7 @@ class SalesforceClient:
     def server_time(self) -> datetime:
         """Salesforce's clock: the latest Date header plus the time since it arrived; else local UTC."""
         if self._server_date is None:
-            return datetime.now(timezone.utc)
+            return datetime.now(UTC)
         elapsed = time.monotonic() - self._server_date_seen_at
         return self._server_date + timedelta(seconds=elapsed)
 
@@ -276,8 +276,8 @@ class SalesforceClient:
             except (TypeError, ValueError):
                 return
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            self._server_date = parsed.astimezone(timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
+            self._server_date = parsed.astimezone(UTC)
             self._server_date_seen_at = time.monotonic()
 
     def _check_quota(self, method: str, url: str) -> None:

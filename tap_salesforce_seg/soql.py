@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import quote_plus, urlencode
 
@@ -31,7 +31,7 @@ QUERY_ENDPOINT = "queryAll"
 # Object and field API names: letters, digits and underscores (custom `__c`, namespaces `ns__X__c`).
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,254}$")
 # The widest literal a window can carry, used to size chunks once for every window of a run.
-_WIDEST_INSTANT = datetime(2000, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc)
+_WIDEST_INSTANT = datetime(2000, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
 
 
 class QueryField(NamedTuple):
@@ -53,7 +53,7 @@ def datetime_literal(value: datetime) -> str:
     """A SOQL datetime literal in UTC: `2024-01-02T03:04:05Z` or `2024-01-02T03:04:05.123Z`."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime in a SOQL window: {value!r}")
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     milliseconds = utc.microsecond // 1000
     return f"{text}.{milliseconds:03d}Z" if milliseconds else f"{text}Z"

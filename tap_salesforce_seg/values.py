@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Context, Decimal
 from typing import Any, NamedTuple
 
@@ -74,8 +74,8 @@ def decode_json(body: bytes | str) -> Any:
 def format_datetime(value: datetime) -> str:
     """`2024-01-02T03:04:05.000000Z`; naive datetimes are taken as UTC."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_datetime(text: str) -> datetime:
@@ -86,12 +86,12 @@ def parse_datetime(text: str) -> datetime:
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     parsed = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro)
-    return parsed.replace(tzinfo=_zone(zone)).astimezone(timezone.utc)
+    return parsed.replace(tzinfo=_zone(zone)).astimezone(UTC)
 
 
 def _zone(text: str | None) -> timezone:
     if not text or text == "Z":
-        return timezone.utc
+        return UTC
     digits = text[1:].replace(":", "")
     minutes = int(digits[:2]) * 60 + int(digits[2:])
     return timezone((-1 if text[0] == "-" else 1) * timedelta(minutes=minutes))
@@ -118,7 +118,7 @@ def convert_time(text: str) -> str:
     micro = (fraction or "0")[:6].ljust(6, "0")
     if zone and zone != "Z":
         moment = datetime(2000, 1, 1, int(hour), int(minute), int(second), int(micro))
-        utc = moment.replace(tzinfo=_zone(zone)).astimezone(timezone.utc)
+        utc = moment.replace(tzinfo=_zone(zone)).astimezone(UTC)
         return utc.strftime("%H:%M:%S.%f")
     return f"{hour}:{minute}:{second}.{micro}"
 

@@ -297,7 +297,7 @@ def _timestamp(value: t.Any) -> datetime.datetime:
     if parsed is None:
         raise ValueError(f"expected a date-time, got {describe(value)}")
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=datetime.timezone.utc)  # a date-time without zone is UTC
+        return parsed.replace(tzinfo=datetime.UTC)  # a date-time without zone is UTC
     return parsed
 
 
@@ -319,7 +319,7 @@ def instant_text(value: t.Any) -> str:
     if parsed is None:
         raise ValueError(f"expected a date or date-time, got {describe(value)}")
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        parsed = parsed.replace(tzinfo=datetime.UTC)
     return parsed.isoformat(timespec="microseconds")
 
 
@@ -353,7 +353,7 @@ def parse_timestamp(text: str) -> datetime.datetime | None:
     if offset is not None and offset % _MINUTE:
         # An offset with seconds (Python reads ``+00:00:30``, RFC 3339 has none): msgspec writes
         # offsets in whole minutes, so such a value goes on as the same instant in UTC.
-        return parsed.astimezone(datetime.timezone.utc)
+        return parsed.astimezone(datetime.UTC)
     return parsed
 
 

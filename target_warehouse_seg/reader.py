@@ -357,9 +357,9 @@ def _zoned(value: t.Any, number: int) -> str | None:
         logger.warning("line %d: ignoring time_extracted %r (not a date-time)", number, value)
         return None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=datetime.timezone.utc).isoformat()
+        return parsed.replace(tzinfo=datetime.UTC).isoformat()
     # As the same instant in UTC: an offset with seconds (which Python reads) is no RFC 3339 offset.
-    return parsed.astimezone(datetime.timezone.utc).isoformat()
+    return parsed.astimezone(datetime.UTC).isoformat()
 
 
 def _blocks(

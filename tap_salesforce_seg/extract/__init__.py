@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tap_salesforce_seg.errors import SalesforceApiError, TapError
@@ -53,7 +53,7 @@ MIN_TIMEOUT_WINDOW = timedelta(seconds=1)
 # Cursors lost in a row at the same restart point before the run gives up (see the docstring).
 MAX_CURSOR_LOSSES = 3
 # Where a window without a start begins when it has to be split (before any Salesforce data).
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # Field types the Bulk API cannot return (binary content; compound values).
 BULK_UNSUPPORTED_TYPES = frozenset({"base64", "address", "location"})
 

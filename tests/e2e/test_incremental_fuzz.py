@@ -48,7 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ def _day(rng: random.Random) -> date:
 
 
 def _instant(rng: random.Random) -> datetime:
-    return datetime(2020, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=rng.randint(0, 10**11))
+    return datetime(2020, 1, 1, tzinfo=UTC) + timedelta(milliseconds=rng.randint(0, 10**11))
 
 
 def _email(rng: random.Random) -> str:
@@ -510,9 +510,7 @@ class Fuzz:
         return largest
 
     def play(self) -> None:
-        start = datetime(2026, 1, 1, 6, tzinfo=timezone.utc) + timedelta(
-            milliseconds=self.rng.randint(0, 10**7)
-        )
+        start = datetime(2026, 1, 1, 6, tzinfo=UTC) + timedelta(milliseconds=self.rng.randint(0, 10**7))
         self.org.clock.set(start, frozen=True)
         for plan in self.plan_runs():
             if plan.number:

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -261,7 +261,7 @@ SOURCE_ROWS: list[dict[str, Any]] = [
         "c_double": 2.718281828459045, "c_boolean": True, "c_text": "plain text", "c_varchar": "short",
         "c_char": "abc", "c_date": date(2024, 2, 29), "c_time": time(13, 45, 30),
         "c_timestamp": datetime(2024, 1, 2, 3, 4, 5),
-        "c_timestamptz": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        "c_timestamptz": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
         "c_json": '{"a": 1, "b": [1, 2, 3]}', "c_jsonb": '{"nested": {"x": true, "y": null}}',
         "c_uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"), "c_int_array": [1, 2, 3],
         "c_text_array": ["x", "y"], "MixedCase": "Mixed",
@@ -272,7 +272,7 @@ SOURCE_ROWS: list[dict[str, Any]] = [
         "c_real": -0.5, "c_double": -1.2345678, "c_boolean": False, "c_text": "", "c_varchar": " ",
         "c_char": "a", "c_date": date(1900, 1, 1), "c_time": time(0, 0, 0),
         "c_timestamp": datetime(1970, 1, 1, 0, 0, 0),
-        "c_timestamptz": datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        "c_timestamptz": datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         "c_json": "[]", "c_jsonb": "{}", "c_uuid": uuid.UUID("00000000-0000-0000-0000-000000000000"),
         "c_int_array": [], "c_text_array": [], "MixedCase": "",
     },
@@ -375,7 +375,7 @@ def comparable(column: str, value: Any) -> Any:
     if column == "c_uuid":
         return str(value).lower()
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     return value
 
 

@@ -22,7 +22,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +229,11 @@ def installed_sys_dir() -> Path:
     sys_dir.mkdir(parents=True, exist_ok=True)
     meltano = Meltano(venv.executable("meltano"), sys_dir, sys_dir.parent / "install.db")
     with locked(sys_dir.parent / "install.lock"):
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         run = meltano("install", check=False)
         if run.returncode != 0:
             pytest.fail(f"`meltano install` failed (exit {run.returncode}):\n{run.tail()}", pytrace=False)
-        seconds = (datetime.now(timezone.utc) - started).total_seconds()
+        seconds = (datetime.now(UTC) - started).total_seconds()
     print(f"meltano install: {seconds:.0f} s")
     for executable in (
         sys_dir / "extractors" / TAP / "venv" / "bin" / TAP,
@@ -362,7 +362,7 @@ def test_dev_run_then_incremental_run_from_meltano_state(
     # The tap reads up to its start by Salesforce's clock, known in whole seconds: a change in the second
     # the run starts would wait for the next run.
     org.clock.advance(2)
-    before_second_run = datetime.now(timezone.utc)
+    before_second_run = datetime.now(UTC)
 
     second = meltano("--environment", "dev", "run", TAP, TARGET, **variables)
     assert "No state was found" not in second.output

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def test_full_run_then_incremental_runs_from_the_state_file(
     assert sum(warehouse.count(stream, "is_deleted") for stream in CHANGED_STREAMS) > 0
 
     touched = change_the_org(emulator.org)
-    before_second_run = datetime.now(timezone.utc)
+    before_second_run = datetime.now(UTC)
     pipeline.sync()
     assert_warehouse_equals_org(warehouse, emulator, catalog)
     by_id = {
@@ -160,7 +160,7 @@ def test_killed_run_resumes_from_the_state_file(
     )
     let_the_second_pass(emu.org)
 
-    resumed_at = datetime.now(timezone.utc)
+    resumed_at = datetime.now(UTC)
     pipeline.sync()  # the next scheduled run: resumes from the dead run's last committed state
     assert_warehouse_equals_org(warehouse, emu, catalog)
     # It did resume: the finished and the half-done streams from their bookmarks, the third from scratch.

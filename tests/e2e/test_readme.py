@@ -35,7 +35,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -320,7 +320,7 @@ def test_pipe_select_resync_refresh_and_cron_as_documented(emulator_factory: Any
 
     # Segment's switch: one full run of accounts, then incremental again.
     succeeded(pipeline.bash(block("resync-off")))
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     pipeline.sync()
     modes = sync_modes(pipeline.last_stderr)
     assert modes["accounts"] == ("full re-sync", "the beginning"), modes

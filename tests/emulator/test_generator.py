@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time as clock
 from collections import Counter
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
@@ -154,7 +154,7 @@ def _check_value(field: dict, value, references: dict[str, set[str]]) -> None:
     elif t == "date":
         assert isinstance(value, date) and not isinstance(value, datetime)
     elif t == "datetime":
-        assert isinstance(value, datetime) and value.tzinfo == timezone.utc and value.microsecond % 1000 == 0
+        assert isinstance(value, datetime) and value.tzinfo == UTC and value.microsecond % 1000 == 0
     elif t == "time":
         assert isinstance(value, time)
     elif t in ("id", "reference"):
@@ -258,7 +258,7 @@ def test_timestamps_are_ordered_and_end_at_the_epoch(small):
             ]
             assert stamps == sorted(stamps), (name, record["Id"])
             assert all(s <= DEFAULT_EPOCH for s in stamps)
-            assert all(s >= datetime(2022, 12, 1, tzinfo=timezone.utc) for s in stamps)
+            assert all(s >= datetime(2022, 12, 1, tzinfo=UTC) for s in stamps)
 
 
 def test_bulk_update_clusters_share_a_systemmodstamp_across_page_boundaries(full):

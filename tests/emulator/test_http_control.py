@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,7 +13,7 @@ from salesforce_emulator import ControlClient, ControlError, Emulator
 from salesforce_emulator.app import Request
 
 V = f"/services/data/v{API_VERSION}"
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -154,12 +154,12 @@ def test_fields_and_objects_come_and_go(http, emu: Emulator, control: ControlCli
 
 def test_clock_controls(emu: Emulator, control: ControlClient) -> None:
     assert control.clock.now() == T0
-    control.clock.set(datetime(2027, 5, 6, 7, 8, 9, tzinfo=timezone.utc), frozen=True)
+    control.clock.set(datetime(2027, 5, 6, 7, 8, 9, tzinfo=UTC), frozen=True)
     assert requests.get(emu.base_url + "/services/data/", timeout=30).headers["Date"] == (
         "Thu, 06 May 2027 07:08:09 GMT"
     )
     control.clock.advance(3600)
-    assert control.clock.now() == datetime(2027, 5, 6, 8, 8, 9, tzinfo=timezone.utc)
+    assert control.clock.now() == datetime(2027, 5, 6, 8, 8, 9, tzinfo=UTC)
     control.clock.unfreeze()
     control.clock.freeze()
     assert control.clock.now() == emu.org.clock.now()

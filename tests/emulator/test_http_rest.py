@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -105,7 +105,7 @@ def test_limit_header_counts_every_authenticated_call(http: requests.Session, em
 
 def test_date_header_follows_the_org_clock(emulator_factory) -> None:
     emu = emulator_factory(scale=0.001)
-    emu.org.clock.set(datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc), frozen=True)
+    emu.org.clock.set(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), frozen=True)
     for response in (
         requests.get(emu.base_url + "/services/data/", timeout=30),
         requests.get(emu.base_url + f"{V}/limits", timeout=30),  # a 401 carries it too

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from salesforce_emulator.errors import ApiError
 from salesforce_emulator.org import Org, OrgConfig
 from salesforce_emulator.soql import SoqlError
 
-NOW = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -46,28 +46,26 @@ def error_code(call, *args, **kwargs) -> str:
 
 def test_clock_runs_in_real_time_by_default():
     clock = Clock()
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     now = clock.now()
-    assert now.tzinfo == timezone.utc and now.microsecond % 1000 == 0
-    assert before - timedelta(seconds=1) <= now <= datetime.now(timezone.utc)
+    assert now.tzinfo == UTC and now.microsecond % 1000 == 0
+    assert before - timedelta(seconds=1) <= now <= datetime.now(UTC)
 
 
 def test_clock_set_advance_freeze_unfreeze():
     clock = Clock()
     clock.set(datetime(2030, 1, 1, 0, 0, 0, 123456), frozen=True)  # naive = UTC
-    assert clock.now() == datetime(2030, 1, 1, 0, 0, 0, 123000, tzinfo=timezone.utc)
-    assert clock.advance(1.5) == datetime(2030, 1, 1, 0, 0, 1, 623000, tzinfo=timezone.utc)
+    assert clock.now() == datetime(2030, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    assert clock.advance(1.5) == datetime(2030, 1, 1, 0, 0, 1, 623000, tzinfo=UTC)
     assert clock.frozen and clock.now() == clock.now()
     clock.unfreeze()
     time.sleep(0.02)
     running = clock.now()
     assert (
-        datetime(2030, 1, 1, 0, 0, 1, 623000, tzinfo=timezone.utc)
-        < running
-        < datetime(2030, 1, 1, 0, 1, tzinfo=timezone.utc)
+        datetime(2030, 1, 1, 0, 0, 1, 623000, tzinfo=UTC) < running < datetime(2030, 1, 1, 0, 1, tzinfo=UTC)
     )
     clock.set("2031-05-06T07:08:09.010+0200", frozen=True)
-    assert clock.now() == datetime(2031, 5, 6, 5, 8, 9, 10000, tzinfo=timezone.utc)
+    assert clock.now() == datetime(2031, 5, 6, 5, 8, 9, 10000, tzinfo=UTC)
     frozen = clock.freeze()
     assert clock.now() == frozen
 
@@ -234,7 +232,7 @@ def test_mutations_validate_names_and_values(org):
 
 def test_get_and_records_speak_python_values(org):
     record = org.records("Account")[0]
-    assert isinstance(record["CreatedDate"], datetime) and record["CreatedDate"].tzinfo == timezone.utc
+    assert isinstance(record["CreatedDate"], datetime) and record["CreatedDate"].tzinfo == UTC
     assert org.get("Account", record["Id"]) == record
     assert org.get("Account", "001Em000000ZZZZIAA") is None
     assert len(org.records("Account", include_deleted=False)) < len(org.records("Account"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -27,7 +27,7 @@ from salesforce_emulator.soql import (
     parse,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 NO_SUCH_COLUMN_TAIL = (
     "If you are attempting to use a custom field, be sure to append the '__c' after the custom field "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pytest
@@ -156,7 +156,7 @@ def login_redirect_session(emulator: Emulator) -> requests.Session:
 def rest_value(value: Any) -> Any:
     """A Python value from `Org.records()` as Salesforce's REST JSON writes it (parse floats as Decimal)."""
     if isinstance(value, datetime):
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
     if isinstance(value, date):
         return value.isoformat()
@@ -174,7 +174,7 @@ def csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     if isinstance(value, (date, time)):
         return rest_value(value)

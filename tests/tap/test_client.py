@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -320,15 +320,11 @@ def test_server_time_comes_from_the_date_header(mock: requests_mock_module.Mocke
     mock.get(f"{DATA}/limits", json={}, headers={"Date": "Fri, 02 Jan 2026 10:00:00 GMT"})
     client = make_client()
     before = client.server_time()
-    assert abs((before - datetime.now(timezone.utc)).total_seconds()) < 5  # no answer yet: local clock
+    assert abs((before - datetime.now(UTC)).total_seconds()) < 5  # no answer yet: local clock
     client.get("limits")
     now = client.server_time()
     assert now.tzinfo is not None
-    assert (
-        datetime(2026, 1, 2, 10, tzinfo=timezone.utc)
-        <= now
-        < datetime(2026, 1, 2, 10, 0, 5, tzinfo=timezone.utc)
-    )
+    assert datetime(2026, 1, 2, 10, tzinfo=UTC) <= now < datetime(2026, 1, 2, 10, 0, 5, tzinfo=UTC)
 
 
 def test_login_failures_are_retried_when_transient(mock: requests_mock_module.Mocker) -> None:
@@ -550,7 +546,7 @@ def test_http_quota_percent_guard_stops_before_passing_it(emulator: Emulator) ->
 
 
 def test_http_server_time_is_the_orgs_clock(emulator: Emulator) -> None:
-    org_now = datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    org_now = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
     emulator.org.clock.set(org_now, frozen=True)
     client = emulator_client(emulator)
     client.get_json("limits")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from tap_salesforce_seg import soql
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_incremental_query_has_window_and_order():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from tap_salesforce_seg.extract.rest import RestExtractor
 from tap_salesforce_seg.soql import QueryField
 from tap_salesforce_seg.values import parse_datetime, record_dict
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 WINDOW_END = T0 + timedelta(days=1)
 FIELD_COUNT = 400  # long names: several chunks

@@ -7,7 +7,7 @@ import logging
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ def test_is_sandbox_means_test() -> None:
 
 
 def test_start_date_forms() -> None:
-    utc = timezone.utc
+    utc = UTC
     assert config(start_date="2024-01-02T03:04:05Z").start_date == datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc)
     assert config(start_date="2024-01-02").start_date == datetime(2024, 1, 2, tzinfo=utc)
     assert config(start_date="2024-01-02T05:04:05+02:00").start_date == datetime(

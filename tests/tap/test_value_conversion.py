@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import msgspec
@@ -240,7 +240,7 @@ def test_any_type_values_are_text():
 def test_format_datetime_treats_naive_as_utc():
     assert values.format_datetime(datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02T03:04:05.000000Z"
     eastern = values.parse_datetime("2024-01-02T03:04:05.000-0500")
-    assert eastern == datetime(2024, 1, 2, 8, 4, 5, tzinfo=timezone.utc)
+    assert eastern == datetime(2024, 1, 2, 8, 4, 5, tzinfo=UTC)
 
 
 def test_stamps_come_with_the_records_and_hidden_properties_stay_out():

@@ -22,7 +22,7 @@ from conftest import TARGET_EXECUTABLE, Warehouse, record, schema, start_target,
 
 from target_warehouse_seg.errors import DatabaseError, InvalidRecord
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PROPERTIES = {
     "id": {"type": "string"},
     "name": {"type": ["null", "string"]},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.target.conftest import CliRun, Warehouse, record, schema, state, to_lines
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 MODSTAMP = {"type": ["null", "string"], "format": "date-time"}
 
 

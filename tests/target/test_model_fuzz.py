@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import Warehouse, schema, to_lines
 
 SEEDS = range(10)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 OLDEST = (0, dt.datetime.min.replace(tzinfo=UTC))  # the order of a NULL modstamp

@@ -42,8 +42,8 @@ def test_types_widen_keeping_every_value(warehouse: Warehouse) -> None:
     )
     rows = {r["id"]: r for r in warehouse.rows("w")}
     assert rows[1]["n"] == 7 and rows[2]["n"] == Decimal("7.25")
-    assert rows[1]["d"] == dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
-    assert rows[2]["d"] == dt.datetime(2024, 3, 2, 9, tzinfo=dt.timezone.utc)
+    assert rows[1]["d"] == dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    assert rows[2]["d"] == dt.datetime(2024, 3, 2, 9, tzinfo=dt.UTC)
     as_text = schema("w", {"id": {"type": "integer"}, "n": {"type": "string"}, "d": {"type": "string"}})
     assert warehouse.run([as_text, record("w", {"id": 3, "n": "seven", "d": "someday"})]).error is None
     rows = {r["id"]: r for r in warehouse.rows("w")}
@@ -78,7 +78,7 @@ def test_dates_widen_alike_whatever_the_servers_date_style_and_zone(warehouse: W
     if to == "text":
         assert stored == "2024-02-03"
     else:
-        assert stored == dt.datetime(2024, 2, 3, tzinfo=dt.timezone.utc)
+        assert stored == dt.datetime(2024, 2, 3, tzinfo=dt.UTC)
 
 
 def test_numbers_widened_to_text_are_written_without_trailing_zeros(warehouse: Warehouse) -> None:

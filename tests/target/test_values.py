@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from conftest import Warehouse, record, schema, state
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PROPERTIES = {
     "id": {"type": "string"},
     "text": {"type": ["null", "string"]},
