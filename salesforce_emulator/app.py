@@ -4,8 +4,9 @@ The socket server (server.py) parses HTTP and hands every request to `App.handle
 
 Unauthenticated
 - `GET /services/data/` : the served versions, 40.0 to 64.0 with their release labels.
-- `POST /services/Soap/u/{version}` : SOAP login; `POST /services/oauth2/token`, `/services/oauth2/revoke`
-  (see auth.py).
+- `POST /services/Soap/u/{version}` : SOAP login (a version not served: Salesforce's 500 fault
+  UNSUPPORTED_API_VERSION; the versioned REST paths answer it 404 NOT_FOUND); `POST /services/oauth2/token`,
+  `/services/oauth2/revoke` (see auth.py).
 - `/__emulator__/<group>/<method>` : the control API (loopback clients only; see control.py).
 
 Authenticated (`Authorization: Bearer <session>`), under `/services/data/vXX.X` (another version: 404)
@@ -46,7 +47,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .auth import ORGANIZATION_ID_18, USER_ID_18, AuthService, OAuthError, case_safe_id, salesforce_id
+from .auth import (
+    ORGANIZATION_ID_18,
+    UNSUPPORTED_API_VERSION_FAULT,
+    USER_ID_18,
+    AuthService,
+    OAuthError,
+    case_safe_id,
+    salesforce_id,
+)
 from .bulk import BulkJobs
 from .control import decode_value, encode_value
 from .errors import ApiError, not_found
@@ -413,7 +422,7 @@ class App:
     def _soap_login(self, request: Request, version: str) -> Response:
         route = "soap_login"
         if version not in API_VERSIONS:
-            return Response(404, b"", XML, route=route)
+            return Response(500, UNSUPPORTED_API_VERSION_FAULT, XML, route=route)
         status, body = self.auth.soap_login(request.body, version, self.base_url())
         return Response(status, body, XML, route=route)
 

@@ -315,3 +315,17 @@ _INVALID_LOGIN_FAULT = (
     b"<sf:exceptionMessage>Invalid username, password, security token; or user locked out."
     b"</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
 )
+
+# Salesforce's answer to a SOAP login on a version it does not serve (a newer one during a release's
+# roll-out, or a retired one): a fault, with the `sf:` prefix on its code (UnexpectedErrorFault).
+UNSUPPORTED_API_VERSION_FAULT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    b'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+    b"<soapenv:Body><soapenv:Fault><faultcode>sf:UNSUPPORTED_API_VERSION</faultcode>"
+    b"<faultstring>UNSUPPORTED_API_VERSION: Invalid Api version specified on URL</faultstring>"
+    b'<detail><sf:UnexpectedErrorFault xsi:type="sf:UnexpectedErrorFault">'
+    b"<sf:exceptionCode>UNSUPPORTED_API_VERSION</sf:exceptionCode>"
+    b"<sf:exceptionMessage>Invalid Api version specified on URL</sf:exceptionMessage>"
+    b"</sf:UnexpectedErrorFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+)

@@ -24,9 +24,16 @@ import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
-from tap_salesforce_seg.config import AUTH_CLIENT_CREDENTIALS, AUTH_PASSWORD, AUTH_REFRESH_TOKEN, TapConfig
-from tap_salesforce_seg.errors import AuthenticationError, TapError, TransientError
+from tap_salesforce_seg.config import (
+    AUTH_CLIENT_CREDENTIALS,
+    AUTH_PASSWORD,
+    AUTH_REFRESH_TOKEN,
+    DEFAULT_API_VERSION,
+    TapConfig,
+)
+from tap_salesforce_seg.errors import AuthenticationError, ConfigError, TapError, TransientError
 from tap_salesforce_seg.http_errors import network_failure, page_summary, shorten
+from tap_salesforce_seg.versions import unserved_version
 
 TOKEN_PATH = "/services/oauth2/token"
 SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
@@ -103,6 +110,8 @@ class Authenticator:
             code, detail = error.code, shorten(str(getattr(error, "auth_message", None) or error.message))
             if answers and not _is_soap_answer(answers[-1]):
                 raise self._not_a_soap_answer(answers[-1]) from None
+            if code == "UNSUPPORTED_API_VERSION" or "UNSUPPORTED_API_VERSION" in detail:
+                raise self._unsupported_version() from None
             if isinstance(code, int) or code in _TRANSIENT_SOAP_CODES:
                 raise TransientError(
                     f"SOAP login at {config.login_base_url} failed: {code} {detail}",
@@ -121,6 +130,15 @@ class Authenticator:
             self._http.hooks["response"].remove(keep)
         scheme = urlsplit(config.login_base_url).scheme
         return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
+
+    def _unsupported_version(self) -> TapError:
+        """The login's URL names an API version this Salesforce does not serve: which ones it does."""
+        config = self._config
+        return unserved_version(self._http, config.login_base_url, config.api_version) or ConfigError(
+            f"api_version: Salesforce at {config.login_base_url} does not serve API version "
+            f"{config.api_version} (UNSUPPORTED_API_VERSION); set an older api_version, or leave it out "
+            f"(the default is {DEFAULT_API_VERSION})"
+        )
 
     def _not_a_soap_answer(self, response: requests.Response) -> TapError:
         """A server that is not Salesforce's login answered (a mistyped domain, a proxy's or a captive

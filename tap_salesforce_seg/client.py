@@ -43,12 +43,14 @@ from tap_salesforce_seg.auth import Authenticator, LoginResult
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
     AuthenticationError,
+    ConfigError,
     QuotaExceeded,
     SalesforceApiError,
     ServiceUnavailable,
     TransientError,
 )
 from tap_salesforce_seg.http_errors import network_failure, page_summary
+from tap_salesforce_seg.versions import unserved_version
 
 USER_AGENT = "tap-salesforce-seg"
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -101,6 +103,7 @@ class SalesforceClient:
         self._login_lock = threading.Lock()
         self._server_date: datetime | None = None
         self._server_date_seen_at = 0.0
+        self._version_unserved: tuple[ConfigError | None] | None = None  # see _unserved_version
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -315,6 +318,11 @@ class SalesforceClient:
                 )
             # ConcurrentPerOrgLongTxn and friends: too many calls at once, worth waiting for.
             return TransientError(f"{status} {error_code}: {message}", status=status)
+        if status == 404 and error_code == "NOT_FOUND" and self.data_path in url:
+            # Also what every call answers when the org does not serve the API version (see versions.py).
+            unserved = self._unserved_version()
+            if unserved is not None:
+                return unserved
         if status >= 500 or status in _TRANSIENT_STATUSES:
             retry_after = _retry_after(response)
             return TransientError(
@@ -323,6 +331,13 @@ class SalesforceClient:
         return SalesforceApiError(
             status, error_code or str(response.reason or "HTTP_ERROR"), message, method=method, path=path
         )
+
+    def _unserved_version(self) -> ConfigError | None:
+        """Whether the instance serves the API version, asked once per run (after a 404)."""
+        if self._version_unserved is None:
+            instance = self._session().instance_url
+            self._version_unserved = (unserved_version(self.http, instance, self.api_version),)
+        return self._version_unserved[0]
 
 
 class _SessionExpired(Exception):

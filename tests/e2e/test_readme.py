@@ -691,6 +691,19 @@ def test_invalid_login_message(emulator_factory: Any) -> None:
     assert example_pattern(block("invalid-login")).fullmatch(str(refused.value)), str(refused.value)
 
 
+def test_api_version_unserved_message(emulator_factory: Any) -> None:
+    emu = readme_emulator(emulator_factory)  # serves 40.0 to 64.0
+    settings = {**json_block("tap-password"), "api_version": "65.0"}
+    from tap_salesforce_seg.client import SalesforceClient
+
+    client = SalesforceClient(
+        TapConfig.from_mapping(settings), _quiet_logger(), http=login_redirect_session(emu)
+    )
+    with pytest.raises(TapError) as refused:
+        client.login()
+    assert example_pattern(block("api-version-unserved")).fullmatch(str(refused.value)), str(refused.value)
+
+
 def test_untrusted_certificate_message(
     emulator_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

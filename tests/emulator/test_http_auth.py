@@ -73,6 +73,24 @@ def test_soap_login_returns_a_session_pointing_at_the_emulator(emu: Emulator) ->
     assert limits(emu, session_id).status_code == 200
 
 
+def test_soap_login_on_a_version_not_served_is_salesforces_fault(emu: Emulator) -> None:
+    """As Salesforce answers a login URL naming a version it does not serve (yet, or any more); the REST
+    API answers such a version 404 NOT_FOUND, and `/services/data/` lists the versions it does serve."""
+    response = requests.post(
+        f"{emu.base_url}/services/Soap/u/99.0",
+        SOAP_BODY.format(username="admin@example.com", password="passwordTOKEN"),
+        headers=SOAP_HEADERS,
+        timeout=30,
+    )
+    assert response.status_code == 500
+    assert xml_text(response.content, "faultcode") == "sf:UNSUPPORTED_API_VERSION"
+    assert xml_text(response.content, "sf:exceptionCode") == "UNSUPPORTED_API_VERSION"
+    rest = requests.get(f"{emu.base_url}/services/data/v99.0/limits", timeout=30)
+    assert rest.status_code == 404 and rest.json()[0]["errorCode"] == "NOT_FOUND"
+    versions = requests.get(f"{emu.base_url}/services/data/", timeout=30).json()
+    assert versions[0]["version"] == "40.0" and versions[-1]["version"] == "64.0"
+
+
 @pytest.mark.parametrize(
     ("username", "password"),
     [

@@ -299,3 +299,34 @@ def test_a_refused_connection_is_retried_and_named(
     with pytest.raises(ServiceUnavailable) as caught:
         client_for(password_settings(emulator, domain=f"http://127.0.0.1:{port}")).login()
     assert str(caught.value).endswith(f"SOAP login at http://127.0.0.1:{port}: the connection was refused")
+
+
+@pytest.mark.parametrize(
+    ("settings_for", "version", "advice"),
+    [
+        (password_settings, "99.0", "set api_version to 64.0 or older"),
+        (oauth_settings, "99.0", "set api_version to 64.0 or older"),
+        (lambda emu, **overrides: oauth_settings(emu, refresh=False, **overrides), "65.0", "64.0 or older"),
+    ],
+    ids=["soap", "refresh-token", "client-credentials"],
+)
+def test_an_api_version_the_org_does_not_serve_says_which_it_does(
+    emulator: Emulator, settings_for: Callable[..., dict], version: str, advice: str
+) -> None:
+    """A version newer than the org's release (set during a release's roll-out, when sandboxes have it
+    first): the SOAP login's fault UNSUPPORTED_API_VERSION, or REST's 404 NOT_FOUND for every call, said
+    neither what was wrong nor what to set."""
+    client = client_for(settings_for(emulator, api_version=version))
+    with pytest.raises(TapError) as raised:
+        client.get_json("sobjects")
+    message = str(raised.value)
+    assert message.startswith("api_version: ") and "\n" not in message, message
+    assert f"serves API versions 40.0 to 64.0, not {version}" in message and advice in message, message
+    assert "sandbox" not in message
+
+
+def test_a_missing_object_is_not_taken_for_an_unserved_version(emulator: Emulator) -> None:
+    client = client_for(oauth_settings(emulator))
+    with pytest.raises(TapError) as raised:
+        client.get_json("sobjects/NoSuchObject__c/describe")
+    assert "NOT_FOUND" in str(raised.value) and "api_version" not in str(raised.value)
