@@ -125,6 +125,10 @@ class AuthService:
         self._sessions: dict[str, Session] = {}
         self._refresh_tokens: set[str] = {self.credentials.refresh_token}
         self.logins = 0
+        # The user's password has expired (Salesforce's default policy: every 90 days): a SOAP login
+        # still succeeds, saying `passwordExpired` true. (Salesforce's session is then good only for
+        # setting a new one; the emulator's works as usual.)
+        self.password_expired = False
 
     # ---- sessions ----
     def authenticate(self, authorization: str | None) -> Session | None:
@@ -197,7 +201,8 @@ class AuthService:
             'xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
             "<soapenv:Body><loginResponse><result>"
             f"<metadataServerUrl>{base_url}/services/Soap/m/{version}/{org[:15]}</metadataServerUrl>"
-            "<passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
+            f"<passwordExpired>{'true' if self.password_expired else 'false'}</passwordExpired>"
+            "<sandbox>false</sandbox>"
             f"<serverUrl>{base_url}/services/Soap/u/{version}/{org[:15]}</serverUrl>"
             f"<sessionId>{session.token}</sessionId><userId>{USER_ID_18}</userId>"
             "<userInfo><accessibilityMode>false</accessibilityMode><currencySymbol>$</currencySymbol>"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
@@ -128,6 +129,8 @@ class Authenticator:
             raise network_failure(error, f"SOAP login at {config.login_base_url}") from None
         finally:
             self._http.hooks["response"].remove(keep)
+        if answers and _password_expired(answers[-1]):
+            raise password_expired_error(config.username) from None
         scheme = urlsplit(config.login_base_url).scheme
         return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
 
@@ -196,6 +199,23 @@ class Authenticator:
         return AuthenticationError(
             f"Salesforce refused the login with {what} at {self._config.login_base_url} ({detail}).{hint}"
         )
+
+
+def password_expired_error(username: str | None) -> AuthenticationError:
+    """The user's password expired (Salesforce's default policy expires one every 90 days): its session
+    is good for nothing but setting a new one, so the run stops at the login rather than at each call
+    with INVALID_OPERATION_WITH_EXPIRED_PASSWORD."""
+    user = f"user {username}" if username else "the user"
+    return AuthenticationError(
+        f"the password of {user} has expired: log in to Salesforce as that user and set a new one, then "
+        "update `password` and `security_token` (a new password comes with a new token); an integration "
+        "user's profile can have a password policy whose passwords never expire"
+    )
+
+
+def _password_expired(response: requests.Response) -> bool:
+    """Whether a SOAP login's result says the password has expired."""
+    return re.search(rb"<(?:\w+:)?passwordExpired>\s*true\s*<", response.content) is not None
 
 
 def _is_soap_answer(response: requests.Response) -> bool:

@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from tap_salesforce_seg.auth import Authenticator, LoginResult
+from tap_salesforce_seg.auth import Authenticator, LoginResult, password_expired_error
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import (
     AuthenticationError,
@@ -318,6 +318,8 @@ class SalesforceClient:
                 )
             # ConcurrentPerOrgLongTxn and friends: too many calls at once, worth waiting for.
             return TransientError(f"{status} {error_code}: {message}", status=status)
+        if error_code == "INVALID_OPERATION_WITH_EXPIRED_PASSWORD":  # whatever the status: no retry helps
+            return password_expired_error(self.config.username)
         if status == 404 and error_code == "NOT_FOUND" and self.data_path in url:
             # Also what every call answers when the org does not serve the API version (see versions.py).
             unserved = self._unserved_version()

@@ -19,6 +19,7 @@ from emulator_fixtures import login_redirect_session
 
 from salesforce_emulator import Emulator
 from salesforce_emulator.auth import Credentials
+from tap_salesforce_seg.auth import LoginResult
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import AuthenticationError, ServiceUnavailable, TapError
@@ -330,3 +331,40 @@ def test_a_missing_object_is_not_taken_for_an_unserved_version(emulator: Emulato
     with pytest.raises(TapError) as raised:
         client.get_json("sobjects/NoSuchObject__c/describe")
     assert "NOT_FOUND" in str(raised.value) and "api_version" not in str(raised.value)
+
+
+def test_an_expired_password_stops_at_the_login_with_what_to_do(emulator: Emulator) -> None:
+    """Salesforce expires a password every 90 days by default; the login still succeeds, saying
+    `passwordExpired`, and every call then failed with INVALID_OPERATION_WITH_EXPIRED_PASSWORD."""
+    emulator.auth.password_expired = True
+    try:
+        client = client_for(password_settings(emulator))
+        with pytest.raises(AuthenticationError) as refused:
+            client.get_json("sobjects")
+    finally:
+        emulator.auth.password_expired = False
+    message = str(refused.value)
+    assert message.startswith("the password of user admin@example.com has expired: log in to Salesforce")
+    assert "security_token" in message and "\n" not in message and "password'" not in message
+    assert client.requests_sent == 0, "no API call is made with the session of an expired password"
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_a_call_refused_for_an_expired_password_is_not_retried(requests_mock: Any, status: int) -> None:
+    settings = {"username": "etl@acme.com", "password": "p", "security_token": "t", "domain": "login"}
+    client = client_for(settings)
+    client._login = LoginResult(access_token="token", instance_url="https://acme.my.salesforce.com")
+    requests_mock.get(
+        "https://acme.my.salesforce.com/services/data/v58.0/sobjects",
+        status_code=status,
+        json=[
+            {
+                "errorCode": "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+                "message": "The users password has expired, you must call SetPassword before attempting "
+                "any other API operations",
+            }
+        ],
+    )
+    with pytest.raises(AuthenticationError, match=r"^the password of user etl@acme.com has expired"):
+        client.get_json("sobjects")
+    assert requests_mock.call_count == 1
