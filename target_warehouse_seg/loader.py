@@ -250,41 +250,40 @@ class Loader:
                 "whether they were committed is unknown, so they are not applied again (they would be "
                 "appended twice); a rerun from the last STATE written loads them again"
             ) from None
-        while True:
-            delay = self._reconnect_pauses.next()
-            if delay is None:
-                raise DatabaseError(
-                    f"{lost}; could not connect again in {self._reconnect_pauses.spent:.0f} s. Everything "
-                    "before the last STATE written is committed; a rerun from it loads the rest"
-                ) from None
-            logger.warning(
-                "%s; connecting again in %.0f s, then loading the batch in flight again", lost, delay
-            )
-            wait_or_stop(delay)
-            try:
-                self.engine.reconnect()
-                return
-            except ConnectionLost as again:
-                lost = again
+        self._keep_connecting(
+            lost,
+            self.engine.reconnect,
+            "connecting again in %.0f s, then loading the batch in flight again",
+            "could not connect again in {spent:.0f} s. Everything before the last STATE written is "
+            "committed; a rerun from it loads the rest",
+        )
 
     def connect_when_ready(self, busy: ConnectionLost) -> None:
         """On the loader thread, when the first connection was refused for now (the server's connection
         slots all taken, as when many jobs start on the hour, or the server starting up): try again,
         pausing between tries, within the same limit as a broken connection's."""
+        self._keep_connecting(
+            busy, self.engine.connect, "trying again in %.0f s", "still refused after {spent:.0f} s of trying"
+        )
+        self._reconnect_pauses.reset()
+
+    def _keep_connecting(
+        self, lost: ConnectionLost, connect: t.Callable[[], None], waiting: str, giving_up: str
+    ) -> None:
+        """Call ``connect`` after growing pauses until it connects, warning ``lost; waiting`` before each
+        pause; past the pauses' limit, raise ``lost; giving_up`` (its ``{spent}``: the seconds spent)."""
         while True:
             delay = self._reconnect_pauses.next()
             if delay is None:
-                raise DatabaseError(
-                    f"{busy}; still refused after {self._reconnect_pauses.spent:.0f} s of trying"
-                ) from None
-            logger.warning("%s; trying again in %.0f s", busy, delay)
+                spent = self._reconnect_pauses.spent
+                raise DatabaseError(f"{lost}; {giving_up.format(spent=spent)}") from None
+            logger.warning("%s; " + waiting, lost, delay)
             wait_or_stop(delay)
             try:
-                self.engine.connect()
-                self._reconnect_pauses.reset()
+                connect()
                 return
             except ConnectionLost as again:
-                busy = again
+                lost = again
 
     def _transaction(self, batches: list[LoadBatch], rejected: list[Rejected], *, commit: bool) -> None:
         engine = self.engine
