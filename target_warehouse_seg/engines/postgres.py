@@ -589,8 +589,9 @@ class PostgresEngine(CatalogEngine):
         self.forget()
 
     def _hold_table(self, table: str) -> None:
-        """Until this transaction ends, the advisory lock that other runs take to change the table or to
-        apply hard deletes to it (waiting for any run holding it)."""
+        """Until this transaction ends, the advisory lock that other runs take to create or change the
+        table (or the schema, by its name), or to apply hard deletes to it (waiting for any run holding
+        it)."""
         key = f"target-warehouse-seg {self.schema}.{table}"
         with self._database_errors():
             self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
@@ -603,8 +604,7 @@ class PostgresEngine(CatalogEngine):
         finds the object there. Known objects cost no lock (each batch with hard deletes asks)."""
         if name in self._created_shared:
             return
-        key = f"target-warehouse-seg {self.schema}.{name}"
-        self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        self._hold_table(name)
         self.connection.execute(statement)
         self._created_shared.add(name)
 
