@@ -9,7 +9,9 @@
   (without the token) and the new one is used for the rest of the run.
 
 `login()` returns a `LoginResult` (token kept out of `repr`) or raises `AuthenticationError` (one line,
-with the sandbox hint when `domain` is `login`) or `TransientError` (the client retries those).
+with the sandbox hint when `domain` is `login`; also for a SOAP login whose result says the password has
+expired) or `TransientError` (the client retries those). A SOAP fault UNSUPPORTED_API_VERSION says which
+API versions the host serves (versions.py).
 """
 
 from __future__ import annotations

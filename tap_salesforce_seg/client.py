@@ -23,6 +23,8 @@ Behaviour:
 - Quota: `Sforce-Limit-Info: api-usage=N/M` is read from every answer; a call is not sent once N/M
   reaches `quota_percent`, and a 403 REQUEST_LIMIT_EXCEEDED (daily total) stops at once: both raise
   `QuotaExceeded`, whose message says when to retry (the allowance is a rolling 24 hours).
+- INVALID_OPERATION_WITH_EXPIRED_PASSWORD (whatever the status) stops at once, saying what to do; a
+  404 NOT_FOUND asks once whether the instance serves `api_version` at all (versions.py).
 - Other error answers raise `SalesforceApiError(status, error_code, message)`.
 """
 
