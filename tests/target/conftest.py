@@ -31,16 +31,19 @@ def start_target(config: Path, *, text: bool = True, **streams: t.Any) -> subpro
     return subprocess.Popen([TARGET_EXECUTABLE, "--config", str(config)], text=text, **{**pipes, **streams})
 
 
-def wait_until_the_target_waits_for_a_lock(url: str) -> None:
-    """Until a target's PostgreSQL session waits for a lock another session holds (30 s at most)."""
+def wait_until_the_target_waits_for_a_lock(url: str, sessions: int = 1) -> None:
+    """Until `sessions` target sessions wait for a lock another session holds (30 s at most)."""
     import psycopg
 
     deadline = time.monotonic() + 30
     with psycopg.connect(url, autocommit=True) as watcher:
-        while not watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
-            "AND wait_event_type = 'Lock'"
-        ).fetchone()[0]:
+        while (
+            watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            < sessions
+        ):
             assert time.monotonic() < deadline, "the run never waited for the other session's lock"
             time.sleep(0.05)
 

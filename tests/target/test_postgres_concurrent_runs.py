@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import typing as t
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import Warehouse, record, schema, start_target, state, to_lines
+from conftest import (
+    Warehouse,
+    record,
+    schema,
+    start_target,
+    state,
+    to_lines,
+    wait_until_the_target_waits_for_a_lock,
+)
 
 PROPERTIES = {
     "id": {"type": "string"},
@@ -34,21 +41,6 @@ def tap_output(properties: dict[str, t.Any], keys: range, position: int) -> list
             messages.append(record(stream, values))
     messages.append(state({"position": position}))
     return messages
-
-
-def wait_for_waiting_sessions(url: str, count: int) -> None:
-    """Until `count` sessions of the target wait for a lock (60 s at most)."""
-    deadline = time.monotonic() + 60
-    with psycopg.connect(url, autocommit=True) as watcher:
-        while True:
-            row = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
-                "AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if row and row[0] >= count:
-                return
-            assert time.monotonic() < deadline, f"fewer than {count} target sessions waited for a lock"
-            time.sleep(0.02)
 
 
 class Run:
@@ -132,7 +124,7 @@ def test_two_runs_adding_the_same_column_at_once_both_load(pg: Warehouse, tmp_pa
     feeder = threading.Thread(target=feed_at_once, args=(runs, tap_output(with_stage, range(20), 2)))
     feeder.start()
     try:
-        wait_for_waiting_sessions(url, 2)  # one at the table's lock, the other behind it
+        wait_until_the_target_waits_for_a_lock(url, 2)  # one at the table's lock, the other behind it
     finally:
         holder.rollback()
         holder.close()
@@ -177,9 +169,9 @@ def test_a_record_one_run_deletes_is_not_brought_back_by_another_at_once(
     b = threading.Thread(target=run_b.feed, args=(to_lines(feed_b),))
     try:
         a.start()
-        wait_for_waiting_sessions(url, 1)  # A has deleted X and waits at its tombstone
+        wait_until_the_target_waits_for_a_lock(url, 1)  # A has deleted X and waits at its tombstone
         b.start()
-        wait_for_waiting_sessions(url, 2)  # B waits behind A
+        wait_until_the_target_waits_for_a_lock(url, 2)  # B waits behind A
     finally:
         blocker.rollback()
         blocker.close()
