@@ -43,14 +43,15 @@ _NUMBER_SCAN = bytes(
 RAW_NULL = msgspec.Raw(b"null")
 # What a msgspec decode raises for bad input: its own errors, (msgspec before 0.23) UnicodeDecodeError
 # for bytes that are not UTF-8 in a string it decodes (0.23 raises its DecodeError for those), and
-# RecursionError for objects or arrays nested about as deep as Python's recursion limit (1,000).
+# RecursionError for objects or arrays nested about as deep as Python's recursion limit.
 DECODE_ERRORS = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 
 
 def decode_problem(error: BaseException) -> str:
     """What was wrong with JSON that a msgspec decode refused, in words ("not valid JSON (...)", ...)."""
     if isinstance(error, RecursionError):
-        return "not readable: objects or arrays nested about 1,000 levels deep"
+        # msgspec's limit is Python's: about 1,000 levels up to Python 3.11, about 10,000 from 3.12 on.
+        return "not readable: objects or arrays nested deeper than Python's recursion limit"
     if str(error).startswith("Integer value out of range"):  # Python's limit on an integer's digits
         return "not readable: an integer of more than 4,300 digits"
     return f"not valid JSON ({error})"
@@ -67,17 +68,11 @@ def without_lone_surrogates(line: bytes) -> tuple[t.Any, int] | None:
     library keeps them)."""
     replaced = 0
 
-    def clean(value: t.Any) -> t.Any:
+    def clean(text: str) -> str:
         nonlocal replaced
-        if isinstance(value, str):
-            value, count = _LONE_SURROGATE.subn("\ufffd", value)
-            replaced += count
-            return value
-        if isinstance(value, dict):
-            return {clean(key): clean(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [clean(item) for item in value]
-        return value
+        text, count = _LONE_SURROGATE.subn("\ufffd", text)
+        replaced += count
+        return text
 
     def no_constant(name: str) -> t.NoReturn:
         raise ValueError(f"{name} is not JSON")
@@ -86,7 +81,7 @@ def without_lone_surrogates(line: bytes) -> tuple[t.Any, int] | None:
         payload = json.loads(line, parse_float=Decimal, parse_constant=no_constant)
     except (ValueError, RecursionError):
         return None
-    payload = clean(payload)
+    payload = map_strings(payload, clean)
     return (payload, replaced) if replaced else None
 
 
@@ -241,16 +236,44 @@ def plain_number_raw(raw: msgspec.Raw) -> msgspec.Raw:
 
 def strip_nul(value: t.Any, stats: Stats) -> t.Any:
     """The value with NUL characters removed from every string in it (counted in ``stats``)."""
+
+    def without_nul(text: str) -> str:
+        if "\x00" in text:
+            stats.nul_removed += text.count("\x00")
+            return text.replace("\x00", "")
+        return text
+
+    return map_strings(value, without_nul)
+
+
+def map_strings(value: t.Any, change: t.Callable[[str], str]) -> t.Any:
+    """A decoded JSON value with ``change`` applied to every string in it, object keys too. Iterative:
+    a recursive walk raised RecursionError (a traceback) for a record nested some hundreds of levels
+    deep, which msgspec and PostgreSQL read (a record's frames cost Python's limit twice per level)."""
     if isinstance(value, str):
-        if "\x00" in value:
-            stats.nul_removed += value.count("\x00")
-            return value.replace("\x00", "")
+        return change(value)
+    if not isinstance(value, (dict, list)):
         return value
-    if isinstance(value, dict):
-        return {strip_nul(key, stats): strip_nul(item, stats) for key, item in value.items()}
-    if isinstance(value, list):
-        return [strip_nul(item, stats) for item in value]
-    return value
+    pending: list[tuple[t.Any, t.Any]] = []
+
+    def place(item: t.Any) -> t.Any:
+        if isinstance(item, str):
+            return change(item)
+        if isinstance(item, (dict, list)):
+            copy: t.Any = {} if isinstance(item, dict) else []
+            pending.append((item, copy))  # filled below; its place in its parent is taken now
+            return copy
+        return item
+
+    root = place(value)
+    while pending:
+        source, copy = pending.pop()
+        if isinstance(source, dict):
+            for key, item in source.items():
+                copy[change(key)] = place(item)
+        else:
+            copy.extend(place(item) for item in source)
+    return root
 
 
 def lenient(source: Source, value: t.Any) -> t.Any:

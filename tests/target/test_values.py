@@ -252,6 +252,39 @@ def test_nul_characters_are_removed_and_counted(
     assert any("removed 5 NUL" in message for message in caplog.messages)
 
 
+@pytest.mark.parametrize(
+    ("text", "stored"), [("a\\u0000b", "ab"), ("a\\ud83db", "a\ufffdb")], ids=["NUL", "surrogate"]
+)
+def test_a_deeply_nested_value_beside_a_character_to_clean_is_stored(
+    warehouse: Warehouse, text: str, stored: str
+) -> None:
+    """A record nested 600 levels deep is JSON that msgspec, DuckDB and PostgreSQL read; with a NUL or a
+    lone surrogate to clean in it, the cleaning's recursive walk (two Python frames a level) raised
+    RecursionError, and the run stopped in a traceback."""
+    properties = {"id": {"type": "string"}, "t": {"type": ["null", "string"]}, "doc": {}}
+    nested = "[" * 300 + '{"k\\u0000": ' + "[" * 299 + '"deep\\u0000"' + "]" * 299 + "}" + "]" * 300
+    lines = [
+        json.dumps(schema("deep", properties)),
+        '{"type": "RECORD", "stream": "deep", "record": {"id": "r", "t": "'
+        + text
+        + '", "doc": '
+        + nested
+        + "}}",
+    ]
+    run = warehouse.run(lines)
+    assert run.error is None, run.error
+    [row] = warehouse.rows("deep")
+    assert row["t"] == stored
+    value = warehouse.json(row["doc"])
+    for _ in range(300):
+        [value] = value
+    assert list(value) == ["k"]  # its NUL removed, as the one in the string 299 levels further in
+    value = value["k"]
+    for _ in range(299):
+        [value] = value
+    assert value == "deep"
+
+
 def test_lone_surrogate_escapes_become_replacement_characters(
     warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
