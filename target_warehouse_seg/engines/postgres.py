@@ -18,6 +18,7 @@ from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg._encodings import pg2pyenc  # psycopg's own map of PostgreSQL encodings to Python codecs
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
@@ -247,6 +248,7 @@ class PostgresEngine(CatalogEngine):
         self._password = conninfo_to_dict(conninfo).get("password")
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
+        self._server_codec: str | None = None  # the database's text encoding in Python, None for UTF8
         self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
         self._conflict_pauses = Pauses(
             CONFLICT_RETRY_FIRST_SECONDS, CONFLICT_RETRY_MAX_SECONDS, CONFLICT_RETRY_LIMIT_SECONDS
@@ -273,6 +275,10 @@ class PostgresEngine(CatalogEngine):
                 autocommit=False,
                 application_name="target-warehouse-seg",
                 prepare_threshold=None,
+                # The values are Python text: sent as UTF-8 whatever the database's encoding (libpq's
+                # default, the database's own, made psycopg encode to LATIN1 and fail in Python on other
+                # characters, and to SQL_ASCII send every text parameter as bytea), or PGCLIENTENCODING.
+                client_encoding="UTF8",
                 **network_defaults(self._conninfo),
             )
         except psycopg.Error as error:
@@ -291,7 +297,36 @@ class PostgresEngine(CatalogEngine):
             self._lock_timeout = row[0] if row else "0"
             self._connection.commit()
             self.codec.bind(self._connection)
+        self._note_server_encoding(self._connection.info.parameter_status("server_encoding") or "UTF8")
         logger.info("connected to PostgreSQL at %s, schema %s", self.display, self.schema)
+
+    def _note_server_encoding(self, encoding: str) -> None:
+        """A database created with another encoding than UTF8 (LATIN1, WIN1252: older or migrated
+        servers) refuses text with characters outside it; such a record stops the run or is
+        quarantined like any value that does not fit its column, and the run says so up front.
+        SQL_ASCII stores the bytes as they come, so it holds UTF-8 text whole."""
+        known = self._server_codec
+        if encoding in ("UTF8", "SQL_ASCII"):
+            self._server_codec = None
+            return
+        try:
+            self._server_codec = pg2pyenc(encoding.encode("ascii"))
+        except psycopg.NotSupportedError:
+            self._server_codec = "ascii"  # every server encoding holds ASCII
+        if known is None:
+            logger.warning(
+                "the database's encoding is %s, not UTF8: a record with text it cannot hold (other "
+                "alphabets, emoji) will stop the run, or be quarantined with on_invalid_record: quarantine",
+                encoding,
+            )
+
+    def _storable(self, text: str | None) -> str | None:
+        """Text the database can hold: NULs removed and, in a database that is not UTF8, characters
+        outside its encoding written as JSON escapes (valid in JSON strings and readable in plain text)."""
+        text = _clean(text)
+        if text is None or self._server_codec is None or text.isascii():
+            return text
+        return "".join(char if _fits(char, self._server_codec) else _json_escape(char) for char in text)
 
     def reconnect(self) -> None:
         self._drop_connection()
@@ -570,14 +605,24 @@ class PostgresEngine(CatalogEngine):
                 for row in rows:
                     copy.write_row(
                         (
-                            _clean(row.stream),
+                            self._storable(row.stream),
                             row.line,
-                            None if row.key is None else _clean(_encode(row.key).decode("utf-8")),
-                            _clean(row.field),
-                            _clean(row.error),
-                            _clean(row.record),
+                            self._storable_key(row.key),
+                            self._storable(row.field),
+                            self._storable(row.error),
+                            self._storable(row.record),
                         )
                     )
+
+    def _storable_key(self, key: dict[str, t.Any] | None) -> str | None:
+        """The key as JSON text for the jsonb column; None when it holds a character the database's
+        encoding cannot (jsonb reads JSON escapes back into characters): the record column has it."""
+        if key is None:
+            return None
+        text = _clean(_encode(key).decode("utf-8"))
+        if self._server_codec is None or _storable_as(t.cast(str, text), self._server_codec):
+            return text
+        return None
 
     def lock_for_ddl(self, table: str) -> None:
         """Two runs loading into one schema at once (a scheduler starting a run while the last one goes
@@ -644,6 +689,27 @@ def _shortened(statement: str) -> str:
 
 def _clean(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "")
+
+
+def _storable_as(text: str, codec: str) -> bool:
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fits(char: str, codec: str) -> bool:
+    return char.isascii() or _storable_as(char, codec)
+
+
+def _json_escape(char: str) -> str:
+    """JSON's escape of one character: a UTF-16 surrogate pair beyond the Basic Multilingual Plane."""
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 class _translate:
