@@ -221,6 +221,11 @@ class TargetWarehouseSeg(Target):
         self._unit_bytes = 0
         self._unit_started: float | None = None
         self._unit_limit = 16 * 1024 * 1024
+        self._unit_streams: set[str] = set()  # the streams with records in the pending unit
+        self._unit_columns = 0  # their tables' columns
+        self._record_streams: set[str] = set()  # the streams with records in this run
+        self._last_record_stream: str | None = None
+        self._interleaved = False  # whether a stream's records resumed after another stream's
         self._stdout_lock = threading.Lock()
         reader = t.cast(MessageReader, self.message_reader)
         reader.on_invalid_line = self._quarantine_line if self.settings.quarantine else None
@@ -466,6 +471,8 @@ class TargetWarehouseSeg(Target):
         if sink is None:
             self._records_before_schema(stream, messages, first_line)
             return
+        if stream != self._last_record_stream:
+            self._entering_stream(stream, sink)
         if self._unit_started is None:
             self._unit_started = time.monotonic()
         limit = self.settings.batch_size_rows
@@ -487,6 +494,26 @@ class TargetWarehouseSeg(Target):
             # size: it bounds memory whatever batch_size_rows says.
             if sink.rows >= limit or self._unit_bytes >= self._unit_limit or self._too_old():
                 self._flush()
+
+    def _entering_stream(self, stream: str, sink: StreamSink) -> None:
+        """Records of another stream come. An engine's unit is bounded by its tables' columns
+        (``Engine.unit_columns``) too, when the streams come one after another (a Singer tap syncing
+        stream by stream, its SCHEMA messages all first): a commit between two streams then costs
+        nothing. Streams whose records interleave (a log-based tap) would then commit at nearly every
+        stream change, so once a stream resumes after another's records, units are left whole."""
+        if stream in self._record_streams:
+            self._interleaved = True
+        self._record_streams.add(stream)
+        self._last_record_stream = stream
+        if stream in self._unit_streams:
+            return
+        budget = t.cast(Loader, self._loader).engine.unit_columns
+        columns = len(sink.plan.columns)
+        over = budget is not None and self._unit_columns + columns > budget
+        if over and self._unit_streams and not self._interleaved:
+            self._flush()
+        self._unit_streams.add(stream)
+        self._unit_columns += columns
 
     def _records_before_schema(self, stream: str, messages: list[RecordMessage], first_line: int) -> None:
         for offset, message in enumerate(messages):
@@ -562,6 +589,8 @@ class TargetWarehouseSeg(Target):
         self._rejected = []
         self._unit_rows = self._unit_bytes = 0
         self._unit_started = None
+        self._unit_streams = set()
+        self._unit_columns = 0
         if self._loader is not None:
             self._unit_limit = self._loader.engine.unit_bytes
         if unit.batches or unit.rejected or unit.has_state:

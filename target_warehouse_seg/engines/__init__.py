@@ -204,6 +204,10 @@ class Engine(abc.ABC):
     # The first unit's size (None: ``unit_bytes``). Smaller, the database starts loading sooner (while
     # the first unit is read, the loader has nothing to do).
     first_unit_bytes: int | None = None
+    # A unit that already writes tables of this many columns in all is committed before records of yet
+    # another stream join it (None: never), while the streams' records come one stream after another
+    # (see TargetWarehouseSeg._entering_stream).
+    unit_columns: int | None = None
     chunk_values: int = 400_000  # values decoded before the sink converts them (rows = this / columns)
 
     @abc.abstractmethod
