@@ -129,6 +129,9 @@ class AuthService:
         # still succeeds, saying `passwordExpired` true. (Salesforce's session is then good only for
         # setting a new one; the emulator's works as usual.)
         self.password_expired = False
+        # A LoginFault code (LOGIN_MUST_USE_SECURITY_TOKEN, API_DISABLED_FOR_ORG, ...) and its message
+        # that a SOAP login with the right credentials is answered with (the org's own refusal).
+        self.login_fault: tuple[str, str] | None = None
 
     # ---- sessions ----
     def authenticate(self, authorization: str | None) -> Session | None:
@@ -189,6 +192,8 @@ class AuthService:
         password = _soap_element(text, "password")
         if not self._password_ok(username, password):
             return 500, _INVALID_LOGIN_FAULT
+        if self.login_fault is not None:
+            return 500, login_fault(*self.login_fault)
         session = self._issue("soap")
         return 200, self._soap_success(session, version, base_url)
 
@@ -307,6 +312,23 @@ def _soap_element(text: str, local_name: str) -> str | None:
         rf"<(?:[\w.-]+:)?{local_name}(?:\s[^>]*)?>(.*?)</(?:[\w.-]+:)?{local_name}\s*>", text, re.S
     )
     return unescape(match.group(1)) if match else None
+
+
+def login_fault(code: str, message: str) -> bytes:
+    """A SOAP LoginFault as Salesforce sends it (HTTP 500)."""
+    code_xml, message_xml = escape(code).encode(), escape(message).encode()
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        b'xmlns:sf="urn:fault.partner.soap.sforce.com" '
+        b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        b"<soapenv:Body><soapenv:Fault><faultcode>" + code_xml + b"</faultcode>"
+        b"<faultstring>" + code_xml + b": " + message_xml + b"</faultstring>"
+        b'<detail><sf:LoginFault xsi:type="sf:LoginFault">'
+        b"<sf:exceptionCode>" + code_xml + b"</sf:exceptionCode>"
+        b"<sf:exceptionMessage>" + message_xml + b"</sf:exceptionMessage>"
+        b"</sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
 
 
 _INVALID_LOGIN_FAULT = (

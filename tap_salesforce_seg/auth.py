@@ -41,7 +41,27 @@ from tap_salesforce_seg.versions import unserved_version
 TOKEN_PATH = "/services/oauth2/token"
 SANDBOX_HINT = " If this is a sandbox org, set domain: test (or is_sandbox: true)."
 # SOAP faults that mean "Salesforce is busy", not "wrong credentials".
-_TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+_TRANSIENT_SOAP_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "API_CURRENTLY_DISABLED"})
+# SOAP login faults that come from the user's own org, and what to do about them: the sandbox hint
+# (for a user that production does not know) would only mislead there.
+_SOAP_FAULT_ADVICE = {
+    "LOGIN_MUST_USE_SECURITY_TOKEN": (
+        "Salesforce wants the user's security token with the password from this machine's address: set "
+        "security_token (Salesforce emails a new one from the user's settings, Reset My Security Token), "
+        "or add this machine's addresses to the org's trusted IP ranges"
+    ),
+    "API_DISABLED_FOR_ORG": (
+        "the user may not use the API: its profile or a permission set needs the API Enabled permission, "
+        "in an edition with API access (Enterprise, Unlimited, Performance, Developer)"
+    ),
+    "PASSWORD_LOCKOUT": (
+        "the user is locked out after too many failed logins: an administrator can unlock it (Setup, "
+        "Users), or wait for the lockout to end; check password and security_token before the next run"
+    ),
+    "LOGIN_DURING_RESTRICTED_TIME": "the user's profile allows logins only at certain hours (Login Hours)",
+    "LOGIN_DURING_RESTRICTED_DOMAIN": "the user's profile allows logins only from certain addresses",
+    "ORG_LOCKED": "Salesforce has locked the org: its administrator can say why",
+}
 # A login answer that never arrives whole (dropped connection, stalled read, body cut short): retried.
 _UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _SOAP_PATH = "/services/Soap/u/"
@@ -119,6 +139,14 @@ class Authenticator:
                 raise TransientError(
                     f"SOAP login at {config.login_base_url} failed: {code} {detail}",
                     status=code if isinstance(code, int) else None,
+                ) from None
+            if code == "INVALID_OPERATION_WITH_EXPIRED_PASSWORD":
+                raise password_expired_error(config.username) from None
+            advice = _SOAP_FAULT_ADVICE.get(str(code))
+            if advice is not None:
+                raise AuthenticationError(
+                    f"Salesforce refused the login with user {config.username} at {config.login_base_url} "
+                    f"({code}: {detail}): {advice}."
                 ) from None
             raise self._refused(f"{code}: {detail}", f"user {config.username}") from None
         except ExpatError:  # an answer with status 200 that is no XML (a captive portal's page)

@@ -691,6 +691,24 @@ def test_invalid_login_message(emulator_factory: Any) -> None:
     assert example_pattern(block("invalid-login")).fullmatch(str(refused.value)), str(refused.value)
 
 
+def test_login_token_missing_message(emulator_factory: Any) -> None:
+    emu = readme_emulator(emulator_factory)
+    emu.auth.login_fault = (
+        "LOGIN_MUST_USE_SECURITY_TOKEN",
+        "Invalid username, password, security token; or user locked out. Are you at a new location? When "
+        "accessing Salesforce--either via a desktop client or the API--from outside of your company's "
+        "trusted networks, you must add a security token to your password to log in.",
+    )
+    from tap_salesforce_seg.client import SalesforceClient
+
+    client = SalesforceClient(
+        TapConfig.from_mapping(json_block("tap-password")), _quiet_logger(), http=login_redirect_session(emu)
+    )
+    with pytest.raises(AuthenticationError) as refused:
+        client.login()
+    assert example_pattern(block("login-token-missing")).fullmatch(str(refused.value)), str(refused.value)
+
+
 def test_api_version_unserved_message(emulator_factory: Any) -> None:
     emu = readme_emulator(emulator_factory)  # serves 40.0 to 64.0
     settings = {**json_block("tap-password"), "api_version": "65.0"}

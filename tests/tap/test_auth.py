@@ -368,3 +368,54 @@ def test_a_call_refused_for_an_expired_password_is_not_retried(requests_mock: An
     with pytest.raises(AuthenticationError, match=r"^the password of user etl@acme.com has expired"):
         client.get_json("sobjects")
     assert requests_mock.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "salesforce_says", "advice"),
+    [
+        (
+            "LOGIN_MUST_USE_SECURITY_TOKEN",
+            "Invalid username, password, security token; or user locked out. Are you at a new location? "
+            "When accessing Salesforce--either via a desktop client or the API--from outside of your "
+            "company's trusted networks, you must add a security token to your password to log in.",
+            "set security_token (Salesforce emails a new one",
+        ),
+        (
+            "API_DISABLED_FOR_ORG",
+            "API is not enabled for this Organization or Partner",
+            "needs the API Enabled permission",
+        ),
+        ("PASSWORD_LOCKOUT", "Your account has been locked", "an administrator can unlock it"),
+    ],
+)
+def test_a_login_refused_by_the_users_own_org_says_what_to_do_without_the_sandbox_hint(
+    emulator: Emulator, code: str, salesforce_says: str, advice: str
+) -> None:
+    """Faults that come from the user's org (the user was found) are no case for `domain: test`:
+    the hint sent people to the wrong fix for the commonest first-run failure, a missing token."""
+    client = client_for(password_settings(emulator, domain="login"), http=login_redirect_session(emulator))
+    emulator.auth.login_fault = (code, salesforce_says)
+    try:
+        with pytest.raises(AuthenticationError) as refused:
+            client.login()
+    finally:
+        emulator.auth.login_fault = None
+    message = str(refused.value)
+    assert message.startswith(
+        f"Salesforce refused the login with user admin@example.com at https://login.salesforce.com ({code}: "
+    ), message
+    assert advice in message and "sandbox" not in message and "\n" not in message
+
+
+def test_a_login_while_the_api_is_down_is_retried(emulator: Emulator) -> None:
+    """API_CURRENTLY_DISABLED: 'because of a system problem, API functionality is temporarily
+    unavailable': worth waiting for, like SERVER_UNAVAILABLE."""
+    client = client_for(password_settings(emulator))
+    emulator.auth.login_fault = ("API_CURRENTLY_DISABLED", "API is currently disabled")
+    answered = threading.Timer(1.0, lambda: setattr(emulator.auth, "login_fault", None))
+    answered.start()
+    try:
+        assert client.get_json("sobjects")["sobjects"]
+    finally:
+        answered.cancel()
+        emulator.auth.login_fault = None
