@@ -169,6 +169,10 @@ class CatalogEngine(Engine, abc.ABC):
             )
             self._column_ddl_done()
         self._comment_columns(table, columns)
+        self._note_columns(table, columns)
+
+    def _note_columns(self, table: str, columns: list[Column]) -> None:
+        """The cached table info learns columns just added."""
         info = self._table_info.get(table)
         if info is not None:
             for column in columns:

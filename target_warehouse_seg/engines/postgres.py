@@ -44,7 +44,7 @@ from target_warehouse_seg.engines.catalog import (
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
 from target_warehouse_seg.errors import ConfigError, ConnectionLost, DatabaseError
-from target_warehouse_seg.identifiers import quote
+from target_warehouse_seg.identifiers import quote, write_comment
 from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind, Source
 
@@ -374,12 +374,37 @@ class PostgresEngine(CatalogEngine):
         # The statement is DDL (identifiers and types, no values), so the error can show it.
         with _translate(self, None, doing=f"running {_shortened(statement)}"):
             try:
-                self.connection.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
-                self.connection.execute(statement)
-                self.connection.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+                # One round trip (statements joined, no parameters): a new table's DDL is a statement
+                # per column (its comment), and three trips each made a whole org's first sync wait
+                # 7,600 round trips on PostgreSQL before loading (minutes on a server 20 ms away).
+                self.connection.execute(
+                    f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {statement}; "
+                    f"SELECT set_config('lock_timeout', {literal(self._lock_timeout)}, true)"
+                )
             except psycopg.errors.LockNotAvailable:
                 raise self._lock_busy(statement) from None
         self._lock_pauses.reset()
+
+    def add_columns(self, table: str, columns: list[Column]) -> None:
+        """One ALTER TABLE for all the new columns: one lock taken, one round trip."""
+        if not columns:
+            return
+        additions = ", ".join(
+            f"ADD COLUMN {quote(column.name)} {self.sql_type(column)}" for column in columns
+        )
+        self._run(f"ALTER TABLE {self.qualified(table)} {additions}")
+        self._comment_columns(table, columns)
+        self._note_columns(table, columns)
+
+    def _comment_columns(self, table: str, columns: list[Column]) -> None:
+        """The columns' comments in one round trip."""
+        statements = [
+            f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} IS {literal(comment)}"
+            for column in columns
+            if (comment := write_comment(column.owner, column.note)) is not None
+        ]
+        if statements:
+            self._run("; ".join(statements))
 
     def _lock_busy(self, statement: str) -> Exception:
         """Altering a table takes its ACCESS EXCLUSIVE lock. Waiting for it behind another session's

@@ -51,7 +51,7 @@ def wait_for_alter(pg: Warehouse) -> None:
         while time.monotonic() < deadline:
             row = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg' "
-                "AND query LIKE 'ALTER TABLE%'"
+                "AND query LIKE '%ALTER TABLE%'"
             ).fetchone()
             if row and row[0]:
                 return
