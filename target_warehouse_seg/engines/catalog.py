@@ -248,12 +248,17 @@ class CatalogEngine(Engine, abc.ABC):
         )
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
-        for column in columns:
-            comment = write_comment(column.owner, column.note)
-            if comment is not None:
-                target = f"{self.qualified(table)}.{quote(column.name)}"
-                self._run(f"COMMENT ON COLUMN {target} IS {literal(comment)}")
-                self._column_ddl_done()
+        for statement in self._column_comments(table, columns):
+            self._run(statement)
+            self._column_ddl_done()
+
+    def _column_comments(self, table: str, columns: list[Column]) -> list[str]:
+        """The statements that record, in each column's comment, the property it holds."""
+        return [
+            f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} IS {literal(comment)}"
+            for column in columns
+            if (comment := write_comment(column.owner, column.note)) is not None
+        ]
 
     def _column_ddl_done(self) -> None:
         """After each statement of a column's DDL (one per column: an engine may commit in steps)."""

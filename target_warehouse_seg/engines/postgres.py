@@ -44,7 +44,7 @@ from target_warehouse_seg.engines.catalog import (
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.engines.postgres_codec import _SIGNATURE, _TRAILER, PostgresCodec, staging_type
 from target_warehouse_seg.errors import ConfigError, ConnectionLost, DatabaseError
-from target_warehouse_seg.identifiers import quote, write_comment
+from target_warehouse_seg.identifiers import quote
 from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.typemap import Kind, Source
 
@@ -324,7 +324,7 @@ class PostgresEngine(CatalogEngine):
         """Text the database can hold: NULs removed and, in a database that is not UTF8, characters
         outside its encoding written as JSON escapes (valid in JSON strings and readable in plain text)."""
         text = _clean(text)
-        if text is None or self._server_codec is None or text.isascii():
+        if text is None or self._server_codec is None or _storable_as(text, self._server_codec):
             return text
         return "".join(char if _fits(char, self._server_codec) else _json_escape(char) for char in text)
 
@@ -374,9 +374,9 @@ class PostgresEngine(CatalogEngine):
         # The statement is DDL (identifiers and types, no values), so the error can show it.
         with _translate(self, None, doing=f"running {_shortened(statement)}"):
             try:
-                # One round trip (statements joined, no parameters): a new table's DDL is a statement
-                # per column (its comment), and three trips each made a whole org's first sync wait
-                # 7,600 round trips on PostgreSQL before loading (minutes on a server 20 ms away).
+                # One round trip (statements joined, no parameters): with three, and a statement per
+                # column, a whole org's first sync sent the server 8,193 requests (645 now), minutes
+                # of waiting on a server 20 ms away.
                 self.connection.execute(
                     f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {statement}; "
                     f"SELECT set_config('lock_timeout', {literal(self._lock_timeout)}, true)"
@@ -398,11 +398,7 @@ class PostgresEngine(CatalogEngine):
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
         """The columns' comments in one round trip."""
-        statements = [
-            f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} IS {literal(comment)}"
-            for column in columns
-            if (comment := write_comment(column.owner, column.note)) is not None
-        ]
+        statements = self._column_comments(table, columns)
         if statements:
             self._run("; ".join(statements))
 
