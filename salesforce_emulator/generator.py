@@ -1196,11 +1196,14 @@ def _v_period(kind: str) -> Gen:
     def value(c: _Chunk, f: FieldDef) -> pa.Array:
         start_days = c.gen.epoch // 86_400_000 - 4 * 365
         months = c.rows  # one fiscal month per record, consecutive
-        start = (np.datetime64(int(start_days), "D").astype("datetime64[M]") + months).astype("datetime64[D]")
+        # Units spelled out: NumPy 2.5 deprecates adding bare integers to datetimes (a future error).
+        first_month = np.datetime64(int(start_days), "D").astype("datetime64[M]")
+        start = (first_month + np.asarray(months).astype("timedelta64[M]")).astype("datetime64[D]")
         if kind == "start":
             return pa.array(start)
         if kind == "end":
-            end = ((start.astype("datetime64[M]") + 1).astype("datetime64[D]")) - np.timedelta64(1, "D")
+            next_month = start.astype("datetime64[M]") + np.timedelta64(1, "M")
+            end = next_month.astype("datetime64[D]") - np.timedelta64(1, "D")
             return pa.array(end)
         if kind == "number":
             return pa.array((months % 12 + 1).astype(np.int32))
