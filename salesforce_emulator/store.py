@@ -835,7 +835,9 @@ def _validity(values: pa.Array) -> np.ndarray | None:
 def _dictionary_indices(values: pa.Array) -> np.ndarray:
     """A dictionary array's indices (any value on null rows)."""
     indices = values.indices
-    dtype = np.dtype(indices.type.to_pandas_dtype())
+    # Spelled from the index type itself: pyarrow's to_pandas_dtype() imports pandas before pyarrow 16.
+    kind = "i" if pa.types.is_signed_integer(indices.type) else "u"
+    dtype = np.dtype(f"<{kind}{indices.type.bit_width // 8}")
     return np.frombuffer(indices.buffers()[1], dtype=dtype, count=indices.offset + len(indices))[
         indices.offset :
     ]
