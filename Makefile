@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# `make test-lowest` sets this: pip installs with these constraints (the lowest versions allowed).
+PIP_CONSTRAINTS ?=
 
-.PHONY: install test lint format demo catalogs bench clean peers
+.PHONY: install test test-lowest lint format demo catalogs bench clean peers
 
 install: $(STAMP)
 
@@ -20,16 +22,21 @@ pip_install = echo "$(BIN)/python -m pip install $(1)"; exec 3>&1; \
 
 # Re-installs whenever the project's metadata changes; `-e` keeps the console scripts on the sources.
 # DuckDB 2.0 (whose behaviour the target is tuned to) needs Python 3.11 or newer; say so before pip does.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PIP_CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; $(PYTHON) is " + sys.version.split()[0] + ": run make with PYTHON=python3.11 (or newer)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(call pip_install,--quiet --upgrade pip)
-	@$(call pip_install,--quiet -e '.[test]')
+	@$(call pip_install,--quiet $(if $(PIP_CONSTRAINTS),-c $(PIP_CONSTRAINTS)) -e '.[test]')
 	touch $(STAMP)
 
 # A throwaway PostgreSQL cluster lives for the run; pytest's exit status is make's.
 test: install
 	$(BIN)/python tests/support/pgcluster.py -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The same suite with the lowest version of each dependency that pyproject.toml allows, in a venv of its
+# own (.venv-lowest): a lower bound nobody runs is a guess.
+test-lowest:
+	$(MAKE) test VENV=.venv-lowest PIP_CONSTRAINTS=.ci/lowest-constraints.txt
 
 # Meltano and the peer Singer plugins, each in its own pinned venv under .venvs/ (the tests that need
 # them create them on first use; this prepares them ahead and prints the install times).

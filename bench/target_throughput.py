@@ -969,8 +969,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--target",
         type=Path,
-        default=REPO_DIR / ".venv" / "bin" / "target-warehouse-seg",
-        help="the target-warehouse-seg executable (runs the sources it was installed from)",
+        default=Path(sys.executable).parent / "target-warehouse-seg",
+        help="the target-warehouse-seg executable (default: the one beside this Python; it runs the "
+        "sources it was installed from)",
     )
     parser.add_argument(
         "--target-ref",
