@@ -602,11 +602,14 @@ class TargetWarehouseSeg(Target):
         self.loader.submit(unit)
 
     def _write_state(self, state: t.Any) -> None:
-        line = json_encoder.encode(state).decode("utf-8")
+        # Bytes, UTF-8 and "\n" whatever the locale: a text stdout encodes with the locale's charset (a
+        # Latin-1 or ASCII locale, a Windows code page) and failed on a state holding other characters.
+        line = json_encoder.encode(state) + b"\n"
         with self._stdout_lock:
             try:
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                sys.stdout.flush()  # anything written through the text layer goes first
+                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.flush()
             except OSError as error:
                 # Click would end the run with status 1 and no word (or a traceback); the data is
                 # committed, and a scheduler's state file lacks this STATE, so say so (a rerun loads

@@ -46,12 +46,14 @@ def load(output: bytes, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The target, in this process, on the tap's exact output; returns the last STATE it emitted."""
     from target_warehouse_seg.target import TargetWarehouseSeg
 
-    emitted = io.StringIO()
+    captured = io.BytesIO()
+    emitted = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
     with contextlib.redirect_stdout(emitted):
         target = TargetWarehouseSeg(config=settings)
         target.process_lines(io.StringIO(output.decode()))
         target.process_endofpipe()
-    states = [json.loads(line) for line in emitted.getvalue().split("\n") if line.strip()]
+    emitted.flush()
+    states = [json.loads(line) for line in captured.getvalue().decode("utf-8").split("\n") if line.strip()]
     return states[-1] if states else None
 
 

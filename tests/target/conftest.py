@@ -127,7 +127,9 @@ class Warehouse:
         """Run the target in this process; an error is returned, not raised."""
         from target_warehouse_seg.target import TargetWarehouseSeg
 
-        out = io.StringIO()
+        # A byte buffer under stdout, as a process has: the target writes STATE lines as bytes.
+        captured = io.BytesIO()
+        out = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
         error: BaseException | None = None
         with contextlib.redirect_stdout(out):
             try:
@@ -136,10 +138,19 @@ class Warehouse:
                 target.process_endofpipe()
             except Exception as caught:
                 error = caught
-        return Run(json_lines(out.getvalue()), error)
+        out.flush()
+        return Run(json_lines(captured.getvalue().decode("utf-8")), error)
 
-    def cli(self, input_text: str, *, timeout: float = 120, **settings: t.Any) -> CliRun:
-        """Run the installed console script, as users and the benchmark do."""
+    def cli(
+        self,
+        input_text: str,
+        *,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        **settings: t.Any,
+    ) -> CliRun:
+        """Run the installed console script, as users and the benchmark do (``env``: variables added to
+        this process's environment)."""
         config_path = self.tmp_path / f"config-{os.getpid()}-{len(input_text)}.json"
         config_path.write_text(json.dumps(self.config(**settings)))
         done = subprocess.run(
@@ -149,6 +160,7 @@ class Warehouse:
             encoding="utf-8",  # whatever the locale: Singer lines are UTF-8
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env else None,
         )
         return CliRun(done.returncode, done.stdout, done.stderr)
 

@@ -25,6 +25,18 @@ def test_every_state_line_arrives_through_a_pipe_and_the_status_is_zero(warehous
     assert len(warehouse.rows("s")) == 30
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_state_lines_are_utf_8_whatever_the_locale(warehouse: Warehouse, encoding: str) -> None:
+    # A Latin-1 or ASCII locale (older servers, a Windows code page) sets the encoding of a text stdout;
+    # Singer lines are UTF-8 whatever it is, and a state may hold any character (another tap's stream
+    # or sheet names).
+    value = {"bookmarks": {"東京 sheet": {"cursor": "café"}}}
+    messages = [schema("s", {"id": {"type": "string"}}), record("s", {"id": "1"}), state(value)]
+    done = warehouse.cli(to_lines(messages), env={"PYTHONIOENCODING": encoding})
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines() if line] == [value]
+
+
 def test_python_m_runs_the_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "target_warehouse_seg", "--about", "--format", "json"],

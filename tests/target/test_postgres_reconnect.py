@@ -90,7 +90,8 @@ class CuttingInput:
 def run_in_process(pg: Warehouse, source: t.Any, **settings: t.Any) -> tuple[list[t.Any], Exception | None]:
     from target_warehouse_seg.target import TargetWarehouseSeg
 
-    out, error = io.StringIO(), None
+    captured, error = io.BytesIO(), None
+    out = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
     with contextlib.redirect_stdout(out):
         try:
             target = TargetWarehouseSeg(config=pg.config(**settings))
@@ -98,7 +99,8 @@ def run_in_process(pg: Warehouse, source: t.Any, **settings: t.Any) -> tuple[lis
             target.process_endofpipe()
         except Exception as caught:
             error = caught
-    return json_lines(out.getvalue()), error
+    out.flush()
+    return json_lines(captured.getvalue().decode("utf-8")), error
 
 
 def terminate_target_sessions(database_url: str) -> int:
