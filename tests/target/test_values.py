@@ -206,6 +206,11 @@ def test_the_numeric_check_agrees_with_postgresql(postgres_database: str) -> Non
 
     with psycopg.connect(postgres_database, autocommit=True) as connection:
         for text in NUMERIC_EDGES:
+            if text == "0e1073741823" and connection.info.server_version >= 160000:
+                # PostgreSQL 16 moved its exponent limit by one (it reads this zero, 15 refuses it, as
+                # any exponent past 1,073,741,822): the target keeps 15's limit on every server.
+                assert fits_numeric(text.encode()) is False
+                continue
             try:
                 connection.execute("SELECT CAST(%s::text AS numeric)", [text])
                 server = True
