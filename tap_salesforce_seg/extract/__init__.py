@@ -271,8 +271,12 @@ class Extraction:
                 f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject}, which has no "
                 "time field to split the query by; deselect wide fields or ask Salesforce for an index"
             ) from error
-        half = (sub_end - _start(cursor)) / 2
-        half = timedelta(milliseconds=int(half / timedelta(milliseconds=1)))
+        width = sub_end - _start(cursor)
+        half = timedelta(milliseconds=int(width / 2 / timedelta(milliseconds=1)))
+        if half < MIN_TIMEOUT_WINDOW < width:
+            # The smallest window is tried before giving up: a window of 1.4 s may time out where its
+            # first second (the dense one, or not) passes.
+            half = MIN_TIMEOUT_WINDOW
         if half < MIN_TIMEOUT_WINDOW:
             raise TapError(
                 f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject} even for a "
