@@ -467,6 +467,40 @@ def test_query_timeout_halves_the_window_until_queries_pass(
     assert_equals_org(org, chosen, [run], ACCOUNT)
 
 
+def test_query_timeout_tries_the_one_second_floor_before_giving_up(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dense second: 30 records at S and 20 at S+1.386 s, and queries of more than 40 rows time out.
+    The window from S halves 12 s -> 6 -> 3 -> 1.5 s (50 rows); its half (0.75 s) is under the 1 s floor,
+    but the first second alone (30 rows) passes: the run must read it, not give up (as it did: seed 1633)."""
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    start = parse_datetime(first.final_state["bookmarks"][ACCOUNT]["replication_key_value"])
+    start = start.replace(microsecond=0) + timedelta(seconds=700)
+    alive = list(account_ids(org, deleted=False))
+    dense, later = alive[:30], alive[30:50]
+    org.org.clock.set(start, frozen=True)
+    for record_id in dense:
+        org.org.update("Account", record_id, {"Description": "the dense second"})
+    org.org.clock.set(start + timedelta(milliseconds=1386), frozen=True)
+    for record_id in later:
+        org.org.update("Account", record_id, {"Description": "just after it"})
+    org.org.clock.set(start + timedelta(seconds=12), frozen=True)
+    state = {
+        "bookmarks": {
+            ACCOUNT: {"replication_key": "system_modstamp", "replication_key_value": format_datetime(start)}
+        }
+    }
+    org.faults.query_timeout(rows=40, count=None, path="Account")
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, chosen, state, api_type="rest", lookback_seconds=0)
+    retries = [r.getMessage() for r in caplog.records if "QUERY_TIMEOUT" in r.getMessage()]
+    assert retries and retries[-1].endswith("retrying with a window of 0:00:01."), retries
+    assert set(dense + later) <= {r["id"] for r in run.records(ACCOUNT)}
+    assert_equals_org(org, chosen, [first, run], ACCOUNT)
+
+
 def test_query_timeout_below_the_floor_fails_clearly(org: Emulator, catalog: dict) -> None:
     org.faults.query_timeout(rows=0, count=None, path="Account")
     tick(org)
