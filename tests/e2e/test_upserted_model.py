@@ -8,7 +8,6 @@ state whole), rows it did not rewrite keep their value, and the column stays (is
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import subprocess as sp
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import Warehouse
+from stdout_capture import captured_stdout
 from tap_harness import (
     TapRun,
     discover_catalog,
@@ -46,13 +46,10 @@ def load(output: bytes, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The target, in this process, on the tap's exact output; returns the last STATE it emitted."""
     from target_warehouse_seg.target import TargetWarehouseSeg
 
-    captured = io.BytesIO()
-    emitted = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
-    with contextlib.redirect_stdout(emitted):
+    with captured_stdout() as captured:
         target = TargetWarehouseSeg(config=settings)
         target.process_lines(io.StringIO(output.decode()))
         target.process_endofpipe()
-    emitted.flush()
     states = [json.loads(line) for line in captured.getvalue().decode("utf-8").split("\n") if line.strip()]
     return states[-1] if states else None
 

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import subprocess as sp
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk.singerlib.catalog import MetadataMapping
+from stdout_capture import captured_stdout
 
 from tap_salesforce_seg.values import exact_number, format_datetime, strip_text
 
@@ -140,11 +139,9 @@ def _run_in_process(
     from tap_salesforce_seg.errors import TapError
     from tap_salesforce_seg.tap import TapSalesforceSeg
 
-    captured = io.BytesIO()
-    stdout = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
     exit_code = 0
     error_text = ""
-    with contextlib.redirect_stdout(stdout):
+    with captured_stdout() as captured:
         try:
             tap = TapSalesforceSeg(
                 config=dict(settings), catalog=json.loads(json.dumps(catalog)), state=dict(state or {})
@@ -153,8 +150,6 @@ def _run_in_process(
         except TapError as error:
             exit_code = error.exit_code
             error_text = error.message
-        finally:
-            sys.stdout.flush()
     return TapRun(parse_messages(captured.getvalue()), exit_code, error_text)
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from decimal import Decimal
+
+from stdout_capture import captured_stdout
 
 from tap_salesforce_seg.streams import RecordWriter
 
 
 def capture(write) -> bytes:
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-    with contextlib.redirect_stdout(out):
+    with captured_stdout() as raw:
         write()
-        out.flush()
     return raw.getvalue()
 
 

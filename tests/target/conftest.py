@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from stdout_capture import captured_stdout
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_EXECUTABLE = str(Path(sys.executable).with_name("target-warehouse-seg"))
@@ -127,18 +127,14 @@ class Warehouse:
         """Run the target in this process; an error is returned, not raised."""
         from target_warehouse_seg.target import TargetWarehouseSeg
 
-        # A byte buffer under stdout, as a process has: the target writes STATE lines as bytes.
-        captured = io.BytesIO()
-        out = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
         error: BaseException | None = None
-        with contextlib.redirect_stdout(out):
+        with captured_stdout() as captured:  # the target writes STATE lines as bytes, as to a process's
             try:
                 target = TargetWarehouseSeg(config=self.config(**settings))
                 target.process_lines(io.StringIO(to_lines(messages)))
                 target.process_endofpipe()
             except Exception as caught:
                 error = caught
-        out.flush()
         return Run(json_lines(captured.getvalue().decode("utf-8")), error)
 
     def cli(

@@ -6,7 +6,6 @@ restores everything. The server really ends the target's session here (`pg_termi
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import Warehouse, json_lines, record, schema, start_target, state, to_lines
+from stdout_capture import captured_stdout
 
 from target_warehouse_seg import loader as loader_module
 from target_warehouse_seg.engines import RowRejected
@@ -90,16 +90,14 @@ class CuttingInput:
 def run_in_process(pg: Warehouse, source: t.Any, **settings: t.Any) -> tuple[list[t.Any], Exception | None]:
     from target_warehouse_seg.target import TargetWarehouseSeg
 
-    captured, error = io.BytesIO(), None
-    out = io.TextIOWrapper(captured, encoding="utf-8", write_through=True)
-    with contextlib.redirect_stdout(out):
+    error = None
+    with captured_stdout() as captured:
         try:
             target = TargetWarehouseSeg(config=pg.config(**settings))
             target.process_lines(source)
             target.process_endofpipe()
         except Exception as caught:
             error = caught
-    out.flush()
     return json_lines(captured.getvalue().decode("utf-8")), error
 
 
