@@ -146,6 +146,28 @@ def describe(value: t.Any) -> str:
 # Per-chunk checks ----------------------------------------------------------------------------------
 
 
+# A JSON string holding a JSON number (singer-sdk's decimal text), and the number alone.
+_QUOTED_NUMBER = re.compile(rb'"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"')
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def unquote_numbers(rows: t.Iterable[t.Any], field: str) -> None:
+    """In a number column whose numbers may arrive as strings, put each string that holds a JSON
+    number's text (``"12.30"``) in its place as that number (``12.30``, digits as sent). Any other
+    string stays, and the number check refuses it as it refuses text where a number belongs."""
+    for row in rows:
+        value = getattr(row, field)
+        if value is not None:
+            match = _QUOTED_NUMBER.fullmatch(bytes(value))
+            if match is not None:
+                setattr(row, field, msgspec.Raw(match.group(1)))
+
+
+def number_in_text(value: str) -> t.Any:
+    """A string holding a JSON number's text as that number (exact); any other string as it is."""
+    return Decimal(value) if _NUMBER_TEXT.fullmatch(value) else value
+
+
 def scan_numbers(values: t.Iterable[msgspec.Raw | None]) -> bytes:
     """A number column's values (None for a missing one), as one text that shows what they hold.
 

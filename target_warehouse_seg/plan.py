@@ -18,7 +18,16 @@ import msgspec
 from target_warehouse_seg import identifiers
 from target_warehouse_seg.engines import SYSTEM_COLUMNS, Column, TableInfo
 from target_warehouse_seg.errors import SchemaConflict, widening_conflict
-from target_warehouse_seg.typemap import Kind, Source, decode_type, kind_of, source_of, type_tokens, widen
+from target_warehouse_seg.typemap import (
+    Kind,
+    Source,
+    decode_type,
+    kind_of,
+    numbers_as_text,
+    source_of,
+    type_tokens,
+    widen,
+)
 
 DELETE_FLAG_COLUMN = "is_deleted"
 
@@ -30,6 +39,9 @@ class PlannedColumn:
     kind: Kind  # the column's kind in the table (after any widening)
     source: Source  # how the property's values are decoded and carried
     field: str  # the attribute holding the property in the stream's decoded records
+    # A NUMBER source whose numbers may arrive as strings holding them (x-singer.decimal): the sink
+    # takes such a string as the number it holds.
+    quoted: bool = False
 
 
 @dataclass
@@ -112,7 +124,9 @@ def plan_stream(
             kind = widen(current.kind, declared)
             if kind != current.kind:
                 widened.append((name, kind))
-        columns.append(PlannedColumn(prop, name, kind, _source(tokens, kind), f"f{index}"))
+        source = _source(tokens, kind)
+        quoted = source is Source.NUMBER and numbers_as_text(tokens)
+        columns.append(PlannedColumn(prop, name, kind, source, f"f{index}", quoted))
     key_columns = tuple(names[name] for name in keys)
     _check_key(stream, key_columns, existing, qualified_table)
     for name, kind in widened:  # each asked only when it must widen (a catalog query)

@@ -54,11 +54,13 @@ class StreamSink:
         self._json = any(column.source is Source.JSON for column in plan.columns)
         matched = {*plan.key_columns, plan.replication_column}
         self._columns = [
-            BatchColumn(c.name, c.kind, c.prop, c.source, matched=c.name in matched) for c in plan.columns
+            BatchColumn(c.name, c.kind, c.prop, c.source, matched=c.name in matched, quoted=c.quoted)
+            for c in plan.columns
         ]
         positions = {column.name: index for index, column in enumerate(plan.columns)}
         self._key_positions = [positions[name] for name in plan.key_columns]
         self._number_positions = [i for i, c in enumerate(plan.columns) if c.source is Source.NUMBER]
+        self._quoted_positions = [i for i, c in enumerate(plan.columns) if c.quoted]
         self._date_or_time_positions = [
             i for i, c in enumerate(plan.columns) if c.source is Source.TIMESTAMP_TEXT
         ]
@@ -189,8 +191,11 @@ class StreamSink:
         key = {name: record.get(name) for name in self.plan.key_properties}
         values: dict[str, t.Any] = {}
         for column in self.plan.columns:
+            value = record.get(column.prop)
+            if column.quoted and isinstance(value, str):
+                value = convert.number_in_text(value)
             try:
-                values[column.field] = convert.lenient(column.source, record.get(column.prop))
+                values[column.field] = convert.lenient(column.source, value)
             except ValueError as problem:
                 return self._invalid(
                     InvalidRecord(str(problem), line=line, stream=stream, key=key, field=column.prop), raw
@@ -263,6 +268,8 @@ class StreamSink:
         the sink's own count of distinct keys (none when the engine counts them), and each number
         column's scan (``convert.scan_numbers``: the codec reads there whether a value needs a closer
         look, without going over the column again)."""
+        for position in self._quoted_positions:
+            convert.unquote_numbers(rows, f"f{position}")
         for position in self._date_or_time_positions:
             self._read_instants(rows, lines, position)
         key_values = [self._values(rows, i) for i in self._key_positions]

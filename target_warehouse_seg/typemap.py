@@ -12,6 +12,8 @@ string, format date                        DATE
 string, format time                        TIME
 integer                                    INTEGER (bigint)
 number, or integer and number              NUMBER (exact)
+string, format x-singer.decimal            NUMBER (exact; singer-sdk's decimal text, also
+  (or singer.decimal)                        with number or integer)
 boolean                                    BOOLEAN
 object, array, no type at all              JSON
 date and date-time                         TIMESTAMP
@@ -48,7 +50,15 @@ class Kind(str, enum.Enum):
 
 
 # Tokens describing what a property's schema admits; "any" stands for "no type given".
-_FORMATS = {"date-time": "datetime", "date": "date", "time": "time"}
+# singer-sdk's SQL taps (use_singer_decimal) send exact numbers as strings of format "singer.decimal"
+# (its SingerDecimalType) or "x-singer.decimal" (what its SQL targets read): "decimal" is such a string.
+_FORMATS = {
+    "date-time": "datetime",
+    "date": "date",
+    "time": "time",
+    "singer.decimal": "decimal",
+    "x-singer.decimal": "decimal",
+}
 _SCALAR_KINDS = {
     frozenset({"string"}): Kind.TEXT,
     frozenset({"datetime"}): Kind.TIMESTAMP,
@@ -58,6 +68,10 @@ _SCALAR_KINDS = {
     frozenset({"integer"}): Kind.INTEGER,
     frozenset({"number"}): Kind.NUMBER,
     frozenset({"integer", "number"}): Kind.NUMBER,
+    frozenset({"decimal"}): Kind.NUMBER,
+    frozenset({"decimal", "number"}): Kind.NUMBER,
+    frozenset({"decimal", "integer"}): Kind.NUMBER,
+    frozenset({"decimal", "integer", "number"}): Kind.NUMBER,
     frozenset({"boolean"}): Kind.BOOLEAN,
 }
 
@@ -109,7 +123,7 @@ def kind_of(tokens: frozenset[str]) -> Kind:
         return Kind.TEXT  # only null was allowed: a nullable text column
     if tokens & {"any", "object", "array"}:
         return Kind.JSON
-    if tokens - {"string", "datetime", "date", "time", "integer", "number", "boolean"}:
+    if tokens - {"string", "datetime", "date", "time", "decimal", "integer", "number", "boolean"}:
         return Kind.JSON  # an unknown JSON type name: keep the value whole
     return _SCALAR_KINDS.get(tokens, Kind.TEXT)
 
@@ -145,7 +159,7 @@ class Source(str, enum.Enum):
     JSON = "json"  # msgspec.Raw: the exact JSON text
 
 
-_STRINGISH = frozenset({"string", "datetime", "date", "time"})
+_STRINGISH = frozenset({"string", "datetime", "date", "time", "decimal"})
 _DECODE_TYPES: dict[Source, t.Any] = {
     Source.TEXT: str,
     Source.LOOSE: t.Any,
@@ -170,6 +184,11 @@ def source_of(tokens: frozenset[str]) -> Source:
     if kind is Kind.TIMESTAMP:
         return Source.TIMESTAMP if tokens == frozenset({"datetime"}) else Source.TIMESTAMP_TEXT
     return Source(kind.value)
+
+
+def numbers_as_text(tokens: frozenset[str]) -> bool:
+    """Whether a property's numbers may arrive as strings holding them (singer-sdk's decimal text)."""
+    return "decimal" in tokens
 
 
 def decode_type(source: Source) -> t.Any:

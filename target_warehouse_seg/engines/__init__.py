@@ -59,6 +59,8 @@ class BatchColumn:
 
     ``wide`` marks an INTEGER-source column whose values exceed bigint (they travel as numbers).
     ``matched`` marks a key or replication-key column: an upsert matches stored rows on it.
+    ``quoted`` marks a NUMBER-source column whose numbers may arrive as strings (x-singer.decimal):
+    the sink has put the numbers in their place, the record's JSON still holds the strings.
     """
 
     name: str
@@ -67,6 +69,7 @@ class BatchColumn:
     source: Source
     wide: bool = False
     matched: bool = False
+    quoted: bool = False
 
 
 @dataclass

@@ -175,6 +175,8 @@ def json_read_type(column: BatchColumn) -> str | None:
     """
     if column.matched:
         return None
+    if column.quoted:
+        return None  # the JSON holds strings; the numbers the sink read in them travel aside
     if column.source is Source.INTEGER and column.wide:
         return None
     if column.source is Source.NUMBER and column.kind is not Kind.NUMBER:

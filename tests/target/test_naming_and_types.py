@@ -107,6 +107,14 @@ def test_type_tokens_and_kinds() -> None:
     )
     assert kind({"type": "null"}) is Kind.TEXT
     assert kind({"enum": ["a", "b"]}) is Kind.TEXT
+    # singer-sdk's decimal text (use_singer_decimal), in both spellings of its format
+    assert kind({"type": ["string", "null"], "format": "singer.decimal"}) is Kind.NUMBER
+    assert kind({"type": "string", "format": "x-singer.decimal"}) is Kind.NUMBER
+    assert (
+        kind({"anyOf": [{"type": "integer"}, {"type": "string", "format": "x-singer.decimal"}]})
+        is Kind.NUMBER
+    )
+    assert kind({"anyOf": [{"type": "string"}, {"type": "string", "format": "singer.decimal"}]}) is Kind.TEXT
 
 
 def test_sources() -> None:
@@ -114,6 +122,8 @@ def test_sources() -> None:
     assert source_of(frozenset({"string", "integer"})) is Source.LOOSE
     assert source_of(frozenset({"date", "datetime"})) is Source.TIMESTAMP_TEXT
     assert source_of(frozenset({"integer", "number"})) is Source.NUMBER
+    assert source_of(frozenset({"decimal", "number"})) is Source.NUMBER
+    assert source_of(frozenset({"decimal", "string"})) is Source.TEXT
 
 
 def test_widening_is_safe() -> None:

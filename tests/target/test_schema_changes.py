@@ -155,6 +155,19 @@ def test_numbers_of_a_string_or_number_property_are_spelled_alike(warehouse: War
     assert stored == {"a": "7.5", "b": "7.50", "c": "0.0000001", "d": "12"}
 
 
+def test_singer_decimal_text_widens_and_is_spelled_as_any_number(warehouse: Warehouse) -> None:
+    """singer-sdk's decimal text (a numeric column) widened to text by a later plain string, then sent
+    again as decimal text: its numbers are spelled as numbers widened to text are."""
+    decimal = {"type": ["null", "string"], "format": "x-singer.decimal"}
+    properties = {"id": {"type": "string"}, "amount": decimal}
+    assert warehouse.run([schema("d", properties), record("d", {"id": "a", "amount": "7.50"})]).error is None
+    properties["amount"] = {"type": ["null", "string"]}  # widens the numeric column to text
+    assert warehouse.run([schema("d", properties), record("d", {"id": "b", "amount": "x"})]).error is None
+    properties["amount"] = decimal  # the column stays text
+    assert warehouse.run([schema("d", properties), record("d", {"id": "c", "amount": "1.250"})]).error is None
+    assert {r["id"]: r["amount"] for r in warehouse.rows("d")} == {"a": "7.5", "b": "x", "c": "1.25"}
+
+
 def test_a_replay_after_a_number_column_widened_to_text_stores_what_a_clean_load_does(
     warehouse: Warehouse,
 ) -> None:

@@ -320,6 +320,81 @@ def test_lone_surrogate_escapes_become_replacement_characters(
     assert "stream lone: replaced 6 lone UTF-16 surrogate escape(s) with U+FFFD in 2 lines" in caplog.messages
 
 
+# singer-sdk's SQL taps (use_singer_decimal: tap-postgres, tap-mysql, ...) send exact numbers as strings
+# of format "singer.decimal" (what their SingerDecimalType writes) or "x-singer.decimal" (what the SDK's
+# SQL targets read).
+DECIMAL_TEXT = {"type": ["string", "null"], "format": "singer.decimal"}
+DECIMALS = {
+    "id": {"type": "string", "format": "x-singer.decimal"},
+    "amount": DECIMAL_TEXT,
+    "either": {"anyOf": [{"type": "number"}, {"type": "string", "format": "x-singer.decimal"}]},
+    "note": {"type": ["string", "null"]},
+}
+
+
+def test_singer_decimal_strings_load_as_exact_numbers(warehouse: Warehouse) -> None:
+    amounts = {"1": "12.30", "2": "-0.000000000000000001", "3": "1E+5", "4": "0E-8", "5": None}
+    lines = [
+        json.dumps(schema("decimals", DECIMALS)),
+        *(
+            json.dumps(record("decimals", {"id": key, "amount": amount, "either": key}))
+            for key, amount in amounts.items()
+        ),
+        '{"type": "RECORD", "stream": "decimals", "record": {"id": "6", "either": 7.25}}',
+        # a NUL sends the record down the lenient path: the same numbers come out of it
+        json.dumps(
+            record(
+                "decimals",
+                {"id": "7", "amount": "99999999999999999999.5", "either": "-3", "note": "a\u0000b"},
+            )
+        ),
+        json.dumps(record("decimals", {"id": "1.0", "amount": "12.31"})),  # key 1.0 is key 1: an update
+    ]
+    assert warehouse.run(lines).error is None
+    number = "numeric" if warehouse.engine == "postgres" else "decimal(38,18)"
+    columns = warehouse.columns("decimals")
+    assert [columns[name] for name in ("id", "amount", "either", "note")] == [
+        number,
+        number,
+        number,
+        columns["note"],
+    ]
+    stored = {Decimal(str(row["id"])): row for row in warehouse.rows("decimals")}
+    assert stored.keys() == {Decimal(key) for key in ["1", "2", "3", "4", "5", "6", "7"]}
+
+    def exact(value: object) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+    assert {key: exact(row["amount"]) for key, row in stored.items()} == {
+        Decimal("1"): Decimal("12.31"),
+        **{Decimal(key): exact(amount) for key, amount in amounts.items() if key != "1"},
+        Decimal("6"): None,
+        Decimal("7"): Decimal("99999999999999999999.5"),
+    }
+    assert exact(stored[Decimal("6")]["either"]) == Decimal("7.25")
+    assert exact(stored[Decimal("7")]["either"]) == Decimal("-3")
+
+
+@pytest.mark.parametrize("lenient", [False, True], ids=["typed", "lenient"])
+@pytest.mark.parametrize("text", ["abc", "NaN", "1,5", " 12", "+1", "", "0x10", "null"])
+def test_a_singer_decimal_string_that_holds_no_number_is_invalid(
+    warehouse: Warehouse, text: str, lenient: bool
+) -> None:
+    note = "a\u0000b" if lenient else "ab"  # a NUL sends the record down the lenient path
+    lines = [
+        json.dumps(schema("decimals", DECIMALS)),
+        json.dumps(record("decimals", {"id": "1", "amount": "2.5"})),
+        json.dumps(record("decimals", {"id": "2", "amount": text, "note": note})),
+    ]
+    run = warehouse.run(lines)
+    assert run.error is not None and "line 3" in str(run.error) and "amount" in str(run.error), run.error
+    assert "expected a number" in str(run.error), run.error
+    assert warehouse.count("decimals") == 0
+    quarantined = warehouse.run(lines, on_invalid_record="quarantine")
+    assert quarantined.error is None
+    assert [Decimal(str(row["id"])) for row in warehouse.rows("decimals")] == [Decimal("1")]
+
+
 def test_nan_is_not_json_and_says_so(warehouse: Warehouse) -> None:
     """A lone surrogate is mended; NaN, which Python's json.dumps also writes, is not JSON and has no
     exact value to store: it stays invalid input (even beside a lone surrogate on the same line)."""
