@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from stdout_capture import captured_stdout
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_EXECUTABLE = str(Path(sys.executable).with_name("target-warehouse-seg"))
@@ -125,6 +124,10 @@ class Warehouse:
 
     def run(self, messages: t.Iterable[t.Any], **settings: t.Any) -> Run:
         """Run the target in this process; an error is returned, not raised."""
+        # Imported here: the fuzz tests' input writers (run as scripts) import this file without
+        # tests/support on their path.
+        from stdout_capture import captured_stdout
+
         from target_warehouse_seg.target import TargetWarehouseSeg
 
         error: BaseException | None = None

@@ -22,7 +22,8 @@ The model's rules come from the spec (issue 4) and the target's README, not from
   numbers or instants once they are text, whose exact spelling the spec leaves open); an integer beyond
   bigint widens its column to number;
 - values read back exactly: text (unicode, quotes, newlines, control characters; NULs removed), integers
-  to the int64 bounds, decimals of up to 20 + 18 digits however they are written, date-times in any offset
+  to the int64 bounds, decimals of up to 20 + 18 digits however they are written (also as singer-sdk's
+  decimal text, a string of format singer.decimal or x-singer.decimal), date-times in any offset
   as the same instant, dates, times (wall clock), booleans, JSON objects and arrays, an integer sent for a
   text property as its digits; ``received_at`` is the winning version's ``time_extracted``;
 - with ``on_invalid_record: quarantine`` a record that breaks the rules (missing or NULL key, a value
@@ -105,12 +106,14 @@ KINDS_TO_ADD = (
     "array",
     "mixed",
     "either",
+    "decimal",  # singer-sdk's decimal text: a string of format (x-)singer.decimal holding a number
 )
 FORMATTED = ("date-time", "date", "time")  # strings with a format
 EITHER_FORMATS = [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
 BASE_PROPERTIES = {
     "name": "string",
     "amount": "number",
+    "price": "decimal",
     "count": "integer",
     "flag": "boolean",
     "created": "date-time",
@@ -123,6 +126,7 @@ BASE_PROPERTIES = {
 BAD_VALUES = {  # values that do not fit a property of the kind
     "integer": ("twelve", {"x": 1}),
     "number": ("12.50", True, [1]),
+    "decimal": ("twelve", "NaN", "1,5", " 12", True),
     "boolean": ("yes", {"b": True}),
     "date-time": ("2024-02-30T00:00:00Z", "not a date", 20240101),
     "date": ("2024-02-30", "tomorrow"),
@@ -147,10 +151,17 @@ class RawNumber:
     value: Decimal
 
 
+@dataclass(frozen=True)
+class DecimalText(RawNumber):
+    """A number sent as singer-sdk's decimal text: the JSON string of `text`."""
+
+
 def encode(value: t.Any) -> str:
     """JSON with numbers written as given (never through a float)."""
     if value is None:
         return "null"
+    if isinstance(value, DecimalText):
+        return json.dumps(value.text)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -255,6 +266,11 @@ class Values:
             return self.integer()
         if kind == "number":
             return self.number()
+        if kind == "decimal":
+            number = self.number()
+            if isinstance(number, int):
+                return DecimalText(str(number), Decimal(number))
+            return DecimalText(number.text, number.value) if rng.random() < 0.9 else number
         if kind == "boolean":
             return rng.random() < 0.5
         if kind == "date-time":
@@ -313,7 +329,7 @@ def fits(value: t.Any, kind: str) -> bool:
         return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
+    if kind in ("number", "decimal"):  # a decimal-text property takes numbers too
         return isinstance(value, RawNumber) or (isinstance(value, int) and not isinstance(value, bool))
     if kind == "boolean":
         return isinstance(value, bool)
@@ -380,7 +396,7 @@ JSON_KINDS = ("object", "array")
 
 def widen(old: str | None, new: str) -> str:
     """The kind of a column that held `old` and now takes `new` ("mixed", integer or string, is text)."""
-    new = {"mixed": "string", "either": "date-time"}.get(new, new)
+    new = {"mixed": "string", "either": "date-time", "decimal": "number"}.get(new, new)
     if old is None or old == new:
         return new
     if old in JSON_KINDS:  # a JSON column holds every value
@@ -411,6 +427,9 @@ class SchemaMessage:
                 properties[name]["type"] = ["null", "integer", "string"]
             if kind == "either":  # a date or a date-time: a timestamp column
                 properties[name] = {"anyOf": [{"type": "null"}, *EITHER_FORMATS]}
+            if kind == "decimal":  # a numeric column; both spellings of singer-sdk's format
+                decimal_format = "x-singer.decimal" if len(name) % 2 else "singer.decimal"
+                properties[name] = {"type": ["null", "string"], "format": decimal_format}
             if formatted:
                 properties[name]["format"] = kind
             if kind == "array":
@@ -816,7 +835,7 @@ class Model:
             if kind == "integer" and isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
                 table.columns[column_name(prop)] = widen(table.columns[column_name(prop)], "number")
                 table.widened_by_value.add(column_name(prop))
-            if kind == "number" and not fits_decimal_38_18(value):
+            if kind in ("number", "decimal") and not fits_decimal_38_18(value):
                 table.past_decimal.add(column_name(prop))
         row = Row(
             values={
@@ -1061,6 +1080,7 @@ NARROW_TYPES = {
         "mixed": ("varchar(1)",),
         "integer": ("integer", "smallint"),
         "number": ("numeric(12,3)", "numeric(5,0)"),
+        "decimal": ("numeric(12,3)",),
         "boolean": ("boolean",),
         "date-time": ("timestamp(0) with time zone", "timestamp(3) with time zone"),
         "either": ("timestamp(0) with time zone",),
@@ -1074,6 +1094,7 @@ NARROW_TYPES = {
         "mixed": ("VARCHAR",),
         "integer": ("INTEGER", "SMALLINT", "TINYINT", "UINTEGER"),
         "number": ("DECIMAL(12,3)", "DECIMAL(5,0)"),
+        "decimal": ("DECIMAL(12,3)",),
         "boolean": ("BOOLEAN",),
         "date-time": ("TIMESTAMPTZ",),
         "either": ("TIMESTAMPTZ",),
@@ -1180,6 +1201,23 @@ def write_scenario(seed: int, folder: Path) -> None:
     for index, run in enumerate(Scenario(seed).runs, start=1):
         (folder / f"run{index}.jsonl").write_text(run.text())
         (folder / f"run{index}.settings.json").write_text(json.dumps(run.settings))
+
+
+@pytest.mark.parametrize("script", ["test_model_fuzz.py", "test_replay_fuzz.py"])
+def test_a_seeds_input_is_written_by_the_command_failures_name(script: str, tmp_path: Path) -> None:
+    """The commands that a failing seed's message names run as plain scripts (outside pytest)."""
+    import subprocess
+
+    out = tmp_path / ("seed" if script == "test_model_fuzz.py" else "seed.jsonl")
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / script), "3", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = (out / "run1.jsonl" if out.is_dir() else out).read_text(encoding="utf-8").splitlines()[0]
+    assert json.loads(first)["type"] == "SCHEMA"
 
 
 if __name__ == "__main__":
