@@ -146,9 +146,10 @@ def describe(value: t.Any) -> str:
 # Per-chunk checks ----------------------------------------------------------------------------------
 
 
-# A JSON string holding a JSON number (singer-sdk's decimal text), and the number alone.
-_QUOTED_NUMBER = re.compile(rb'"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"')
-_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# A JSON number's text alone, and a JSON string holding one (singer-sdk's decimal text).
+_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_NUMBER_TEXT = re.compile(_JSON_NUMBER)
+_QUOTED_NUMBER = re.compile(f'"({_JSON_NUMBER})"'.encode("ascii"))
 
 
 def unquote_numbers(rows: t.Iterable[t.Any], field: str) -> None:

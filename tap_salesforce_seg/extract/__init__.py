@@ -272,18 +272,16 @@ class Extraction:
                 "time field to split the query by; deselect wide fields or ask Salesforce for an index"
             ) from error
         width = sub_end - _start(cursor)
-        half = timedelta(milliseconds=int(width / 2 / timedelta(milliseconds=1)))
-        if half < MIN_TIMEOUT_WINDOW:
-            if width <= MIN_TIMEOUT_WINDOW:
-                raise TapError(
-                    f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject} even for "
-                    f"a window under {MIN_TIMEOUT_WINDOW.total_seconds():g} s from "
-                    f"{_start(cursor).isoformat()}; deselect fields (wide text fields slow queries), "
-                    "try api_type bulk, or ask Salesforce support for a custom index"
-                ) from error
-            # The smallest window is tried before giving up: a window of 1.4 s that timed out may hold
-            # a first second that passes.
-            half = MIN_TIMEOUT_WINDOW
+        if width <= MIN_TIMEOUT_WINDOW:
+            raise TapError(
+                f"{self.stream}: Salesforce timed out (QUERY_TIMEOUT) reading {plan.sobject} even for "
+                f"a window under {MIN_TIMEOUT_WINDOW.total_seconds():g} s from "
+                f"{_start(cursor).isoformat()}; deselect fields (wide text fields slow queries), "
+                "try api_type bulk, or ask Salesforce support for a custom index"
+            ) from error
+        # Never under the smallest window, which is tried before giving up: a window of 1.4 s that timed
+        # out may hold a first second that passes.
+        half = max(timedelta(milliseconds=int(width / 2 / timedelta(milliseconds=1))), MIN_TIMEOUT_WINDOW)
         self.logger.warning(
             "%s: QUERY_TIMEOUT on %s from %s; retrying with a window of %s.",
             self.stream,

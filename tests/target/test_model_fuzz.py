@@ -46,6 +46,7 @@ import datetime as dt
 import json
 import random
 import re
+import subprocess
 import sys
 import time
 import typing as t
@@ -1206,8 +1207,6 @@ def write_scenario(seed: int, folder: Path) -> None:
 @pytest.mark.parametrize("script", ["test_model_fuzz.py", "test_replay_fuzz.py"])
 def test_a_seeds_input_is_written_by_the_command_failures_name(script: str, tmp_path: Path) -> None:
     """The commands that a failing seed's message names run as plain scripts (outside pytest)."""
-    import subprocess
-
     out = tmp_path / ("seed" if script == "test_model_fuzz.py" else "seed.jsonl")
     done = subprocess.run(
         [sys.executable, str(Path(__file__).parent / script), "3", str(out)],
