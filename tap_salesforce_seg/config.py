@@ -43,6 +43,10 @@ DEFAULT_API_VERSION = "58.0"
 MINIMUM_API_VERSION = 47
 DEFAULT_LOOKBACK_SECONDS = 600
 DEFAULT_BULK_MIN_RECORDS = 50_000
+# Salesforce retries a Bulk query job up to 15 times of about 10 minutes each before failing it, so a
+# healthy job finishes within ~2.5 h plus its time in the org's queue; a job still running after 4 h is
+# stuck, and the window is read through REST instead of waiting without end.
+DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 4 * 60 * 60
 DEFAULT_QUOTA_PERCENT = 80.0
 DEFAULT_STATE_EVERY_RECORDS = 10_000
 
@@ -65,6 +69,7 @@ class TapConfig:
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS
     api_type: str = "auto"
     bulk_min_records: int = DEFAULT_BULK_MIN_RECORDS
+    bulk_job_timeout_seconds: int = DEFAULT_BULK_JOB_TIMEOUT_SECONDS
     quota_percent: float = DEFAULT_QUOTA_PERCENT
     state_every_records: int = DEFAULT_STATE_EVERY_RECORDS
     naming: str = "segment"
@@ -104,6 +109,9 @@ class TapConfig:
             lookback_seconds=_integer(settings, "lookback_seconds", DEFAULT_LOOKBACK_SECONDS, minimum=0),
             api_type=_choice(settings, "api_type", API_TYPES),
             bulk_min_records=_integer(settings, "bulk_min_records", DEFAULT_BULK_MIN_RECORDS, minimum=0),
+            bulk_job_timeout_seconds=_integer(
+                settings, "bulk_job_timeout_seconds", DEFAULT_BULK_JOB_TIMEOUT_SECONDS, minimum=0
+            ),
             quota_percent=_quota_percent(settings),
             state_every_records=_integer(
                 settings, "state_every_records", DEFAULT_STATE_EVERY_RECORDS, minimum=1

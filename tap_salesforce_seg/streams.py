@@ -445,6 +445,7 @@ class SalesforceStream(Stream):
             plan.query,
             api_type=config.api_type,
             bulk_min_records=config.bulk_min_records,
+            bulk_job_timeout_seconds=config.bulk_job_timeout_seconds,
             logger=self.logger,
             stream=self.name,
         )

@@ -33,6 +33,7 @@ from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import (
     API_TYPES,
     DEFAULT_API_VERSION,
+    DEFAULT_BULK_JOB_TIMEOUT_SECONDS,
     DEFAULT_BULK_MIN_RECORDS,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_QUOTA_PERCENT,
@@ -143,6 +144,14 @@ SETTINGS = th.PropertiesList(
         default=DEFAULT_BULK_MIN_RECORDS,
         title="Bulk threshold",
         description="In auto mode, objects with at least this many matching records use Bulk API 2.0.",
+    ),
+    th.Property(
+        "bulk_job_timeout_seconds",
+        th.IntegerType,
+        default=DEFAULT_BULK_JOB_TIMEOUT_SECONDS,
+        title="Bulk job timeout (seconds)",
+        description="A Bulk API 2.0 job still unfinished after this long is aborted and its window read "
+        "through REST; 0 waits without limit.",
     ),
     th.Property(
         "quota_percent",

@@ -27,7 +27,8 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     the fields each query selects are halved (REST field chunks joined by Id, at most
     `rest.MAX_JOINED_QUERIES` of them), with a warning, and the query restarts from the last record
     seen; a `TapError` when the narrowest split is still refused.
-  - A Bulk job that cannot run or fails: the rest of the window goes through REST, with a warning.
+  - A Bulk job that cannot run, fails, or is still unfinished after `bulk_job_timeout_seconds` (it is
+    then aborted): the rest of the window goes through REST, with a warning.
   Restarts read `>=` the last replication value seen, so records sharing it are read again: the
   target's upsert absorbs the repeats, and nothing is skipped.
 """
@@ -148,12 +149,17 @@ def choose_extractor(
     *,
     api_type: str,
     bulk_min_records: int,
+    bulk_job_timeout_seconds: float = 0,
     logger: logging.Logger,
     stream: str,
 ) -> Extractor:
-    """The strategy for this plan (see the module docstring); logs the choice and why."""
+    """The strategy for this plan (see the module docstring); logs the choice and why.
+    `bulk_job_timeout_seconds` bounds a Bulk job's wait (0: no bound)."""
     from tap_salesforce_seg.extract.bulk import BulkExtractor
     from tap_salesforce_seg.extract.rest import RestExtractor
+
+    def bulk() -> BulkExtractor:
+        return BulkExtractor(client, logger=logger, job_timeout_seconds=bulk_job_timeout_seconds)
 
     if api_type not in API_TYPES:
         raise ValueError(f"api_type must be one of {', '.join(API_TYPES)}, not {api_type!r}")
@@ -164,7 +170,7 @@ def choose_extractor(
         logger.info("%s: using the REST API: %s.", stream, reason)
         return RestExtractor(client, logger=logger)
     if api_type == "bulk":
-        return BulkExtractor(client, logger=logger)
+        return bulk()
     try:
         matching = count_records(client, plan)
     except SalesforceApiError as error:
@@ -175,7 +181,7 @@ def choose_extractor(
         logger.info(
             "%s: counting the matching records timed out (QUERY_TIMEOUT): using Bulk API 2.0.", stream
         )
-        return BulkExtractor(client, logger=logger)
+        return bulk()
     if matching >= bulk_min_records:
         logger.info(
             "%s: %s matching records >= bulk_min_records %s: using Bulk API 2.0.",
@@ -183,7 +189,7 @@ def choose_extractor(
             f"{matching:,}",
             f"{bulk_min_records:,}",
         )
-        extractor: Extractor = BulkExtractor(client, logger=logger)
+        extractor: Extractor = bulk()
     else:
         extractor = RestExtractor(client, logger=logger)
     extractor.expected_records = matching

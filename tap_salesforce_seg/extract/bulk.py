@@ -4,7 +4,8 @@
 1. `POST /jobs/query` with the plan's query (`ORDER BY` replication field, Id, so a bookmark taken
    mid-job is resumable; the query travels in the body, so wide objects need no splitting).
 2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete (each poll is reported to
-   `on_wait`, the progress display's hook); `expected_records` is then the job's
+   `on_wait`, the progress display's hook), for at most `job_timeout_seconds` (0: no limit; a job
+   still queued or running then is aborted); `expected_records` is then the job's
    `numberRecordsProcessed`; a job that processed none ends there (its results would be a header).
 3. `GET /jobs/query/{id}/results?maxRecords=N[&locator=L]` page after page until `Sforce-Locator` is
    `null`. Each page (bounded by `maxRecords`, sized from the field count) goes through three
@@ -14,7 +15,8 @@
    (prefetch.py), memory holds a few pages, never the result.
 4. The job is deleted at the end, also when the sync stops early.
 
-A job Salesforce refuses (an object or field Bulk cannot serve) or that ends Failed/Aborted raises
+A job Salesforce refuses (an object or field Bulk cannot serve), that ends Failed/Aborted or that
+outlasts `job_timeout_seconds` raises
 `BulkUnavailable`, on which `Extraction` reads the rest of the window through REST. INVALID_FIELD is
 raised as is (the stream describes the object again and drops the field).
 """
@@ -61,11 +63,13 @@ class BulkExtractor:
         *,
         logger: logging.Logger | None = None,
         page_records: int | None = None,
+        job_timeout_seconds: float = 0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.logger = logger or logging.getLogger(__name__)
         self.page_records = page_records
+        self.job_timeout_seconds = job_timeout_seconds
         self.sleep = sleep
         self.expected_records: int | None = None
         self.job_id: str | None = None
@@ -136,15 +140,26 @@ class BulkExtractor:
                 message = job.get("errorMessage") or "no errorMessage"
                 raise BulkUnavailable(f"Bulk job {job_id} on {plan.sobject} ended {state}: {message}")
             now = time.monotonic()
+            waited = now - started
+            self._check_timeout(plan, job_id, str(state), waited)
             if self.on_wait is not None:
-                self.on_wait(job_id, str(state), now - started)
+                self.on_wait(job_id, str(state), waited)
             elif now - last_report >= self.progress_every_seconds:
-                self.logger.info(
-                    "%s: Bulk job %s is %s after %.0f s.", plan.sobject, job_id, state, now - started
-                )
+                self.logger.info("%s: Bulk job %s is %s after %.0f s.", plan.sobject, job_id, state, waited)
                 last_report = now
+            if self.job_timeout_seconds:
+                # The last poll falls on the limit, not up to a whole delay after it.
+                delay = min(delay, max(0.0, self.job_timeout_seconds - waited))
             self.sleep(delay)
             delay = min(delay * self.poll_growth, self.poll_max_seconds)
+
+    def _check_timeout(self, plan: QueryPlan, job_id: str, state: str, waited: float) -> None:
+        """Give up on a job that outlasted the limit; `records` then aborts and deletes it."""
+        if self.job_timeout_seconds and waited >= self.job_timeout_seconds:
+            raise BulkUnavailable(
+                f"Bulk job {job_id} on {plan.sobject} is still {state} after {waited:.0f} s "
+                f"(bulk_job_timeout_seconds {self.job_timeout_seconds:g}); aborting it"
+            )
 
     def _page_size(self, plan: QueryPlan) -> int:
         if self.page_records:

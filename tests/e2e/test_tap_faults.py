@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tap_harness import discover_catalog, entry, expected_records, run_tap, select, tap_settings, upserted
 
-from salesforce_emulator import Emulator
+from salesforce_emulator import BulkTiming, Emulator
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.extract import bulk
 
@@ -127,6 +127,36 @@ def test_a_failing_bulk_job_falls_back_to_rest(
     assert run.exit_code == 0, run.stderr
     assert any("ended Failed" in r.getMessage() and "REST" in r.getMessage() for r in caplog.records)
     assert_complete(org, catalog, [run])
+
+
+def test_a_bulk_job_stuck_in_the_queue_is_aborted_after_the_timeout_and_read_through_rest(
+    emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job that Salesforce leaves queued (UploadComplete) far longer than it should: the tap stops
+    waiting at `bulk_job_timeout_seconds`, aborts and deletes the job, and reads the window via REST."""
+    emu = emulator_factory(
+        scale=0.001, counts={"Account": 300}, tags=False, bulk_timing=BulkTiming(queued_seconds=3600)
+    )
+    emu.org.clock.advance(2)
+    settings = tap_settings(emu, api_type="bulk", bulk_job_timeout_seconds=2)
+    chosen = select(discover_catalog(settings), [ACCOUNT])
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(settings, chosen)
+    assert run.exit_code == 0, run.stderr
+    assert time.monotonic() - started < 30
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "still UploadComplete after 2 s (bulk_job_timeout_seconds 2)" in w and "through the REST API" in w
+        for w in warnings
+    ), warnings
+    assert_complete(emu, chosen, [run])
+    calls = [(request["method"], request["target"]) for request in emu.requests()]
+    assert [method for method, target in calls if "/jobs/query/" in target and "/results" not in target][
+        -2:
+    ] == ["PATCH", "DELETE"], calls
+    assert not any("/results" in target for _, target in calls)
+    assert emu.app.bulk.list()["records"] == [], "the aborted job was deleted"
 
 
 def exhaust_quota_once(emu: Emulator, after_target: str) -> threading.Thread:

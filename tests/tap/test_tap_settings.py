@@ -50,6 +50,7 @@ def test_defaults() -> None:
     assert settings.lookback_seconds == 600
     assert settings.api_type == "auto"
     assert settings.bulk_min_records == 50_000
+    assert settings.bulk_job_timeout_seconds == 4 * 60 * 60
     assert settings.quota_percent == 80
     assert settings.state_every_records == 10_000
     assert settings.naming == "segment"
@@ -116,10 +117,16 @@ def test_start_date_forms() -> None:
 
 def test_numbers_from_strings_and_choices() -> None:
     settings = config(
-        lookback_seconds="0", bulk_min_records=0, quota_percent="95.5", api_type="BULK", naming="salesforce"
+        lookback_seconds="0",
+        bulk_min_records=0,
+        bulk_job_timeout_seconds="0",
+        quota_percent="95.5",
+        api_type="BULK",
+        naming="salesforce",
     )
     assert settings.lookback_seconds == 0
     assert settings.bulk_min_records == 0
+    assert settings.bulk_job_timeout_seconds == 0
     assert settings.quota_percent == 95.5
     assert settings.api_type == "bulk"
     assert settings.naming == "salesforce"
@@ -175,6 +182,8 @@ def test_numbers_read_as_decimals() -> None:
         ({**PASSWORD_LOGIN, "lookback_seconds": True}, "lookback_seconds", "whole number"),
         ({**PASSWORD_LOGIN, "bulk_min_records": -5}, "bulk_min_records", "0 or more"),
         ({**PASSWORD_LOGIN, "bulk_min_records": 1.5}, "bulk_min_records", "whole number"),
+        ({**PASSWORD_LOGIN, "bulk_job_timeout_seconds": -1}, "bulk_job_timeout_seconds", "0 or more"),
+        ({**PASSWORD_LOGIN, "bulk_job_timeout_seconds": "4h"}, "bulk_job_timeout_seconds", "whole number"),
         ({**PASSWORD_LOGIN, "state_every_records": 0}, "state_every_records", "1 or more"),
         ({**PASSWORD_LOGIN, "quota_percent": -10}, "quota_percent", "more than 0"),
         ({**PASSWORD_LOGIN, "quota_percent": 101}, "quota_percent", "at most 100"),
@@ -234,6 +243,7 @@ def test_about_lists_the_settings_with_secrets_flagged() -> None:
         "lookback_seconds",
         "api_type",
         "bulk_min_records",
+        "bulk_job_timeout_seconds",
         "quota_percent",
         "state_every_records",
         "naming",
