@@ -308,11 +308,21 @@ class Loader:
         info = self.engine.table(batch.table)
         if info is None or not _outgrown(info, batch):
             return
+        planned = {column.name for column, _ in _outgrown(info, batch)}
         self.engine.lock_for_ddl(batch.table)  # another run may have widened them meanwhile
         info = self.engine.table(batch.table)
         if info is None:
             return
-        for column, current in _outgrown(info, batch):
+        outgrown = _outgrown(info, batch)
+        for name in sorted(planned - {column.name for column, _ in outgrown}):
+            # The sink announced a widening of this column; say why the table shows another type.
+            logger.info(
+                "table %s: column %s is %s already (another run widened it); its values load into that",
+                self.engine.qualified(batch.table),
+                name,
+                t.cast(Kind, info.columns[name].kind).value,
+            )
+        for column, current in outgrown:
             obstacle = self.engine.widening_obstacle(batch.table, column.name)
             if obstacle is not None:
                 raise widening_conflict(

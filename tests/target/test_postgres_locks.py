@@ -209,3 +209,37 @@ def test_a_deadlock_with_another_session_loads_the_batch_again(pg: Warehouse, tm
     assert "deadlock detected" in outcome["err"] and "loaded again" in outcome["err"]
     assert json.loads(outcome["out"].strip().splitlines()[-1]) == 2
     assert [row["amount"] for row in pg.rows("s")] == [1] * 10
+
+
+def test_a_column_another_run_widened_meanwhile_is_reported_as_it_is(pg: Warehouse, tmp_path) -> None:
+    """A run planned `amount` as bigint; before its integer beyond bigint arrives, another run widens
+    the column to text. The first run's values load into the text column, and its log says the column
+    is text already (its own widening to number was never made)."""
+    first_load(pg)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**pg.config(), "batch_max_seconds": 0.2}))
+    process = start_target(config)
+    stderr_lines: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_lines.extend(t.cast(t.IO[str], process.stderr)))
+    reader.start()
+    stdin, stdout = t.cast(t.IO[str], process.stdin), t.cast(t.IO[str], process.stdout)
+    stdin.write(to_lines([schema("s", PROPERTIES), record("s", {"id": "b", "amount": 2}), state(2)]))
+    stdin.flush()
+    assert stdout.readline().strip() == "2"  # committed: the run's plan holds amount as bigint
+    as_text = {**PROPERTIES, "amount": {"type": ["null", "string"]}}
+    other = pg.cli(to_lines([schema("s", as_text), record("s", {"id": "c", "amount": "many"}), state(9)]))
+    assert other.returncode == 0, other.stderr
+    assert pg.columns("s")["amount"] == "text"
+    stdin.write(to_lines([record("s", {"id": "d", "amount": 2**64}), state(3)]))
+    stdin.close()
+    assert process.wait(timeout=60) == 0, "".join(stderr_lines)
+    reader.join()
+    assert stdout.read().split() == ["3"]
+    log = "".join(stderr_lines)
+    assert "column amount is text already (another run widened it)" in log, log
+    assert pg.rows("s", columns="id, amount") == [
+        {"id": "a", "amount": "1"},
+        {"id": "b", "amount": "2"},
+        {"id": "c", "amount": "many"},
+        {"id": "d", "amount": str(2**64)},
+    ]
