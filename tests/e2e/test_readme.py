@@ -48,7 +48,7 @@ from emulator_fixtures import login_redirect_session
 from pipeline import Pipeline, Warehouse, assert_warehouse_equals_org, selected_streams, shell_environment
 from tap_harness import select
 
-from salesforce_emulator import ControlClient, Credentials, Emulator
+from salesforce_emulator import BulkTiming, ControlClient, Credentials, Emulator
 from tap_salesforce_seg.config import TapConfig
 from tap_salesforce_seg.errors import AuthenticationError, TapError
 from tap_salesforce_seg.naming import property_names, stream_name, stream_names
@@ -760,6 +760,16 @@ def test_quota_stop_message(emulator_factory: Any, tmp_path: Path) -> None:
     done = run_tap(pipeline)
     assert done.returncode == 2
     assert_logged(block("quota"), done.stderr)
+
+
+def test_bulk_job_timeout_message(emulator_factory: Any, tmp_path: Path) -> None:
+    emu = readme_emulator(emulator_factory, bulk_timing=BulkTiming(queued_seconds=0, processing_seconds=3600))
+    settings = {**tap_config("tap-password", emu), "api_type": "bulk", "bulk_job_timeout_seconds": 2}
+    pipeline = Pipeline(tmp_path / "org", settings, {})
+    narrowed(pipeline, ["accounts"])
+    done = run_tap(pipeline)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_logged(block("bulk-job-timeout"), done.stderr)
 
 
 def test_field_vanished_message(emulator_factory: Any, tmp_path: Path) -> None:
