@@ -306,9 +306,9 @@ class Loader:
     def _evolve(self, batch: LoadBatch) -> None:
         """Widen columns whose values outgrew them within this batch (inside the transaction)."""
         info = self.engine.table(batch.table)
-        if info is None or not _outgrown(info, batch):
+        planned = {column.name for column, _ in _outgrown(info, batch)} if info is not None else set()
+        if not planned:
             return
-        planned = {column.name for column, _ in _outgrown(info, batch)}
         self.engine.lock_for_ddl(batch.table)  # another run may have widened them meanwhile
         info = self.engine.table(batch.table)
         if info is None:
