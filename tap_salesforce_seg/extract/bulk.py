@@ -148,8 +148,9 @@ class BulkExtractor:
                 self.logger.info("%s: Bulk job %s is %s after %.0f s.", plan.sobject, job_id, state, waited)
                 last_report = now
             if self.job_timeout_seconds:
-                # The last poll falls on the limit, not up to a whole delay after it.
-                delay = min(delay, max(0.0, self.job_timeout_seconds - waited))
+                # The last poll falls on the limit, not up to a whole delay after it (time is left:
+                # `_check_timeout` passed).
+                delay = min(delay, self.job_timeout_seconds - waited)
             self.sleep(delay)
             delay = min(delay * self.poll_growth, self.poll_max_seconds)
 
