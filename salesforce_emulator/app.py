@@ -782,6 +782,7 @@ class ControlApi:
             "undelete",
             "hard_delete",
             "late_commit",
+            "recalculate",
             "add_field",
             "remove_field",
             "add_object",

@@ -3,8 +3,8 @@
 `ControlClient(base_url)` offers the same methods as the in-process objects, over
 `POST /__emulator__/<group>/<method>` (JSON keyword arguments in, `{"result": ...}` out):
 
-- `client.<Org method>(...)`: create, update, delete, undelete, hard_delete, late_commit, add_field,
-  remove_field, add_object, remove_object, reset, get, records, object_names.
+- `client.<Org method>(...)`: create, update, delete, undelete, hard_delete, late_commit, recalculate,
+  add_field, remove_field, add_object, remove_object, reset, get, records, object_names.
 - `client.clock.now() / set(moment, frozen=False) / advance(seconds) / freeze() / unfreeze()`.
 - `client.faults.http_error(...) / expire_sessions_after(...) / drop_connection(...) / slow(...) /
   query_timeout(...) / fail_bulk_jobs(...) / close_cursors(...) / query_too_complicated(...) / active() /
@@ -204,6 +204,9 @@ class ControlClient:
         return self.call(
             "org", "late_commit", sobject=sobject, values=values, record_id=record_id, seconds_ago=seconds_ago
         )
+
+    def recalculate(self, sobject: str, record_id: str, values: dict) -> None:
+        self.call("org", "recalculate", sobject=sobject, record_id=record_id, values=values)
 
     def add_field(self, sobject: str, name: str, type: str, **attributes: Any) -> None:
         self.call("org", "add_field", sobject=sobject, name=name, type=type, **attributes)

@@ -6,6 +6,7 @@
     result.total_size; result.rest_records(0, 2000, "58.0"); result.csv_page(0, 50000); result.rows()
     new_id = org.create("Account", {"Name": "Acme"}); org.update("Account", new_id, {"Rating": "Hot"})
     org.delete(...); org.undelete(...); org.hard_delete(...); org.late_commit(...); org.reset()
+    org.recalculate("Invoice__c", record_id, {"Days_Open__c": 12})  # a formula's value moves, no stamp
     org.clock.set(datetime(2026, 1, 2, tzinfo=timezone.utc), frozen=True); org.clock.advance(5)
 
 Mutations stamp the audit fields from `clock.now()` (UTC, milliseconds) as Salesforce does:
@@ -17,6 +18,9 @@ Mutations stamp the audit fields from `clock.now()` (UTC, milliseconds) as Sales
   only through queryAll. undelete clears it and bumps SystemModstamp. hard_delete removes the row.
 - late_commit: a change made by a long transaction, visible from now on but stamped `seconds_ago`
   earlier (LastModifiedDate = SystemModstamp = now - seconds_ago; CreatedDate too for a new record).
+- recalculate: new values of calculated (formula) fields only, and no stamp at all: Salesforce computes a
+  formula when it is read, so a formula over TODAY() or a parent record's field changes its value while
+  the record's SystemModstamp stays.
 Values are validated against the describe (names case-insensitive, types coerced from their usual Python
 or ISO-text forms); errors are `ApiError`s with Salesforce's codes (INVALID_TYPE, INVALID_FIELD,
 INVALID_FIELD_FOR_INSERT_UPDATE, INVALID_TYPE_ON_FIELD_IN_RECORD, STRING_TOO_LONG, REQUIRED_FIELD_MISSING,
@@ -272,6 +276,23 @@ class Org:
             return self._insert(sobject, values, stamp)
         self._modify(sobject, record_id, values, stamp)
         return _full_id(record_id)
+
+    def recalculate(self, sobject: str, record_id: str, values: dict[str, Any]) -> None:
+        """New values of calculated fields, the record's stamps unchanged (see the module docstring)."""
+        with self._lock:
+            obj = self._object(sobject)
+            fields = {name: obj.field(str(name)) for name in values} if isinstance(values, dict) else {}
+            plain = sorted(str(name) for name, f in fields.items() if f is None or not f.calculated)
+            if not isinstance(values, dict) or plain:
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"recalculate takes calculated fields of {obj.name} only, not: {', '.join(plain)}",
+                    plain,
+                )
+            table, index, row, _ = self._find(obj, record_id, allow_deleted=True)
+            changes = {f.name: coerce(f, values[name]) for name, f in fields.items() if f is not None}
+            self._write(obj, table, index, row, changes)
 
     # ---- mutation helpers ----
     def _object(self, sobject: str) -> ObjectDef:

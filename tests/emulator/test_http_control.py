@@ -132,6 +132,16 @@ def test_late_commit_is_visible_with_an_older_modstamp(http, emu: Emulator, cont
     }
 
 
+def test_recalculate_moves_a_formula_value_only(http, emu: Emulator, control: ControlClient) -> None:
+    control.add_field("Account", "Days_Open__c", "double", precision=18, scale=0, calculated=True)
+    existing = emu.org.records("Account", include_deleted=False)[0]["Id"]
+    before = one(http, emu, "Account", existing, "SystemModstamp")["SystemModstamp"]
+    control.clock.advance(600)
+    control.recalculate("Account", existing, {"Days_Open__c": 12})
+    after = one(http, emu, "Account", existing, "Days_Open__c, SystemModstamp")
+    assert (after["Days_Open__c"], after["SystemModstamp"]) == (12, before)
+
+
 def test_fields_and_objects_come_and_go(http, emu: Emulator, control: ControlClient) -> None:
     control.add_field("Account", "Loyalty__c", "double")
     describe = http.get(f"{emu.base_url}{V}/sobjects/Account/describe", timeout=30).json()

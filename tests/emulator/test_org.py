@@ -159,6 +159,25 @@ def test_soft_delete_needs_isdeleted(org):
     assert org.get("Group", group_id) is None
 
 
+def test_recalculate_moves_a_formula_value_and_no_stamp(org):
+    org.add_field("Account", "Days_Open__c", "double", precision=18, scale=0, calculated=True)
+    described = {f["name"]: f for f in org.describe("Account", "58.0")["fields"]}
+    assert described["Days_Open__c"]["calculated"] is True
+    assert described["Days_Open__c"]["updateable"] is False
+    record_id = org.create("Account", {"Name": "Formula"})
+    before = org.get("Account", record_id)
+    org.clock.advance(3600)
+    org.recalculate("Account", record_id, {"Days_Open__c": 12})
+    after = org.get("Account", record_id)
+    assert after["Days_Open__c"] == 12
+    assert after["SystemModstamp"] == before["SystemModstamp"]
+    assert after["LastModifiedDate"] == before["LastModifiedDate"]
+    # Only a formula changes so: a plain field, or one that does not exist, is refused.
+    assert error_code(org.recalculate, "Account", record_id, {"Rating": "Hot"}) == "INVALID_FIELD"
+    assert error_code(org.recalculate, "Account", record_id, {"Nope__c": 1}) == "INVALID_FIELD"
+    assert org.get("Account", record_id)["Rating"] == before["Rating"]
+
+
 def test_late_commit_is_visible_now_with_an_older_stamp(org):
     org.clock.advance(600)
     now = org.clock.now()
