@@ -8,9 +8,9 @@
   Schedules off) and a non-queryable object (`Name`) each get one line and no stream. Other standard
   objects are not streams (Segment syncs these 48 plus custom objects).
 - `definitions_from_catalog(catalog_dict, naming)`: the same definitions read back from a catalog's
-  metadata (`salesforce-object`, `salesforce-field`, `salesforce-type`, `replication-key`,
-  `selected-by-default`). A stream that is neither a Segment collection nor a custom object raises
-  `CatalogError` listing the valid names.
+  metadata (`salesforce-object`, `salesforce-field`, `salesforce-type`, `salesforce-calculated` (on
+  formula fields only), `replication-key`, `selected-by-default`). A stream that is neither a Segment
+  collection nor a custom object raises `CatalogError` listing the valid names.
 - `check_selected_against_org(definitions, sobjects, naming)`: one describeGlobal's worth of checking
   that every selected stream's object exists and is queryable; `CatalogError` lists the org's streams.
 """
@@ -37,6 +37,7 @@ from tap_salesforce_seg.schema import FieldInfo, stream_shape
 OBJECT_KEY = "salesforce-object"
 FIELD_KEY = "salesforce-field"
 TYPE_KEY = "salesforce-type"
+CALCULATED_KEY = "salesforce-calculated"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +202,12 @@ def _definition(entry: Mapping[str, Any], naming: str) -> StreamDefinition:
                 "run --discover for a fresh catalog"
             )
         selected_by_default = metadata.get("selected-by-default")
-        fields[prop] = FieldInfo(str(field_name), str(sf_type), selected_by_default is not False)
+        fields[prop] = FieldInfo(
+            str(field_name),
+            str(sf_type),
+            selected_by_default is not False,
+            calculated=metadata.get(CALCULATED_KEY) is True,
+        )
     if not any(info.salesforce_name == "Id" for info in fields.values()):
         raise CatalogError(f"catalog: stream '{name}' has no property for the Id field")
     replication_key = (

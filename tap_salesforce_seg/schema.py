@@ -3,8 +3,8 @@
 - `field_schema(field) -> dict | None`: the JSON schema of one describe field entry; None when the
   field is not a column (compound `address` / `location`: their components are fields of their own
   and Bulk API rejects them). Everything is nullable except `Id`.
-- `FieldInfo(salesforce_name, type, selected_by_default)`: what a stream needs to know about one
-  property (keyed by property name in `StreamShape.fields`).
+- `FieldInfo(salesforce_name, type, selected_by_default, calculated)`: what a stream needs to know about
+  one property (keyed by property name in `StreamShape.fields`); `calculated` marks a formula field.
 - `replication_field(field_names)`: SystemModstamp, else LastModifiedDate, else CreatedDate, else None
   (the object syncs in full).
 - `stream_shape(describe, naming)`: schema, fields and replication key (property name) of an object.
@@ -74,6 +74,9 @@ class FieldInfo:
     salesforce_name: str
     type: str
     selected_by_default: bool = True
+    # A formula field: Salesforce computes its value when it is read, so the value can change (a formula
+    # over TODAY() or a parent's field) while the record's SystemModstamp stays.
+    calculated: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +129,7 @@ def stream_shape(describe: Mapping[str, Any], naming: str = NAMING_SEGMENT) -> S
             salesforce_name=field["name"],
             type=str(field.get("type")),
             selected_by_default=is_selected_by_default(field),
+            calculated=field.get("calculated") is True,
         )
     replication = replication_field(info.salesforce_name for info in fields.values())
     replication_key = names[replication] if replication else None

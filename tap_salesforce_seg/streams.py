@@ -11,7 +11,9 @@ At sync start the stream describes its object again (the org changes between run
   INVALID_FIELD -> describe again, drop, go on);
 - fields new since the catalog was made are listed in one line and synced only once selected;
 - a selected field whose type changed is read with its new type and declared so in the SCHEMA, with a
-  warning (the target widens its column).
+  warning (the target widens its column);
+- an incremental run names its selected formula fields (describe's `calculated`) in one line: Salesforce
+  recalculates them without moving SystemModstamp, so their stored values can lag until a full re-sync.
 
 What is queried: the selected fields, plus Id and the replication field always (the join key and
 the bookmark). What is emitted: the selected properties (`id` is always selected, its inclusion is
@@ -89,6 +91,8 @@ MODE_FULL_RESYNC = "full re-sync"
 MODE_FULL = "full"
 # The hot loop asks the progress display whether a line is due every this many records (+1).
 PROGRESS_TICK_MASK = 255
+# The formula-field notice names this many columns, then counts the rest.
+FORMULAS_NAMED = 8
 _OUTPUT_BUFFER_BYTES = 1 << 20
 
 
@@ -101,10 +105,12 @@ class SalesforceStreamMetadata(StreamMetadata):
 
 @dataclasses.dataclass(slots=True)
 class SalesforcePropertyMetadata(Metadata):
-    """Property metadata plus the Salesforce field behind it (`salesforce-field`, `-type`)."""
+    """Property metadata plus the Salesforce field behind it (`salesforce-field`, `-type`), and
+    `salesforce-calculated: true` on a formula field (absent on the others)."""
 
     salesforce_field: str | None = None
     salesforce_type: str | None = None
+    salesforce_calculated: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +188,10 @@ class SalesforceStream(Stream):
             elif values["selected_by_default"] is None:
                 values["selected_by_default"] = info.selected_by_default
             mapping[breadcrumb] = SalesforcePropertyMetadata(
-                **values, salesforce_field=info.salesforce_name, salesforce_type=info.type
+                **values,
+                salesforce_field=info.salesforce_name,
+                salesforce_type=info.type,
+                salesforce_calculated=True if info.calculated else None,
             )
         self._metadata = mapping
         self._mask = None
@@ -282,6 +291,8 @@ class SalesforceStream(Stream):
             retyped=retyped,
         )
         self._log_plan(self.sync_plan)
+        if mode == MODE_INCREMENTAL and bookmark is not None:  # a first run reads every record anyway
+            self._report_formula_fields(emitted, live_columns)
         return self.sync_plan
 
     def _describe(self) -> dict[str, Any]:
@@ -306,6 +317,26 @@ class SalesforceStream(Stream):
                 len(new),
                 ", ".join(new),
             )
+
+    def _report_formula_fields(self, emitted: list[str], live_columns: Mapping[str, dict]) -> None:
+        """An incremental run reads a record only when its SystemModstamp moved, and Salesforce can
+        change a formula's value without moving it: say which columns can therefore lag, and the cure."""
+        live = [live_columns[self.fields[prop].salesforce_name] for prop in emitted]
+        formulas = [prop for prop, f in zip(emitted, live, strict=True) if f.get("calculated") is True]
+        if not formulas:
+            return
+        shown = ", ".join(formulas[:FORMULAS_NAMED])
+        if len(formulas) > FORMULAS_NAMED:
+            shown += f" and {len(formulas) - FORMULAS_NAMED} more"
+        self.logger.info(
+            "%s: %d formula field(s) (%s) are read with their record's other changes only: Salesforce "
+            "recalculates a formula (over TODAY() or another record's fields) without moving "
+            "SystemModstamp, so a stored value can lag until the record changes; a full re-sync "
+            "refreshes them (README: Formula fields).",
+            self.name,
+            len(formulas),
+            shown,
+        )
 
     def _live_type(self, prop: str, live_columns: Mapping[str, dict]) -> str:
         info = self.fields[prop]

@@ -236,6 +236,44 @@ def test_a_field_that_changed_type_widens_its_column(
     assert len(texts) >= len(numbers) - 5
 
 
+def test_formula_fields_are_named_and_a_full_resync_refreshes_them(
+    emulator_factory: Any, target_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """Salesforce recalculates a formula field (one over TODAY(), or over a parent's field) without
+    moving the record's SystemModstamp, so an incremental run cannot see the new value: the tap says so
+    in one line naming the field, and Segment's full re-sync switch brings the value in."""
+    emu = emulator_factory(scale=0.02, tags=False)
+    emu.org.add_field("Account", "Days_Open__c", "double", precision=18, scale=0, calculated=True)
+    account = next(r["Id"] for r in emu.org.records("Account") if not r["IsDeleted"])
+    emu.org.recalculate("Account", account, {"Days_Open__c": 5})
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emu), target_settings)
+    catalog = pipeline.discover()
+    for entry in catalog["streams"]:
+        root_metadata(entry)["selected"] = entry["stream"] == "accounts"
+    accounts = next(entry for entry in catalog["streams"] if entry["stream"] == "accounts")
+    assert property_metadata(accounts, "days_open_c")["salesforce-calculated"] is True
+    property_metadata(accounts, "days_open_c")["selected"] = True
+    pipeline.write_catalog(catalog)
+    first = pipeline.sync()
+    warehouse = Warehouse(target_settings)
+    days_open = f"SELECT days_open_c FROM {warehouse.table('accounts')} WHERE id = '{account}'"
+    assert warehouse.query(days_open) == [(5,)]
+    assert "formula field" not in first.stderr  # a first run reads everything: nothing can lag yet
+
+    emu.org.recalculate("Account", account, {"Days_Open__c": 6})  # a day later, no SystemModstamp change
+    let_the_second_pass(emu.org)
+    incremental = pipeline.sync()
+    notice = "accounts: 1 formula field(s) (days_open_c) are read with their record's other changes only"
+    assert notice in incremental.stderr
+    assert warehouse.query(days_open) == [(5,)]  # what the notice warns of
+
+    property_metadata(accounts, "system_modstamp")["selected"] = False  # Segment's full re-sync switch
+    pipeline.write_catalog(catalog)
+    resync = pipeline.sync()
+    assert "formula field" not in resync.stderr
+    assert warehouse.query(days_open) == [(6,)]
+
+
 def root_metadata(entry: dict[str, Any]) -> dict[str, Any]:
     return next(item["metadata"] for item in entry["metadata"] if not item["breadcrumb"])
 

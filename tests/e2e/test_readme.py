@@ -752,6 +752,22 @@ def assert_logged(example: str, log: str) -> None:
     assert any(pattern.fullmatch(line) for line in lines), f"no line like\n{example}\nin\n{log[-3000:]}"
 
 
+def test_formula_fields_listed_and_their_notice(emulator_factory: Any, tmp_path: Path) -> None:
+    emu = readme_emulator(emulator_factory)
+    for field in ("Days_Open__c", "Health_Score__c"):
+        emu.org.add_field("Account", field, "double", precision=18, scale=0, calculated=True)
+    folder = tmp_path / "org"
+    pipeline = Pipeline(folder, tap_config("tap-password", emu), json_block("target-duckdb"))
+    narrowed(pipeline, ["accounts", "contacts"])
+    listed = succeeded(pipeline.bash(block("formula-list"))).stdout.split()
+    assert listed == ["accounts.days_open_c", "accounts.health_score_c"]
+    pipeline.sync()
+    emu.org.clock.advance(2)
+    pipeline.sync()
+    assert_logged(block("formula-notice"), pipeline.last_stderr)
+    assert pipeline.last_stderr.count("formula field(s)") == 1  # contacts has none
+
+
 def test_quota_stop_message(emulator_factory: Any, tmp_path: Path) -> None:
     emu = readme_emulator(emulator_factory, api_limit=1000)
     pipeline = Pipeline(tmp_path / "org", tap_config("tap-password", emu), {})

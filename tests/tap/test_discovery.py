@@ -350,6 +350,22 @@ def test_catalog_builds_streams_without_describing(module_emulator: Emulator, ca
     assert streams["accounts"].selected is True
 
 
+def test_formula_fields_are_marked_in_the_catalog_and_read_back(emulator: Emulator) -> None:
+    emulator.org.add_field("Account", "Days_Open__c", "double", precision=18, scale=0, calculated=True)
+    written = TapSalesforceSeg(config=settings(emulator), setup_mapper=False).catalog_dict
+    accounts = next(entry for entry in written["streams"] if entry["tap_stream_id"] == "accounts")
+    metadata = metadata_of(accounts)
+    assert metadata[("properties", "days_open_c")]["salesforce-calculated"] is True
+    # Only formula fields carry the key (a catalog stays as it was for the others).
+    plain = [item for crumb, item in metadata.items() if crumb != ("properties", "days_open_c")]
+    assert all("salesforce-calculated" not in item for item in plain)
+    streams = TapSalesforceSeg(config=settings(emulator), catalog=written).streams
+    assert streams["accounts"].fields["days_open_c"].calculated is True
+    assert streams["accounts"].fields["name"].calculated is False
+    # ... and written again by a run from that catalog (e.g. into Meltano's catalog of the run).
+    assert streams["accounts"].metadata[("properties", "days_open_c")].to_dict()["salesforce-calculated"]
+
+
 def test_meltano_style_selection_through_the_catalog(module_emulator: Emulator, catalog: dict) -> None:
     selected = json.loads(json.dumps(catalog))
     for entry in selected["streams"]:
