@@ -6,7 +6,8 @@
     result.total_size; result.rest_records(0, 2000, "58.0"); result.csv_page(0, 50000); result.rows()
     new_id = org.create("Account", {"Name": "Acme"}); org.update("Account", new_id, {"Rating": "Hot"})
     org.delete(...); org.undelete(...); org.hard_delete(...); org.late_commit(...); org.reset()
-    org.recalculate("Invoice__c", record_id, {"Days_Open__c": 12})  # a formula's value moves, no stamp
+    org.add_field("Account", "Days_Open__c", "double", calculated=True)  # a formula field
+    org.recalculate("Account", new_id, {"Days_Open__c": 12})  # its value moves, no stamp does
     org.clock.set(datetime(2026, 1, 2, tzinfo=timezone.utc), frozen=True); org.clock.advance(5)
 
 Mutations stamp the audit fields from `clock.now()` (UTC, milliseconds) as Salesforce does:
