@@ -38,6 +38,8 @@ with `>=`, reading the boundary records again (the target's upsert absorbs them)
 the moment the stream started by Salesforce's clock (`client.server_time()`), so a bookmark never
 passes it; `lookback_seconds` re-reads a margin so late commits (long transactions whose
 SystemModstamp is older than changes already visible) are never lost. Bookmarks only move forward.
+A stream read to its window's end also records that end (`read_until`); a later run that starts more
+than the Recycle Bin's 15 days after it warns that soft deletes purged meanwhile were never seen.
 
 Output: records are already typed by values.py and hold only selected properties, so singer-sdk's
 per-record conformance and property popping are skipped (`TYPE_CONFORMANCE_LEVEL = NONE`) and RECORD
@@ -93,6 +95,10 @@ MODE_FULL = "full"
 PROGRESS_TICK_MASK = 255
 # The formula-field notice names this many columns, then counts the rest.
 FORMULAS_NAMED = 8
+# How long Salesforce keeps deleted records in the Recycle Bin, where queryAll still shows them.
+RECYCLE_BIN_DAYS = 15
+# The stream's state key for the end of its last window read whole (Salesforce's clock).
+READ_UNTIL_KEY = "read_until"
 _OUTPUT_BUFFER_BYTES = 1 << 20
 
 
@@ -282,6 +288,8 @@ class SalesforceStream(Stream):
         window_start = self._window_start(mode, bookmark)
         if mode == MODE_INCREMENTAL and bookmark and window_end and parse_datetime(bookmark) > window_end:
             self._warn_bookmark_ahead(bookmark, window_end)
+        if window_end and "IsDeleted" in live_columns:
+            self._warn_purged_deletes(window_end)
         hidden = frozenset(p for p in queried if p not in emitted)
         self.sync_plan = SyncPlan(
             mode=mode,
@@ -392,6 +400,26 @@ class SalesforceStream(Stream):
             self.name,
             bookmark,
             format_datetime(now),
+        )
+
+    def _warn_purged_deletes(self, now: datetime) -> None:
+        """Soft deletes show through queryAll while they sit in the Recycle Bin, 15 days; a stream last
+        read whole longer ago than that may have missed some, and the rows they left say so nowhere."""
+        read_until = self.stream_state.get(READ_UNTIL_KEY)
+        try:
+            last = parse_datetime(read_until) if isinstance(read_until, str) else None
+        except ValueError:
+            return
+        if last is None or now - last <= timedelta(days=RECYCLE_BIN_DAYS):
+            return
+        self.logger.warning(
+            "%s: its last complete read ended %s, %d days ago, and Salesforce keeps deleted records in "
+            "the Recycle Bin %d days: records deleted since and purged are invisible to the API, so "
+            "their rows stay with is_deleted false. A rebuild drops them (README: Deletes).",
+            self.name,
+            format_datetime(last),
+            (now - last).days,
+            RECYCLE_BIN_DAYS,
         )
 
     def _window_start(self, mode: str, bookmark: str | None) -> datetime | None:
@@ -531,7 +559,7 @@ class SalesforceStream(Stream):
             self.sync_plan = None  # the next sync describes and plans afresh
             _restore_gc(gc_settings)
         self._flush(writer)
-        checkpoint.advance(stamp, write=write_messages)
+        checkpoint.advance(stamp, write=write_messages, read_until=plan.query.window_end)
         progress.finish(count)
 
     def _record_writer(self) -> Any:
@@ -581,13 +609,16 @@ class _Checkpoint:
         self.active = plan.query.replication_field is not None and stream.replication_key is not None
         self.value = plan.bookmark
 
-    def advance(self, stamp: str | None, *, write: bool) -> None:
+    def advance(self, stamp: str | None, *, write: bool, read_until: datetime | None = None) -> None:
+        """`read_until`: the window's end, once every record of the window has been written."""
         if self.active and stamp is not None and (self.value is None or stamp > self.value):
             self.value = stamp
         if self.active and self.value is not None:
             state = self.stream.stream_state
             state["replication_key"] = self.stream.replication_key
             state["replication_key_value"] = self.value
+        if self.active and read_until is not None:
+            self.stream.stream_state[READ_UNTIL_KEY] = format_datetime(read_until)
         if write:
             self.stream._tap.state_writer.write_state(self.stream.tap_state)
 

@@ -768,6 +768,26 @@ def test_formula_fields_listed_and_their_notice(emulator_factory: Any, tmp_path:
     assert pipeline.last_stderr.count("formula field(s)") == 1  # contacts has none
 
 
+def test_purged_deletes_warning_after_a_long_pause(emulator_factory: Any, tmp_path: Path) -> None:
+    emu = readme_emulator(emulator_factory)
+    pipeline = Pipeline(tmp_path / "org", tap_config("tap-password", emu), json_block("target-duckdb"))
+    narrowed(pipeline, ["accounts", "_group"])  # Group has no IsDeleted: its deletes are never seen
+    pipeline.sync()
+    state = pipeline.state()
+    assert state is not None
+    read_until = state["bookmarks"]["accounts"]["read_until"]
+    assert read_until >= state["bookmarks"]["accounts"]["replication_key_value"]
+    emu.org.clock.advance(15 * 86400 - 60)  # within the Recycle Bin's 15 days: nothing lost yet
+    pipeline.sync()
+    assert "Recycle Bin" not in pipeline.last_stderr
+    emu.org.clock.advance(16 * 86400)
+    pipeline.sync()
+    assert_logged(block("purged-deletes"), pipeline.last_stderr)
+    assert pipeline.last_stderr.count("Recycle Bin") == 1
+    pipeline.sync()  # the pause is over
+    assert "Recycle Bin" not in pipeline.last_stderr
+
+
 def test_quota_stop_message(emulator_factory: Any, tmp_path: Path) -> None:
     emu = readme_emulator(emulator_factory, api_limit=1000)
     pipeline = Pipeline(tmp_path / "org", tap_config("tap-password", emu), {})

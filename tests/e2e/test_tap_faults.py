@@ -193,9 +193,12 @@ def test_quota_exhausted_mid_sync_stops_with_the_state_of_what_was_synced(
         assert 0 < len(first.records(ACCOUNT)) < 4500
         bookmark = first.final_state["bookmarks"][ACCOUNT]["replication_key_value"]
         assert bookmark == max(r["system_modstamp"] for r in first.records(ACCOUNT))
+        # The window was not read to its end: no claim that it was.
+        assert "read_until" not in first.final_state["bookmarks"][ACCOUNT]
     org.api_usage = 0  # a new day
     second = run_tap(tap_settings(org, api_type=api_type), catalog, first.final_state)
     assert second.exit_code == 0, second.stderr
+    assert "read_until" in second.final_state["bookmarks"][ACCOUNT]
     assert_complete(org, catalog, [first, second])
     if api_type == "rest":
         assert len(second.records(ACCOUNT)) < 4500, "resumed from the bookmark, not from scratch"

@@ -95,13 +95,17 @@ def test_first_sync_of_every_default_stream_equals_the_org(org: Emulator, catalo
         assert_equals_org(org, chosen, [run], stream)
     assert len(run.records(ACCOUNT)) == sum(1 for _ in account_ids(org))
     assert any(r["is_deleted"] for r in run.records(ACCOUNT)), "queryAll brings soft-deleted records"
-    # one bookmark per incremental stream, at the highest SystemModstamp emitted
+    # one bookmark per incremental stream, at the highest SystemModstamp emitted, and the end of the
+    # window read whole (the org's clock when the stream started)
     bookmarks = run.final_state["bookmarks"]
     accounts = run.records(ACCOUNT)
     assert bookmarks[ACCOUNT] == {
         "replication_key": "system_modstamp",
         "replication_key_value": max(r["system_modstamp"] for r in accounts),
+        "read_until": bookmarks[ACCOUNT]["read_until"],
     }
+    read_until = parse_datetime(bookmarks[ACCOUNT]["read_until"])
+    assert parse_datetime(bookmarks[ACCOUNT]["replication_key_value"]) <= read_until <= org.org.clock.now()
 
 
 def test_schema_lists_the_selected_properties_and_values_are_typed(org: Emulator, catalog: dict) -> None:
@@ -314,6 +318,36 @@ def test_a_new_custom_field_is_reported_then_synced_once_selected(
     table = upserted([first, second, third], ACCOUNT)
     untouched = next(i for i in table if i != changed)
     assert table[untouched].get("loyalty_c") is None  # synced before the field was selected: NULL
+
+
+def test_formula_fields_are_named_by_incremental_runs_only(
+    org: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each incremental run names the selected formula fields (at most eight, then a count), whose
+    values Salesforce recalculates without moving SystemModstamp; a full re-sync reads them fresh and
+    needs no notice, and a stream without formula fields gets none."""
+    formulas = [f"Formula_{n}__c" for n in range(10)]
+    for name in formulas:
+        org.org.add_field("Account", name, "double", precision=18, scale=0, calculated=True)
+    chosen = select(discover_catalog(tap_settings(org)), [ACCOUNT, "contacts"])
+    tick(org)
+    first = sync(org, chosen)
+    tick(org)
+    with caplog.at_level(logging.INFO):
+        sync(org, chosen, first.final_state)
+    notices = [r.getMessage() for r in caplog.records if "formula field(s)" in r.getMessage()]
+    named = ", ".join(f"formula_{n}_c" for n in range(8))
+    assert notices == [
+        f"accounts: 10 formula field(s) ({named} and 2 more) are read with their record's other changes "
+        "only: Salesforce recalculates a formula (over TODAY() or another record's fields) without moving "
+        "SystemModstamp, so a stored value can lag until the record changes; a full re-sync refreshes "
+        "them (README: Formula fields)."
+    ]
+    caplog.clear()
+    resync = select(chosen, [ACCOUNT, "contacts"], deselect={ACCOUNT: ["system_modstamp"]})
+    with caplog.at_level(logging.INFO):
+        sync(org, resync, first.final_state)
+    assert not [r for r in caplog.records if "formula field(s)" in r.getMessage()]
 
 
 def test_a_field_that_changed_type_is_declared_as_its_values_are_read(
