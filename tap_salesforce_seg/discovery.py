@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -79,11 +80,12 @@ def discover(client: Any, naming: str, logger: logging.Logger) -> list[StreamDef
                 selected_by_default=sobject in SEGMENT_COLLECTIONS,
             )
         )
+    customs = sum(1 for d in definitions if d.sobject not in SEGMENT_COLLECTIONS)
     logger.info(
-        "Discovered %d streams (%d of Segment's collections, %d custom objects).",
-        len(definitions),
-        sum(1 for d in definitions if d.sobject in SEGMENT_COLLECTIONS),
-        sum(1 for d in definitions if d.sobject not in SEGMENT_COLLECTIONS),
+        "Discovered %s (%d of Segment's collections, %s).",
+        _count(len(definitions), "stream"),
+        len(definitions) - customs,
+        _count(customs, "custom object"),
     )
     return definitions
 
@@ -114,6 +116,10 @@ def _stream_objects(org: Mapping[str, Mapping[str, Any]], logger: logging.Logger
         else:
             logger.info("Custom object %s is not queryable: no stream.", sobject)
     return wanted
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 # --- from a catalog ---------------------------------------------------------------------------------
@@ -160,6 +166,19 @@ def check_catalog_shape(catalog: Any) -> None:
                 raise CatalogError(
                     f'{where}: a `metadata` entry is not {{"breadcrumb": [...], "metadata": {{...}}}}'
                 )
+            _check_selection_flags(item, where)
+
+
+def _check_selection_flags(item: Mapping[str, Any], where: str) -> None:
+    """`selected` and `selected-by-default` must be JSON booleans: singer-sdk reads any other value by
+    its truth, so `"selected": "false"` (a string) selected the stream."""
+    for key in ("selected", "selected-by-default"):
+        value = item.get("metadata", {}).get(key)
+        if value is not None and not isinstance(value, bool):
+            breadcrumb = "/".join(str(part) for part in item.get("breadcrumb", [])) or "the stream"
+            raise CatalogError(
+                f"{where}: `{key}` of {breadcrumb} is {json.dumps(value, default=str)}, not true or false"
+            )
 
 
 def definitions_from_catalog(catalog: Mapping[str, Any], naming: str) -> list[StreamDefinition]:
@@ -186,7 +205,14 @@ def _definition(entry: Mapping[str, Any], naming: str) -> StreamDefinition:
         )
     expected = stream_names([sobject], naming)[sobject]
     valid_object = (sobject in SEGMENT_COLLECTIONS and sobject != "Name") or is_custom_object(sobject)
-    if not valid_object or (sobject in SEGMENT_COLLECTIONS and name != expected):
+    if valid_object and sobject in SEGMENT_COLLECTIONS and name != expected:
+        raise CatalogError(
+            f"catalog: stream '{name}' (Salesforce object {sobject}) is '{expected}' with naming "
+            f"'{naming}': the catalog was made with the other naming, or edited; run --discover again "
+            "after changing `naming` (tables and bookmarks are named after the streams, so the new names "
+            "start afresh)"
+        )
+    if not valid_object:
         raise CatalogError(
             f"catalog: stream '{name}' (Salesforce object {sobject}) is not one of Segment's collections "
             f"or a custom object; valid names: {_valid_names_text(naming)}"

@@ -42,7 +42,10 @@ def parse_json_object(text: str, name: str, error: type[TapError] = ConfigError)
     try:
         value = load_json(text)  # as singer-sdk reads it (numbers with a point as Decimal)
     except ValueError as problem:
-        raise error(f"{name} is not valid JSON: {_position(problem)}") from None
+        hint = ""
+        if getattr(problem, "msg", None) == "Extra data" and error is StateError:
+            hint = " (several JSON lines? a state is one: the last STATE line of a run, tail -1)"
+        raise error(f"{name} is not valid JSON: {_position(problem)}{hint}") from None
     if not isinstance(value, dict):
         raise error(f"{name} holds a JSON {_json_type(value)}, not an object")
     return value
@@ -92,7 +95,13 @@ def read_state(state: t.Any) -> t.Any:
 
 
 def check_state_shape(state: t.Any) -> None:
-    """Raise StateError unless ``state``'s ``bookmarks`` (when it has them) map streams to objects."""
+    """Raise StateError unless ``state``'s ``bookmarks`` (when it has them) map streams to objects, or
+    when it is Meltano's wrapper around a state (read as no state, it synced everything again)."""
+    if isinstance(state, dict) and "bookmarks" not in state and "singer_state" in state:
+        raise StateError(
+            'state: this is Meltano\'s wrapper ({"singer_state": ...}, as `meltano state get` prints '
+            "it); give the tap the state inside it: jq .singer_state"
+        )
     bookmarks = state.get("bookmarks", {}) if isinstance(state, dict) else None
     if not isinstance(bookmarks, dict):
         raise StateError("state: `bookmarks` is not an object (stream name -> that stream's bookmark)")

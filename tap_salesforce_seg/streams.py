@@ -99,6 +99,19 @@ FORMULAS_NAMED = 8
 RECYCLE_BIN_DAYS = 15
 # The stream's state key for the end of its last window read whole (Salesforce's clock).
 READ_UNTIL_KEY = "read_until"
+# What a stream's state holds when singer-sdk and this tap wrote it (other keys come from elsewhere).
+SDK_STATE_KEYS = frozenset(
+    {
+        "replication_key",
+        "replication_key_value",
+        "starting_replication_value",
+        "replication_key_signpost",
+        "progress_markers",
+        "partitions",
+        "context",
+        READ_UNTIL_KEY,
+    }
+)
 _OUTPUT_BUFFER_BYTES = 1 << 20
 
 
@@ -376,6 +389,14 @@ class SalesforceStream(Stream):
         state = self.stream_state
         value = state.get("replication_key_value")
         if not value:
+            foreign = sorted(str(key) for key in state if key not in SDK_STATE_KEYS)
+            if foreign:  # another tap's bookmark (singer-io's tap-salesforce keeps {"SystemModstamp": ...})
+                self.logger.warning(
+                    "%s: the state's bookmark has no replication_key_value (it holds %s), so the stream "
+                    "syncs in full: it comes from another tap or was edited.",
+                    self.name,
+                    ", ".join(foreign),
+                )
             return None
         if state.get("replication_key") not in (None, self.replication_key):
             self.logger.warning(
@@ -441,9 +462,9 @@ class SalesforceStream(Stream):
                 self.replication_key,
             )
         self.logger.info(
-            "%s: %s sync of %s, %d field(s), window %s .. %s",
+            "%s: %s of %s, %d field(s), window %s .. %s",
             self.name,
-            plan.mode,
+            plan.mode if plan.mode.endswith("sync") else f"{plan.mode} sync",
             query.sobject,
             len(query.fields),
             query.window_start.isoformat() if query.window_start else "the beginning",

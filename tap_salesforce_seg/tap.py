@@ -197,6 +197,10 @@ class StateFlushingMsgSpecWriter(MsgSpecWriter):
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
 
 
+# The unknown-bookmarks warning names this many streams, then counts the rest.
+FOREIGN_BOOKMARKS_NAMED = 8
+
+
 class _OneLineErrorsCommand(SingerCommand):
     """The singer-sdk command, with the tap's own errors as one line on stderr and their exit code."""
 
@@ -204,6 +208,13 @@ class _OneLineErrorsCommand(SingerCommand):
         try:
             try:
                 return super().main(*args, **kwargs)
+            except SystemExit as stop:
+                # click ends a wrong command line (an unknown option, a --catalog file that does not
+                # exist) with status 2, which in a pipeline reads as the quota stop (wait and rerun):
+                # it is a mistake to fix, status 1 as every other one. Its message is already out.
+                if stop.code == click.UsageError.exit_code:
+                    sys.exit(1)
+                raise
             except OSError as error:
                 # The catalog or --about printed to a file on a full disk: the tap writes no other file.
                 if error.errno not in _OUTPUT_ERRNOS:
@@ -362,6 +373,32 @@ class TapSalesforceSeg(Tap):
             fields=definition.fields,
             replication_key=definition.replication_key,
             selected_by_default=definition.selected_by_default,
+        )
+
+    def sync_all(self) -> None:
+        self._report_unknown_bookmarks()
+        super().sync_all()
+
+    def _report_unknown_bookmarks(self) -> None:
+        """Bookmarks under names that are no stream of the catalog are not used, so the streams they
+        were meant for sync in full: say so, as a state written under the other `naming`, by another tap
+        or with a typo would otherwise pass unnoticed."""
+        streams = sorted(self.streams)
+        unknown = sorted(str(name) for name in self.state.get("bookmarks", {}) if name not in self.streams)
+        if not unknown:
+            return
+        shown = []
+        for name in unknown[:FOREIGN_BOOKMARKS_NAMED]:
+            close = difflib.get_close_matches(name, streams, n=1)
+            shown.append(f"{name} (did you mean '{close[0]}'?)" if close else name)
+        if len(unknown) > FOREIGN_BOOKMARKS_NAMED:
+            shown.append(f"and {len(unknown) - FOREIGN_BOOKMARKS_NAMED} more")
+        self.logger.warning(
+            "state: bookmarks for %d stream(s) the catalog does not have are not used (and kept in the "
+            "state): %s. A state from another tap or written under the other `naming` syncs every "
+            "stream in full.",
+            len(unknown),
+            ", ".join(shown),
         )
 
     # --- CLI ------------------------------------------------------------------------------------

@@ -234,7 +234,7 @@ def free_port() -> str:
 
 def sync_modes(log: str) -> dict[str, tuple[str, str]]:
     """stream -> (mode, window start) from the tap's plan lines."""
-    pattern = re.compile(r"\| (\w+): ([\w -]+?) sync of \w+, \d+ field\(s\), window (.+?) \.\. ", re.M)
+    pattern = re.compile(r"\| (\w+): ([\w -]+?)(?: sync)? of \w+, \d+ field\(s\), window (.+?) \.\. ", re.M)
     return {match[1]: (match[2], match[3]) for match in pattern.finditer(log)}
 
 

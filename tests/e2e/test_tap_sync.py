@@ -266,6 +266,44 @@ def test_a_bookmark_ahead_of_salesforces_clock_is_warned_about(
     assert not [r for r in caplog.records if "later than Salesforce's clock" in r.getMessage()]
 
 
+def test_bookmarks_the_tap_cannot_use_are_warned_about(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state under other stream names (a typo, the other `naming`, another tap) or in another tap's
+    shape (singer-io's tap-salesforce keeps `{"Account": {"SystemModstamp": ...}}`) made every stream
+    sync in full, silently."""
+    tick(org)
+    stamp = "2024-01-01T00:00:00Z"
+    foreign = {
+        "bookmarks": {
+            "acounts": {"replication_key": "system_modstamp", "replication_key_value": stamp},
+            "Account": {"SystemModstamp": stamp},
+            ACCOUNT: {"SystemModstamp": stamp},
+        }
+    }
+    with caplog.at_level(logging.WARNING):
+        run = sync(org, select(catalog, [ACCOUNT]), foreign)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        "state: bookmarks for 2 stream(s) the catalog does not have are not used (and kept in the state): "
+        "Account (did you mean 'accounts'?), acounts (did you mean 'accounts'?). A state from another tap "
+        "or written under the other `naming` syncs every stream in full."
+    ) in warnings, warnings
+    assert (
+        "accounts: the state's bookmark has no replication_key_value (it holds SystemModstamp), so the "
+        "stream syncs in full: it comes from another tap or was edited."
+    ) in warnings, warnings
+    assert len(run.records(ACCOUNT)) == len(list(account_ids(org)))  # in full, as the lines say
+    final = run.final_state["bookmarks"]
+    assert final["acounts"]["replication_key_value"] == stamp and final["Account"] == {
+        "SystemModstamp": stamp
+    }
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sync(org, select(catalog, [ACCOUNT]), {"bookmarks": {ACCOUNT: final[ACCOUNT]}})
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING], caplog.text
+
+
 def test_a_catalog_with_no_stream_selected_says_so(
     org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -410,6 +410,29 @@ def test_catalog_with_an_unknown_stream_lists_the_valid_names(
     assert "\n" not in message
 
 
+def test_a_catalog_of_the_other_naming_says_to_discover_again(
+    module_emulator: Emulator, catalog: dict
+) -> None:
+    """After `naming` changed, the old catalog's error listed the valid names only."""
+    config = {**settings(module_emulator), "naming": "salesforce"}
+    with pytest.raises(CatalogError) as caught:
+        _ = TapSalesforceSeg(config=config, catalog=catalog).streams
+    message = str(caught.value)
+    assert message.startswith(
+        "catalog: stream '_group' (Salesforce object Group) is 'Group' with naming 'salesforce': "
+        "the catalog was made with the other naming, or edited; run --discover again"
+    ), message
+    assert "\n" not in message
+
+
+def test_discovery_counts_in_words(emulator_factory: Callable[..., Emulator], caplog) -> None:
+    emu = emulator_factory(tags=False)
+    with caplog.at_level(logging.INFO):
+        discovered(emu)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Discovered "))
+    assert line.endswith(", 1 custom object)."), line
+
+
 def test_selected_stream_missing_from_the_org_lists_the_orgs_streams(
     emulator_factory: Callable[..., Emulator], catalog: dict
 ) -> None:

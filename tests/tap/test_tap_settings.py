@@ -407,12 +407,40 @@ CATALOG_SHAPES = {
         {"streams": [{"tap_stream_id": "accounts", "metadata": [{"breadcrumb": "x", "metadata": {}}]}]},
         "catalog: streams[0] (accounts): a `metadata` entry is not",
     ),
+    # singer-sdk reads `selected` by its truth: the string "false" selected the stream.
+    "selected as a string": (
+        {
+            "streams": [
+                {
+                    "tap_stream_id": "accounts",
+                    "metadata": [{"breadcrumb": [], "metadata": {"selected": "false"}}],
+                }
+            ]
+        },
+        'catalog: streams[0] (accounts): `selected` of the stream is "false", not true or false',
+    ),
+    "a property's selected as a number": (
+        {
+            "streams": [
+                {
+                    "tap_stream_id": "accounts",
+                    "metadata": [{"breadcrumb": ["properties", "name"], "metadata": {"selected": 0}}],
+                }
+            ]
+        },
+        "catalog: streams[0] (accounts): `selected` of properties/name is 0, not true or false",
+    ),
 }
 STATE_SHAPES = {
     "bookmarks not an object": ({"bookmarks": []}, "state: `bookmarks` is not an object"),
     "a bookmark not an object": (
         {"bookmarks": {"accounts": "2024"}},
         "state: the bookmark of stream 'accounts' is not an object",
+    ),
+    # What `meltano state get` prints: read as no state, it synced every stream in full, silently.
+    "Meltano's wrapper": (
+        {"singer_state": {"bookmarks": {"accounts": {"replication_key_value": "2024-01-01T00:00:00Z"}}}},
+        "state: this is Meltano's wrapper",
     ),
 }
 
@@ -450,3 +478,29 @@ def test_shapes_are_checked_when_the_tap_is_made_in_code() -> None:
         TapSalesforceSeg(config=dict(PASSWORD_LOGIN), catalog={"streams": {}})
     with pytest.raises(StateError, match="bookmark of stream 'x'"):
         TapSalesforceSeg(config=dict(PASSWORD_LOGIN), catalog={"streams": []}, state={"bookmarks": {"x": 1}})
+
+
+def test_a_state_file_of_several_lines_says_to_keep_the_last(tmp_path: Path) -> None:
+    """A run's whole STATE output (`state-out.jsonl`) given as the state."""
+    lines = tmp_path / "state-out.jsonl"
+    lines.write_text('{"bookmarks": {}}\n{"bookmarks": {}}\n')
+    with pytest.raises(StateError) as caught:
+        TapSalesforceSeg(config=dict(PASSWORD_LOGIN), catalog={"streams": []}, state=str(lines))
+    assert str(caught.value) == (
+        f"state file '{lines}' is not valid JSON: Extra data at line 2, column 1 (several JSON lines? "
+        "a state is one: the last STATE line of a run, tail -1)"
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--no-such-option"], ["--catalog", "no-such-catalog.json"], ["--state", "no-such-state.json"]],
+    ids=["unknown option", "missing catalog", "missing state"],
+)
+def test_a_wrong_command_line_exits_1_not_the_quota_status(tmp_path: Path, arguments: list[str]) -> None:
+    """click ends a usage error with status 2, which a pipeline reports as the quota stop (retry later)."""
+    settings = {**PASSWORD_LOGIN, "domain": f"http://127.0.0.1:{closed_port()}"}
+    result = run_tap(arguments, settings, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: "), result.stderr
+    assert result.stdout == ""
