@@ -9,6 +9,8 @@ committed.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import errno
 import sys
 import threading
@@ -20,6 +22,7 @@ import click
 import jsonschema
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.plugin_base import SingerCommand
 from singer_sdk.target_base import Target
 
 from target_warehouse_seg import identifiers
@@ -35,6 +38,7 @@ from target_warehouse_seg.engines import (
     TableInfo,
     create_engine,
 )
+from target_warehouse_seg.engines.duckdb_path import checked_path
 from target_warehouse_seg.errors import (
     ConfigError,
     ConnectionLost,
@@ -132,6 +136,26 @@ SETTINGS = th.PropertiesList(
 ).to_dict()
 
 
+# What users of other targets name a setting of this one (difflib finds no match for these).
+_OTHER_TARGETS_NAMES = {"default_target_schema": "schema"}
+
+
+def unknown_settings(config: t.Mapping[str, t.Any]) -> list[str]:
+    """A warning for each setting this target does not have (a misspelled one would otherwise be ignored
+    in silence: `shcema` loaded into the default schema), with the setting meant when one is close. No
+    key is exempt: no tool adds keys of its own (Meltano passes the settings of the plugin's definition,
+    singer-sdk's `--config ENV` reads only the settings `--about` lists), and singer-sdk's built-in
+    settings (`stream_maps`, `load_method`, `add_record_metadata`...) do nothing in this target."""
+    known = sorted(SETTINGS["properties"])
+    warnings = []
+    for key in sorted(set(config) - set(known)):
+        close = difflib.get_close_matches(key, known, n=1)
+        meant = close[0] if close else _OTHER_TARGETS_NAMES.get(key)
+        hint = f" (did you mean '{meant}'?)" if meant else ""
+        warnings.append(f"Unknown setting '{key}' is ignored{hint}.")
+    return warnings
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: str
@@ -173,6 +197,8 @@ class Settings:
             )
         if merged["engine"] == "duckdb" and not str(merged["path"]).strip():
             raise ConfigError("setting `path` must name a DuckDB file, e.g. warehouse.duckdb")
+        if merged["engine"] == "duckdb":
+            checked_path(str(merged["path"]))  # here, before any input is read (also when connecting)
         return cls(
             engine=merged["engine"],
             schema=identifiers.conform(schema),
@@ -243,6 +269,9 @@ class TargetWarehouseSeg(Target):
         """Only this target's own settings: no stream maps, flattening or per-record validation."""
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        # singer-sdk calls this once, as the target is made: once per run.
+        for warning in unknown_settings(self.config):
+            self.logger.warning("%s", warning)
         if raise_errors:
             Settings.from_config(self.config)
         return []
@@ -275,6 +304,7 @@ class TargetWarehouseSeg(Target):
                 param.callback = _config_files_checked_first(param.callback)
             if param.name == "file_input":
                 param.type = click.File("rb")
+        command.__class__ = _UsageErrorsExitOne  # a subclass adding no state: only what the errors exit with
         return command
 
     def _handle_termination(self, signum: int, frame: t.Any) -> None:
@@ -646,6 +676,29 @@ class TargetWarehouseSeg(Target):
 
 
 __all__ = ["SchemaConflict", "TargetWarehouseSeg"]
+
+
+class _UsageErrorsExitOne(SingerCommand):
+    """singer-sdk's command, whose usage errors (an unknown option, a missing `--input` file) exit with
+    status 1, "fix and rerun", not click's 2: in a `tap | target` pipeline 2 is the tap's "API quota,
+    wait and rerun", which a scheduler would then wait for. Click still prints its message."""
+
+    def make_context(self, *args: t.Any, **kwargs: t.Any) -> click.Context:
+        with _usage_errors_exit_one():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        with _usage_errors_exit_one():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _usage_errors_exit_one() -> t.Iterator[None]:
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = 1  # type: ignore[misc]  # click's class-level 2, for this error only
+        raise
 
 
 def _config_files_checked_first(callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:

@@ -20,7 +20,6 @@ import os
 import re
 import time
 import typing as t
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -55,8 +54,9 @@ from target_warehouse_seg.engines.duckdb_codec import (
     JsonPayload,
     json_read_type,
 )
+from target_warehouse_seg.engines.duckdb_path import checked_path, is_file_path, not_a_duckdb_file
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
-from target_warehouse_seg.errors import ConfigError, DatabaseError
+from target_warehouse_seg.errors import DatabaseError
 from target_warehouse_seg.identifiers import quote, write_comment
 from target_warehouse_seg.pauses import Pauses
 from target_warehouse_seg.stopping import wait_or_stop
@@ -228,12 +228,7 @@ class DuckDBEngine(CatalogEngine):
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> DuckDBEngine:
         path = str(config.get("path") or "warehouse.duckdb")
-        if path != ":memory:" and not Path(path).expanduser().resolve().parent.is_dir():
-            raise ConfigError(f"setting `path`: the folder of {path!r} does not exist")
-        if path != ":memory:" and _is_sqlite(Path(path).expanduser()):
-            # DuckDB would open it through its sqlite extension, which it tries to download first.
-            raise ConfigError(f"setting `path`: {path!r} is a SQLite database, not a DuckDB file")
-        return cls(str(Path(path).expanduser()) if path != ":memory:" else path, config["schema"])
+        return cls(checked_path(path), config["schema"])
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -819,6 +814,8 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect(":memory:", config={"temp_directory": f"{path}.tmp"})
     try:
         connection.execute(f"ATTACH {literal(path)} AS {quote(WAREHOUSE_ALIAS)}")
+        if is_file_path(path):
+            _refuse_unless_file_backed(connection, path)
         connection.execute(f"USE {quote(WAREHOUSE_ALIAS)}")
     except BaseException:
         connection.close()
@@ -853,15 +850,17 @@ def _open_when_free(path: str) -> duckdb.DuckDBPyConnection:
             wait_or_stop(pause)
 
 
-def _is_sqlite(path: Path) -> bool:
-    try:
-        with path.open("rb") as file:
-            return file.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
-    except OSError:  # absent (DuckDB creates it), a folder, unreadable: DuckDB's own error says so
-        return False
-
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
+def _refuse_unless_file_backed(connection: duckdb.DuckDBPyConnection, path: str) -> None:
+    """``ConfigError`` unless the attached database is the file at ``path``. DuckDB 2.0 attaches an
+    existing JSON, CSV or Parquet file as a database in memory (views over the file, path NULL in
+    ``duckdb_databases()``), and loads into it vanish at exit. ``checked_path`` refuses those files by
+    their header before the run reads anything; this catches whatever else DuckDB opens without a
+    file (one replacing the path after that check, a format a later DuckDB opens so)."""
+    row = connection.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [WAREHOUSE_ALIAS]
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise not_a_duckdb_file(path)
 
 
 def _optional_setting(connection: duckdb.DuckDBPyConnection, statement: str) -> None:

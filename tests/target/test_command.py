@@ -216,3 +216,35 @@ def test_an_input_file_is_read_as_stdin_is(warehouse: Warehouse, tmp_path: Path)
     ), failed.stderr
     assert failed.stdout == ""
     assert [row["id"] for row in warehouse.rows("s")] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        (["--bogus"], "Error: No such option '--bogus'"),
+        (["--input", "nosuch.file"], "Error: Invalid value for '--input': 'nosuch.file': No such file"),
+    ],
+    ids=["unknown option", "missing input file"],
+)
+def test_a_usage_error_exits_with_status_1_not_the_quota_s_2(
+    arguments: list[str], error: str, tmp_path: Path
+) -> None:
+    """Click ends a usage error with status 2, which in a `tap | target` pipeline is the tap's "API quota,
+    wait and rerun": a scheduler would wait and retry a command line that can never work."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"path": str(tmp_path / "w.duckdb")}))
+    command = [TARGET_EXECUTABLE, "--config", str(config), *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(error), done.stderr
+    assert done.stdout == ""
+    # The class's own command line (tests and programs call it in their process) exits so too.
+    program = (
+        "from target_warehouse_seg.target import TargetWarehouseSeg\n"
+        f"TargetWarehouseSeg.cli({command[1:]!r})\n"
+    )
+    direct = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert direct.returncode == 1, direct.stderr
+    assert direct.stderr.strip().splitlines()[-1].startswith(error), direct.stderr

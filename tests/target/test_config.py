@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TARGET_EXECUTABLE, record, schema, to_lines
+from conftest import TARGET_EXECUTABLE, record, schema, state, to_lines
 
 SETTINGS = {
     "engine",
@@ -232,3 +232,107 @@ def test_a_sqlite_file_as_path_is_one_line_at_once(tmp_path: Path) -> None:
     errors = error_lines(done)
     assert len(errors) == 1, done.stderr
     assert errors[0].endswith(f"setting `path`: {str(path)!r} is a SQLite database, not a DuckDB file")
+
+
+def _data_file(kind: str, folder: Path) -> Path:
+    """A file DuckDB 2.0 would open as a database in memory: a JSON (a copy of a config), a CSV, or a
+    Parquet file (written by DuckDB itself)."""
+    import duckdb
+
+    path = folder / f"tapcopy.{kind}"
+    if kind == "json":
+        path.write_text(json.dumps({"engine": "duckdb", "path": "warehouse.duckdb"}))
+    elif kind == "csv":
+        path.write_text("id,name\n1,Acme\n")
+    else:
+        with contextlib.closing(duckdb.connect()) as connection:
+            connection.execute(f"COPY (SELECT 1 AS id) TO '{path}' (FORMAT parquet)")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["json", "csv", "parquet"])
+def test_a_data_file_as_path_is_one_line_and_nothing_is_loaded(kind: str, tmp_path: Path) -> None:
+    """DuckDB 2.0 opened such a file as a database in memory: the run loaded, wrote its STATE, exited
+    0, and the file was unchanged (the rows lost, the state advanced past them)."""
+    path = _data_file(kind, tmp_path)
+    before = path.read_bytes()
+    stdin = to_lines([schema("s", {"id": {"type": "integer"}}), record("s", {"id": 1}), state({"at": 1})])
+    done = run({"engine": "duckdb", "path": str(path)}, tmp_path, stdin)
+    assert done.returncode == 1
+    errors = error_lines(done)
+    assert len(errors) == 1, done.stderr
+    assert errors[0].endswith(
+        f"setting `path`: {str(path)!r} exists, but it is not a DuckDB database file; name a DuckDB "
+        "file, or a new file for the target to create"
+    )
+    assert "Traceback" not in done.stderr and "opened DuckDB database" not in done.stderr
+    assert done.stdout == ""
+    assert path.read_bytes() == before
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["config.json", path.name]
+
+
+def test_a_data_file_as_path_is_refused_before_any_input_is_read(tmp_path: Path) -> None:
+    from target_warehouse_seg.errors import ConfigError
+    from target_warehouse_seg.target import TargetWarehouseSeg
+
+    path = _data_file("json", tmp_path)
+    with pytest.raises(ConfigError, match="exists, but it is not a DuckDB database file"):
+        TargetWarehouseSeg(config={"engine": "duckdb", "path": str(path)})
+
+
+@pytest.mark.parametrize("kind", ["json", "parquet"])
+def test_the_engine_refuses_a_database_duckdb_opens_in_memory(kind: str, tmp_path: Path) -> None:
+    """Past the check of the file's header (a file replaced after it, a format a later DuckDB opens so),
+    connecting checks that the attached database is the file."""
+    from target_warehouse_seg.engines.duckdb import DuckDBEngine
+    from target_warehouse_seg.errors import ConfigError
+
+    path = _data_file(kind, tmp_path)
+    before = path.read_bytes()
+    engine = DuckDBEngine(str(path), "salesforce")
+    try:
+        with pytest.raises(ConfigError, match="exists, but it is not a DuckDB database file"):
+            engine.connect()
+    finally:
+        engine.close()
+    assert path.read_bytes() == before
+    assert [item.name for item in tmp_path.iterdir()] == [path.name]
+
+
+def test_unknown_settings_are_warned_about_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A misspelled setting was ignored in silence (`shcema`: the rows went to the default schema). Every
+    setting of the target's own raises no warning."""
+    import duckdb
+
+    warehouse = tmp_path / "w2.duckdb"
+    own = {
+        "engine": "duckdb",
+        "path": str(warehouse),
+        # PostgreSQL's, which engine `duckdb` does not use
+        "sqlalchemy_url": "postgresql://loader@db.internal/analytics",
+        "host": "db.internal",
+        "port": 5432,
+        "user": "loader",
+        "password": "unused",
+        "database": "analytics",
+        "sslmode": "prefer",
+        "schema": "salesforce",
+        "batch_size_rows": 1000,
+        "batch_max_seconds": 60,
+        "hard_delete": False,
+        "on_invalid_record": "fail",
+    }
+    assert set(own) == SETTINGS
+    stdin = to_lines([schema("s", {"id": {"type": "integer"}}), record("s", {"id": 1}), state({"at": 1})])
+    config = {**own, "shcema": "sfdc_prod", "hard_delet": True, "default_target_schema": "sfdc_prod"}
+    done = run(config, tmp_path, stdin)
+    assert done.returncode == 0, done.stderr
+    warnings = [line.split(" | ")[-1] for line in done.stderr.splitlines() if "| WARNING" in line]
+    assert warnings == [
+        "Unknown setting 'default_target_schema' is ignored (did you mean 'schema'?).",
+        "Unknown setting 'hard_delet' is ignored (did you mean 'hard_delete'?).",
+        "Unknown setting 'shcema' is ignored (did you mean 'schema'?).",
+    ], done.stderr
+    assert done.stdout == '{"at":1}\n'
+    with contextlib.closing(duckdb.connect(str(warehouse))) as connection:
+        assert connection.execute("SELECT id FROM salesforce.s").fetchall() == [(1,)]
