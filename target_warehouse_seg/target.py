@@ -140,6 +140,25 @@ SETTINGS = th.PropertiesList(
 _OTHER_TARGETS_NAMES = {"default_target_schema": "schema"}
 
 
+_POSTGRES_FIELDS = ("host", "port", "user", "password", "database", "sslmode")
+
+
+def ignored_connection_settings(config: t.Mapping[str, t.Any]) -> list[str]:
+    """A warning for PostgreSQL settings that do not take part: those of a DuckDB run, and the fields
+    beside a `sqlalchemy_url` (which alone names the connection)."""
+    given = [name for name in ("sqlalchemy_url", *_POSTGRES_FIELDS) if config.get(name) not in (None, "")]
+    if not given:
+        return []
+    if config.get("engine") == "duckdb":
+        names = ", ".join(f"`{name}`" for name in given)
+        return [f"Setting(s) {names} are ignored: `engine` is duckdb, which loads into `path`."]
+    fields = [name for name in given if name != "sqlalchemy_url"]
+    if config.get("sqlalchemy_url") and fields:
+        names = ", ".join(f"`{name}`" for name in fields)
+        return [f"Setting(s) {names} are ignored: `sqlalchemy_url` names the connection alone."]
+    return []
+
+
 def unknown_settings(config: t.Mapping[str, t.Any]) -> list[str]:
     """A warning for each setting this target does not have (a misspelled one would otherwise be ignored
     in silence: `shcema` loaded into the default schema), with the setting meant when one is close. No
@@ -189,6 +208,13 @@ class Settings:
         if merged["batch_max_seconds"] <= 0:
             raise ConfigError(
                 f"setting `batch_max_seconds` must be positive, got {merged['batch_max_seconds']}"
+            )
+        if config.get("engine") is None and (merged.get("sqlalchemy_url") or merged.get("host")):
+            # PostgreSQL settings without `engine` loaded into a DuckDB file in the working folder,
+            # silently, where the user looked for rows in PostgreSQL.
+            raise ConfigError(
+                "setting `engine` is not set, so it is duckdb, but PostgreSQL settings are given "
+                "(`sqlalchemy_url` or `host`): set engine to postgres (or remove them)"
             )
         if merged["engine"] == "postgres" and not (merged.get("sqlalchemy_url") or merged.get("host")):
             raise ConfigError(
@@ -270,7 +296,7 @@ class TargetWarehouseSeg(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # singer-sdk calls this once, as the target is made: once per run.
-        for warning in unknown_settings(self.config):
+        for warning in [*unknown_settings(self.config), *ignored_connection_settings(self.config)]:
             self.logger.warning("%s", warning)
         if raise_errors:
             Settings.from_config(self.config)

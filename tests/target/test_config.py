@@ -99,6 +99,16 @@ def test_about_lists_exactly_the_settings() -> None:
             {"engine": "postgres", "sqlalchemy_url": 5},
             "setting `sqlalchemy_url` is invalid (expected type string)",
         ),
+        # PostgreSQL settings without `engine` loaded into ./warehouse.duckdb, silently.
+        (
+            {"sqlalchemy_url": "postgresql://u:hunter2@127.0.0.1:{port}/db", "schema": "sfdc_prod"},
+            "setting `engine` is not set, so it is duckdb, but PostgreSQL settings are given "
+            "(`sqlalchemy_url` or `host`): set engine to postgres (or remove them)",
+        ),
+        (
+            {"host": "127.0.0.1", "user": "u", "password": "hunter2", "database": "db"},
+            "setting `engine` is not set, so it is duckdb, but PostgreSQL settings are given",
+        ),
         # A bad setting is reported before any connection is tried (this port refuses connections).
         (
             {
@@ -332,7 +342,21 @@ def test_unknown_settings_are_warned_about_once_and_the_run_goes_on(tmp_path: Pa
         "Unknown setting 'default_target_schema' is ignored (did you mean 'schema'?).",
         "Unknown setting 'hard_delet' is ignored (did you mean 'hard_delete'?).",
         "Unknown setting 'shcema' is ignored (did you mean 'schema'?).",
+        "Setting(s) `sqlalchemy_url`, `host`, `port`, `user`, `password`, `database`, `sslmode` are "
+        "ignored: `engine` is duckdb, which loads into `path`.",
     ], done.stderr
     assert done.stdout == '{"at":1}\n'
     with contextlib.closing(duckdb.connect(str(warehouse))) as connection:
         assert connection.execute("SELECT id FROM salesforce.s").fetchall() == [(1,)]
+
+
+@pytest.mark.postgres
+def test_connection_fields_beside_a_url_are_named_as_ignored(postgres_database: str, tmp_path: Path) -> None:
+    """`host` beside `sqlalchemy_url` was ignored in silence (the URL alone names the connection)."""
+    config = {"engine": "postgres", "sqlalchemy_url": postgres_database, "host": "elsewhere", "port": 1}
+    done = run(config, tmp_path, to_lines([schema("s", {"id": {"type": "integer"}}), record("s", {"id": 1})]))
+    assert done.returncode == 0, done.stderr
+    warnings = [line.split(" | ")[-1] for line in done.stderr.splitlines() if "| WARNING" in line]
+    assert warnings == [
+        "Setting(s) `host`, `port` are ignored: `sqlalchemy_url` names the connection alone."
+    ], done.stderr
