@@ -26,6 +26,7 @@ import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers.capabilities import EMIT_ACTIVATE_VERSION_CONFIG
 from singer_sdk.plugin_base import SingerCommand
 from singer_sdk.singerlib import Catalog, SingerMessageType
 
@@ -302,6 +303,16 @@ class TapSalesforceSeg(Tap):
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             self.logger.warning("Unknown setting '%s' is ignored%s.", key, hint)
         return self._validate_builtin_settings(raise_errors=raise_errors)
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """singer-sdk's built-in settings, plus `emit_activate_version_messages`: singer-sdk's streams
+        read it (ACTIVATE_VERSION for streams synced in full) but its taps do not declare it, so it was
+        called unknown while it worked, and `--about` hid the capability's only switch."""
+        super().append_builtin_config(config_jsonschema)
+        properties = config_jsonschema.setdefault("properties", {})
+        for name, spec in EMIT_ACTIVATE_VERSION_CONFIG["properties"].items():
+            properties.setdefault(name, spec)
 
     @classmethod
     def _known_settings(cls) -> set[str]:

@@ -674,7 +674,7 @@ def test_stream_maps_still_apply(org: Emulator, catalog: dict) -> None:
 
 
 def test_an_object_without_a_time_field_syncs_in_full(
-    emulator_factory: Callable[..., Emulator], tmp_path: Path
+    emulator_factory: Callable[..., Emulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = Path(__file__).parent.parent / "emulator" / "data" / "Widget__c.json"
     describe = json.loads(source.read_text())
@@ -693,3 +693,10 @@ def test_an_object_without_a_time_field_syncs_in_full(
     assert "replication_key_value" not in first.final_state["bookmarks"].get("widget_c", {})
     second = sync(emu, chosen, first.final_state)
     assert len(second.records("widget_c")) == len(first.records("widget_c")) > 0  # in full again
+    assert not [m for m in second.messages if m["type"] == "ACTIVATE_VERSION"]  # unless asked for:
+    with caplog.at_level(logging.WARNING):
+        third = sync(emu, chosen, first.final_state, emit_activate_version_messages=True)
+    versions = [m for m in third.messages if m["type"] == "ACTIVATE_VERSION"]
+    assert versions and {m["stream"] for m in versions} == {"widget_c"}  # singer-sdk's, for full syncs
+    # singer-sdk reads the setting without declaring it for taps: it was called unknown while it worked.
+    assert "Unknown setting" not in caplog.text
