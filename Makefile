@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # `make test-lowest` sets this: pip installs with these constraints (the lowest versions allowed).
 PIP_CONSTRAINTS ?=
 
-.PHONY: install test test-lowest lint format demo catalogs bench clean peers
+.PHONY: install test test-lowest lint format demo catalogs clean peers
 
 install: $(STAMP)
 
@@ -61,5 +61,8 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Build and run outputs: the venvs (the tests' and the benchmark's peers too), caches, the benchmarks'
+# results and make demo's warehouse, state and logs. Not .meltano/, which holds Meltano's state.
 clean:
-	rm -rf $(VENV) .venvs .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-lowest .venvs bench/.venvs bench/results .pytest_cache .ruff_cache build *.egg-info
+	find demo -mindepth 1 -maxdepth 1 ! -name run.py ! -name README.md -exec rm -rf {} +

@@ -373,7 +373,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="50000,200000", help="Account counts (comma-separated)")
     parser.add_argument("--apis", default="rest,bulk", help="rest, bulk or both")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (best counts)")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="paired runs per measurement (tap/bare is their median)"
+    )
     parser.add_argument("--bare", choices=("rest", "bulk"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--catalog", type=Path, help=argparse.SUPPRESS)

@@ -815,10 +815,13 @@ def render_table(results: list[RunResult], spec: DatasetSpec, phase: str) -> str
         f"{'engine':8} {'loader':56} {'rows':>9} {'wall s':>8} {'runs (s)':>18} {'rows/s':>9} "
         f"{'peak MB':>8} {'anon MB':>8} {'x base':>7} {'load':>5}  check"
     )
+    scaled = ""
+    if spec.rows != datasets.SPECS[spec.key].rows:
+        scaled = f", scaled to {spec.rows:,} rows (the bars are set for the full size)"
     title = (
-        f"== ({spec.key}) {spec.description} -- {phase}  (wall s: the median of the runs listed; peak MB: "
-        "the highest; anon MB: the highest without mapped files' pages; load: the machine's highest 1-min "
-        "load at a start)"
+        f"== ({spec.key}) {spec.description}{scaled} -- {phase}  (wall s: the median of the runs listed; "
+        "peak MB: the highest; anon MB: the highest without mapped files' pages; load: the machine's "
+        "highest 1-min load at a start)"
     )
     lines = [title, header, "-" * len(header)]
     for result in results:
