@@ -23,7 +23,10 @@ def widening_conflict(
     stream: str, table: str, column: str, stored: str, wanted: str, cause: str, obstacle: str
 ) -> SchemaConflict:
     """A column that would have to widen where the database cannot change its type now (``obstacle``:
-    why, and what to do)."""
+    why, and what to do). ``stored`` is a narrow column's SQL type (``Column.stored_type``), which may
+    spell like the kind it widens to: PostgreSQL's integer to the target's integer (bigint)."""
+    if stored == wanted:
+        wanted = f"the target's own {wanted} type"
     return SchemaConflict(
         f"stream {stream}: column {column} of table {table} would have to widen from {stored} to "
         f"{wanted} ({cause}), and nothing was written: {obstacle}"

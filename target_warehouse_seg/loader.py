@@ -329,7 +329,7 @@ class Loader:
                     batch.stream,
                     f"{self.engine.schema}.{batch.table}",  # as the SCHEMA's conflicts name it
                     column.name,
-                    t.cast(Kind, current.kind).value,
+                    current.stored_type,
                     t.cast(Kind, column.kind).value,
                     "a value of this run",
                     obstacle,
@@ -360,7 +360,9 @@ class Loader:
 
     def _handle_refusal(self, unit: Unit) -> bool:
         """Find the batch and the record the database refused, and quarantine the record or raise its
-        error; False when no batch alone is refused."""
+        error; False when no batch alone is refused. Without quarantine the error is the refused record
+        with the first input line among the unit's batches (one per stream, in no order of lines)."""
+        errors: list[InvalidRecord] = []
         for position, batch in enumerate(unit.batches):
             refusal = self._try(batch)
             if refusal is None:
@@ -382,7 +384,8 @@ class Loader:
                 field=field,
             )
             if not self._quarantine:
-                raise error
+                errors.append(error)
+                continue
             unit.rejected.append(
                 Rejected(
                     batch.stream,
@@ -401,6 +404,8 @@ class Loader:
                 del unit.batches[position]
             self.engine.codec.release(batch.payload)
             return True
+        if errors:
+            raise min(errors, key=lambda error: t.cast(int, error.line))
         return False
 
     def _locate(self, batch: LoadBatch, refusal: RowRejected) -> tuple[int, RowRejected]:

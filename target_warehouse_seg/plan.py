@@ -132,9 +132,9 @@ def plan_stream(
     for name, kind in widened:  # each asked only when it must widen (a catalog query)
         obstacle = widening_obstacle(name)
         if obstacle is not None:
-            stored = t.cast(Kind, t.cast(TableInfo, existing).columns[name].kind)
+            stored = t.cast(TableInfo, existing).columns[name].stored_type
             raise widening_conflict(
-                stream, qualified_table, name, stored.value, kind.value, "its SCHEMA's type", obstacle
+                stream, qualified_table, name, stored, kind.value, "its SCHEMA's type", obstacle
             )
     claims: list[Column] = []
     if existing is not None:  # a table made by others (or by hand) may lack the system columns

@@ -37,6 +37,14 @@ class Column:
     narrow: bool = False
     note: str | None = None  # what someone else wrote in its comment (see identifiers.read_comment)
 
+    @property
+    def stored_type(self) -> str:
+        """What the column holds, for messages: a narrow column's own SQL type (a varchar(18) is no
+        `text`, and "widen from text to text" said nothing), else its kind."""
+        if self.narrow and self.sql_type:
+            return self.sql_type
+        return t.cast(Kind, self.kind).value
+
 
 @dataclass
 class TableInfo:

@@ -79,6 +79,75 @@ def narrow_kind(sql_type: str) -> Kind | None:
     return next((kind for pattern, kind in _NARROW_TYPES if pattern.fullmatch(sql_type)), None)
 
 
+# Kept types with a length or a scale (format_type's spelling). An explicit cast to them, as the merge
+# makes, cuts text and bit strings to the length (`much too long` into varchar(10) was stored as
+# `much too l`, two 21-character ids into a varchar(18) key became one row), pads bit(n), and rounds a
+# number to the scale, all without a word. So the value is cast to the type without its length or scale,
+# checked, and a value the type cannot hold whole is refused as invalid input (``_KEPT_REFUSAL``).
+_LENGTH_TYPES = re.compile(r"(character varying|character|bit varying|bit)\((\d+)\)")
+_SCALED_NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
+# The type without its length, as a cast accepts it: `character` and `bit` alone mean a length of one.
+_UNLIMITED = {
+    "character varying": "character varying",
+    "character": "bpchar",
+    "bit varying": "varbit",
+    "bit": '"bit"',
+}
+# Raises the value's refusal in the statement, naming the column (the loader then names the property and
+# the record's line, and quarantines it or stops as for any value the database refuses). In pg_temp, so
+# that a role that may only write rows can make it, and created in each transaction that uses it: behind
+# a transaction pooler the next transaction may run on another server session.
+_KEPT_REFUSAL = """
+CREATE OR REPLACE FUNCTION pg_temp.tws_refuse(value anyelement, problem text, column_name text)
+RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $tws$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = '22001', MESSAGE = problem, COLUMN = column_name;
+  RETURN value;
+END
+$tws$
+"""
+
+
+def kept_value(expression: str, sql_type: str, column: str) -> str:
+    """``expression`` cast to ``sql_type``, refused (not cut or rounded) when the type cannot hold it."""
+    check = _fit_check(expression, sql_type)
+    if check is None:
+        return f"CAST({expression} AS {sql_type})"
+    whole, fits, problem = check
+    refused = f"pg_temp.tws_refuse({whole}, {problem}, {literal(column)})"
+    # The final cast no longer changes the value; it keeps the expression's type the column's.
+    return f"CAST(CASE WHEN {fits} IS NOT FALSE THEN {whole} ELSE {refused} END AS {sql_type})"
+
+
+def _fit_check(expression: str, sql_type: str) -> tuple[str, str, str] | None:
+    """For a type with a length or a scale: the value cast to the type without it, the SQL condition that
+    the type holds it whole (NULL for NULL), and the SQL text of its refusal."""
+    named = literal(sql_type)
+    length = _LENGTH_TYPES.fullmatch(sql_type)
+    if length is not None:
+        base, size = _UNLIMITED[length.group(1)], int(length.group(2))
+        whole = f"CAST({expression} AS {base})"
+        if length.group(1) == "bit":  # bit(n) pads a shorter string with zeros, too
+            problem = f"format('bit string length %s does not match type %s', length({whole}), {named})"
+            return whole, f"length({whole}) = {size}", problem
+        # length() counts a bpchar's characters without its trailing spaces, which char(n) drops anyway.
+        unit = "bits" if base == "varbit" else "characters"
+        problem = f"format('value too long for type %s (%s {unit})', {named}, length({whole}))"
+        return whole, f"length({whole}) <= {size}", problem
+    scale = _SCALED_NUMERIC.fullmatch(sql_type)
+    if scale is not None:
+        whole = f"CAST({expression} AS numeric)"
+        wording = "value %s has more decimal places than %s holds (it would be rounded)"
+        problem = f"format({literal(wording)}, {whole}, {named})"
+        return whole, f"{whole} = round({whole}, {int(scale.group(2))})", problem
+    return None
+
+
+def needs_refusal(sql_type: str) -> bool:
+    """Whether values cast to ``sql_type`` are checked by ``kept_value`` (``_KEPT_REFUSAL`` needed)."""
+    return bool(_LENGTH_TYPES.fullmatch(sql_type) or _SCALED_NUMERIC.fullmatch(sql_type))
+
+
 MAX_COLUMNS = 1600
 _encode = convert.json_encoder.encode
 
@@ -98,6 +167,7 @@ def connection_settings(config: t.Mapping[str, t.Any]) -> tuple[str, str]:
                 "postgresql://user:password@host:5432/database (postgresql+psycopg:// also works)"
             )
         plain = _DRIVER_SCHEMES.sub("postgresql://", url, count=1)
+        _refuse_unencoded_at(plain)
         try:
             conninfo_to_dict(plain)
         except psycopg.ProgrammingError as error:
@@ -158,11 +228,43 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
+def _refuse_unencoded_at(url: str) -> None:
+    """libpq ends a URL's user and password at its first `@`: with `postgresql://loader:p@ss:w/rd@host/db`
+    it connected to host `ss` with password `p`, and the error quoted pieces of the real password. The
+    message does not show the URL, which holds the password."""
+    before_query = url.split("://", 1)[1].split("?", 1)[0]
+    if before_query.count("@") > 1:
+        raise ConfigError(
+            "setting `sqlalchemy_url` holds more than one `@`: the URL's password (and user) must be "
+            "percent-encoded: `@` as `%40`, `:` as `%3A`, `/` as `%2F`, `#` as `%23`, `?` as `%3F`"
+        )
+
+
+# A URL's password in a message (`scheme://user:password@`), up to the token's last `@`.
+_URL_PASSWORD = re.compile(r"(://[^\s/@:]*:)\S*@")
+
+
 def mask_secrets(text: str, *secrets: str | None) -> str:
+    """The text with any URL's password, and each secret, replaced by ``***``.
+
+    A secret is masked as a token of its own, not inside a longer run of letters and digits: replacing
+    every occurrence turned the error of a run whose password was `x` into `byte sequence 0***e6 0***9d`
+    (also stored so in `_rejected_records`), and a password `p` made `su***orted`. Such a run is a word
+    of the message, not the password; a password standing alone, quoted or in a URL is still masked.
+    """
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            for form in {secret, url_quote(secret, safe="")}:
+                text = _secret_pattern(form).sub("***", text)
     return text
+
+
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """The secret where no letter or digit continues it (on a side where it ends in one)."""
+    before = r"(?<![^\W_])" if secret[0].isalnum() else ""
+    after = r"(?![^\W_])" if secret[-1].isalnum() else ""
+    return re.compile(before + re.escape(secret) + after)
 
 
 # The engine -------------------------------------------------------------------------------------
@@ -544,12 +646,14 @@ class PostgresEngine(CatalogEngine):
                 sql_type = SQL_TYPES[temporal_as_text[column]]
                 return self.widened(f"s.{quote(column)}", sql_type, types[column])
             if column in raw:  # exact JSON text; a JSON null is SQL NULL
-                return f"CAST(NULLIF(s.{quote(column)}, 'null') AS {types[column]})"
-            return f"CAST(s.{quote(column)} AS {types[column]})"
+                return kept_value(f"NULLIF(s.{quote(column)}, 'null')", types[column], column)
+            return kept_value(f"s.{quote(column)}", types[column], column)
 
         connection = self.connection
         with self._data_errors(batch):
             started = time.perf_counter()
+            if any(needs_refusal(types[column.name]) for column in batch.columns):
+                connection.execute(_KEPT_REFUSAL)
             connection.execute(f"CREATE TEMPORARY TABLE {staging} ({', '.join(definitions)}) ON COMMIT DROP")
             created = time.perf_counter()
             with connection.cursor() as cursor:

@@ -194,3 +194,24 @@ def test_a_schema_without_a_stream_name_is_refused(warehouse: Warehouse, name: s
     run = warehouse.run([schema(name, PROPERTIES), record(name, {"id": 1}), state(1)])
     assert str(run.error) == f"a SCHEMA message names no stream (`stream` is {name!r})"
     assert run.states == [] and warehouse.tables() == set()
+
+
+# Two invalid records of one chunk, each found by another check: the date-times are read before the
+# numbers are checked, and before, the error named line 4.
+FIRST_AND_SECOND = {
+    "number, then date-time": ({"amount": "12.50"}, {"when": "2024-02-30T00:00:00Z"}, "amount"),
+    "number, then key": ({"amount": "12.50"}, {"id": None}, "amount"),
+    "key, then date-time": ({"id": None}, {"when": "2024-02-30T00:00:00Z"}, "id"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIRST_AND_SECOND))
+def test_the_first_invalid_record_of_a_chunk_is_the_one_named(warehouse: Warehouse, case: str) -> None:
+    first, second, field = FIRST_AND_SECOND[case]
+    lines = [schema("s", PROPERTIES), good(1), {**good(2), "record": {**good(2)["record"], **first}}]
+    lines += [{**good(3), "record": {**good(3)["record"], **second}}, good(4), state(1)]
+    run = warehouse.run(lines)
+    assert isinstance(run.error, InvalidRecord), run.error
+    assert str(run.error).startswith("Invalid input: line 3, stream s"), str(run.error)
+    assert f"field {field}: " in str(run.error)
+    assert run.states == [] and warehouse.count("s") == 0

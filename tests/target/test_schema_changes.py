@@ -539,3 +539,33 @@ def test_streams_that_conform_alike_get_separate_tables(warehouse: Warehouse) ->
     assert "accounts" in tables
     other = next(name for name in tables if name.startswith("accounts_"))
     assert {warehouse.count("accounts"), warehouse.count(other)} == {1, 2}
+
+
+@pytest.mark.parametrize(
+    ("column", "sent", "widening"),
+    [
+        ("varchar(18)", {"type": "string"}, "from character varying(18) to text"),
+        ("integer", {"type": "integer"}, "from integer to the target's own integer type"),
+    ],
+)
+def test_a_narrow_column_that_a_view_uses_is_named_by_its_type(
+    pg: Warehouse, column: str, sent: dict[str, t.Any], widening: str
+) -> None:
+    """A narrow column widens to the target's type once a stream writes it; under a view it cannot, and
+    the line said "from text to text" of a varchar(18)."""
+    pg.execute(
+        "CREATE SCHEMA salesforce",
+        f"CREATE TABLE salesforce.accounts (id {column} PRIMARY KEY, received_at timestamptz, "
+        "uuid_ts timestamptz)",
+        "CREATE VIEW salesforce.v_accounts AS SELECT id FROM salesforce.accounts",
+    )
+    run = pg.run(
+        [schema("accounts", {"id": sent}), record("accounts", {"id": 1 if "int" in column else "a"})]
+    )
+    assert isinstance(run.error, SchemaConflict), run.error
+    assert str(run.error).startswith(
+        f"stream accounts: column id of table salesforce.accounts would have to widen {widening} "
+        "(its SCHEMA's type), and nothing was written: PostgreSQL cannot change the type of a column "
+        "that views use (salesforce.v_accounts)"
+    ), str(run.error)
+    assert pg.count("accounts") == 0
