@@ -406,8 +406,8 @@ class TapSalesforceSeg(Tap):
             shown.append(f"and {len(unknown) - FOREIGN_BOOKMARKS_NAMED} more")
         self.logger.warning(
             "state: bookmarks for %d stream(s) the catalog does not have are not used (and kept in the "
-            "state): %s. A state from another tap or written under the other `naming` syncs every "
-            "stream in full.",
+            "state): %s. A stream without a bookmark of its own syncs in full (is the state from another "
+            "tap, written under the other `naming`, or edited?).",
             len(unknown),
             ", ".join(shown),
         )

@@ -286,8 +286,9 @@ def test_bookmarks_the_tap_cannot_use_are_warned_about(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert (
         "state: bookmarks for 2 stream(s) the catalog does not have are not used (and kept in the state): "
-        "Account (did you mean 'accounts'?), acounts (did you mean 'accounts'?). A state from another tap "
-        "or written under the other `naming` syncs every stream in full."
+        "Account (did you mean 'accounts'?), acounts (did you mean 'accounts'?). A stream without a "
+        "bookmark of its own syncs in full (is the state from another tap, written under the other "
+        "`naming`, or edited?)."
     ) in warnings, warnings
     assert (
         "accounts: the state's bookmark has no replication_key_value (it holds SystemModstamp), so the "
