@@ -26,6 +26,7 @@ from xml.parsers.expat import ExpatError
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
+from simple_salesforce.util import getUniqueElementValueFromXmlString
 
 from tap_salesforce_seg.config import (
     AUTH_CLIENT_CREDENTIALS,
@@ -65,6 +66,11 @@ _SOAP_FAULT_ADVICE = {
 # A login answer that never arrives whole (dropped connection, stalled read, body cut short): retried.
 _UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _SOAP_PATH = "/services/Soap/u/"
+# The login's serverUrl names the org's host. Legacy pod hosts answer there as `na15-api.salesforce.com`
+# and serve the REST API as `na15.salesforce.com`; simple-salesforce strips "-api" from any host, which
+# sent a My Domain named `globex-api` (`globex-api.my.salesforce.com`) to another org's host. So only a
+# pod host loses it here.
+_LEGACY_POD_API_HOST = re.compile(r"(?i)^([a-z]+\d+)-api(\.salesforce\.com(?::\d+)?)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +168,8 @@ class Authenticator:
         if answers and _password_expired(answers[-1]):
             raise password_expired_error(config.username) from None
         scheme = urlsplit(config.login_base_url).scheme
-        return LoginResult(access_token=session_id, instance_url=f"{scheme}://{instance}")
+        host = _server_host(answers[-1]) if answers else None
+        return LoginResult(access_token=session_id, instance_url=f"{scheme}://{host or instance}")
 
     def _unsupported_version(self) -> TapError:
         """The login's URL names an API version this Salesforce does not serve: which ones it does."""
@@ -246,6 +253,16 @@ def password_expired_error(username: str | None) -> AuthenticationError:
 def _password_expired(response: requests.Response) -> bool:
     """Whether a SOAP login's result says the password has expired."""
     return re.search(rb"<(?:\w+:)?passwordExpired>\s*true\s*<", response.content) is not None
+
+
+def _server_host(answer: requests.Response) -> str | None:
+    """The org's host from the login answer's serverUrl (see _LEGACY_POD_API_HOST), or None."""
+    try:
+        server_url = getUniqueElementValueFromXmlString(answer.content, "serverUrl")
+    except (ExpatError, ValueError):
+        return None
+    host = urlsplit(server_url).netloc if server_url else ""
+    return _LEGACY_POD_API_HOST.sub(r"\1\2", host) or None
 
 
 def _is_soap_answer(response: requests.Response) -> bool:

@@ -629,10 +629,20 @@ class _Checkpoint:
         self.stream = stream
         self.active = plan.query.replication_field is not None and stream.replication_key is not None
         self.value = plan.bookmark
+        # A stamp at or past the window's end belongs to a record changed after the query began (the
+        # extractors leave such rows out); it must never become the bookmark, which would skip the
+        # window's records not yet read.
+        window_end = plan.query.window_end
+        self.limit = format_datetime(window_end) if window_end is not None else None
 
     def advance(self, stamp: str | None, *, write: bool, read_until: datetime | None = None) -> None:
         """`read_until`: the window's end, once every record of the window has been written."""
-        if self.active and stamp is not None and (self.value is None or stamp > self.value):
+        if (
+            self.active
+            and stamp is not None
+            and (self.value is None or stamp > self.value)
+            and (self.limit is None or stamp < self.limit)
+        ):
             self.value = stamp
         if self.active and self.value is not None:
             state = self.stream.stream_state

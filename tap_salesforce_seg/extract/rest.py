@@ -14,6 +14,14 @@ different values (or, having moved past the window's end, is missing from the la
 out of this run, and because its new SystemModstamp is later than any bookmark this run can write, the
 next run reads it whole. So nothing is emitted half-updated, and nothing is lost.
 
+Records that change while a query's pages are read: Salesforce's query cursor holds the matching
+records' Ids and reads each page's values when the page is fetched (not a snapshot), so a record edited
+meanwhile comes at its old place in the order with its new SystemModstamp, at or past the window's end
+(the window ends at Salesforce's time when the run planned it, before the query began). Such a row is
+left out (`records_changed`): taking its stamp would move the bookmark past records of the window not
+yet read (a stop there, or the next run's window, would skip them), and it breaks the order the join
+needs. The next run's window starts before the window's end, so it reads the record whole.
+
 The join groups rows by replication value and matches Ids inside a group, so it needs no assumption
 about how Salesforce orders Ids. An object without a replication field is ordered by Id alone; there
 the chunks are joined by Id order, which is checked (an out-of-order answer is an error, not a loss).
@@ -31,7 +39,7 @@ from tap_salesforce_seg.errors import TapError
 from tap_salesforce_seg.extract import QueryPlan, Stamped
 from tap_salesforce_seg.extract.prefetch import prefetched
 from tap_salesforce_seg.soql import QueryField, build_query, chunk_field_names
-from tap_salesforce_seg.values import RestRecordConverter, record_dict
+from tap_salesforce_seg.values import RestRecordConverter, format_datetime, record_dict
 
 if TYPE_CHECKING:
     from tap_salesforce_seg.client import SalesforceClient
@@ -68,6 +76,7 @@ class RestExtractor:
         self.expected_records: int | None = None
         self.chunks_used = 1
         self.records_left_out = 0
+        self.records_changed = 0  # rows stamped at or past the window's end (see the module docstring)
         # Other fields per chunk at most (besides Id and the replication field), once Salesforce found
         # a query too complicated (QUERY_TOO_COMPLICATED); None: only the URI limit splits.
         self.max_chunk_fields: int | None = None
@@ -75,11 +84,20 @@ class RestExtractor:
     def records(self, plan: QueryPlan) -> Iterator[Stamped]:
         chunks = self._chunks(plan)
         self.chunks_used = len(chunks)
+        changed_before = self.records_changed
         if len(chunks) == 1:
             yield from self._chunk_records(plan, plan.fields, count_total=True, hidden=plan.hidden)
-            return
-        by_name = {field.salesforce_name: field for field in plan.fields}
-        yield from self._joined(plan, [[by_name[name] for name in chunk] for chunk in chunks])
+        else:
+            by_name = {field.salesforce_name: field for field in plan.fields}
+            yield from self._joined(plan, [[by_name[name] for name in chunk] for chunk in chunks])
+        changed = self.records_changed - changed_before
+        if changed:
+            self.logger.info(
+                "%s: %d record(s) changed while the query's pages were being read (their SystemModstamp "
+                "is past the window's end); the next run reads them.",
+                plan.sobject,
+                changed,
+            )
 
     def narrow(self, plan: QueryPlan) -> int | None:
         """Halve the fields each query selects (QUERY_TOO_COMPLICATED); the number of chunks that makes,
@@ -123,12 +141,20 @@ class RestExtractor:
             window_start=plan.window_start,
             window_end=plan.window_end,
         )
+        end = _window_end_stamp(plan)
         for body in prefetched(self._page_bodies(plan, soql)):
             page = converter.decode_page(body)
             del body
             if count_total and self.expected_records is None:
                 self.expected_records = page.total_size
-            yield from page.records
+            if end is None:
+                yield from page.records
+                continue
+            for item in page.records:
+                if item[0] is not None and item[0] >= end:  # changed after the query began
+                    self.records_changed += 1
+                    continue
+                yield item
 
     def _page_bodies(self, plan: QueryPlan, soql: str) -> Iterator[bytes]:
         """The raw pages of one query: the first, then `nextRecordsUrl` until `done`."""
@@ -192,6 +218,13 @@ class RestExtractor:
             yield record
         for group in others:
             self.records_left_out += sum(1 for record_id in group if record_id not in first)
+
+
+def _window_end_stamp(plan: QueryPlan) -> str | None:
+    """The window's end in the stamps' spelling (they compare as text), or None when unbounded."""
+    if plan.window_end is None or plan.replication_property is None:
+        return None
+    return format_datetime(plan.window_end)
 
 
 def _groups(records: Iterator[Stamped], id_property: str, *, by_stamp: bool) -> Iterator[tuple[Any, dict]]:

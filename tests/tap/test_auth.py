@@ -419,3 +419,41 @@ def test_a_login_while_the_api_is_down_is_retried(emulator: Emulator) -> None:
     finally:
         answered.cancel()
         emulator.auth.login_fault = None
+
+
+_SOAP_LOGIN_ANSWER = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>
+<metadataServerUrl>{server}/services/Soap/m/58.0/00D000000000001</metadataServerUrl>
+<passwordExpired>false</passwordExpired><sandbox>false</sandbox>
+<serverUrl>{server}/services/Soap/u/58.0/00D000000000001</serverUrl>
+<sessionId>00D000000000001!AQ0AQsession</sessionId><userId>005000000000001AAA</userId>
+</result></loginResponse></soapenv:Body></soapenv:Envelope>"""
+
+
+@pytest.mark.parametrize(
+    ("server", "instance"),
+    [
+        # A My Domain whose name ends in "-api": simple-salesforce strips "-api" from every host, which
+        # sent the session to another org's host (globex.my.salesforce.com).
+        ("https://globex-api.my.salesforce.com", "https://globex-api.my.salesforce.com"),
+        (
+            "https://acme--uat-api.sandbox.my.salesforce.com",
+            "https://acme--uat-api.sandbox.my.salesforce.com",
+        ),
+        # A legacy pod host answers the login as na15-api and serves the REST API as na15.
+        ("https://na15-api.salesforce.com", "https://na15.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://acme.my.salesforce.com"),
+    ],
+)
+def test_the_soap_login_keeps_the_orgs_host(requests_mock: Any, server: str, instance: str) -> None:
+    settings = {"username": "etl@acme.com", "password": "p", "security_token": "t", "domain": "login"}
+    requests_mock.post(
+        "https://login.salesforce.com/services/Soap/u/58.0",
+        text=_SOAP_LOGIN_ANSWER.format(server=server),
+        headers={"Content-Type": "text/xml;charset=UTF-8"},
+    )
+    requests_mock.get(f"{instance}/services/data/v58.0/sobjects", json={"sobjects": []})
+    client = client_for(settings)
+    assert client.get_json("sobjects") == {"sobjects": []}
+    assert client._login is not None and client._login.instance_url == instance
