@@ -290,5 +290,7 @@ def check_selected_against_org(
     valid = sorted(stream_names(offered, naming).values())
     listing = ", ".join(f"'{d.name}' (Salesforce object {d.sobject})" for d in missing)
     raise CatalogError(
-        f"catalog: selected stream {listing} is not in this org; valid names: {', '.join(valid)}"
+        f"catalog: selected stream {listing} is not in this org (deleted in Salesforce, this user cannot "
+        "see it, or the catalog is another org's): deselect it in the catalog, or run --discover again "
+        f"(its table and bookmark stay as they are); valid names: {', '.join(valid)}"
     )

@@ -375,12 +375,14 @@ class SalesforceStream(Stream):
                 continue
             self.logger.warning(
                 "%s: %s changed type in Salesforce from %s to %s; its values are read and declared as %s "
-                "(run discovery to update the catalog).",
+                "(run discovery to update the catalog). Rows already loaded keep the values read as %s "
+                "until their records change (a full re-sync reloads them: README, Full re-syncs).",
                 self.name,
                 info.salesforce_name,
                 info.type,
                 field.type,
                 field.type,
+                info.type,
             )
             retyped[field.property_name] = cast(dict, field_schema(live_columns[field.salesforce_name]))
         return retyped

@@ -388,7 +388,30 @@ class TapSalesforceSeg(Tap):
 
     def sync_all(self) -> None:
         self._report_unknown_bookmarks()
+        self._report_deselected_bookmarks()
         super().sync_all()
+
+    def _report_deselected_bookmarks(self) -> None:
+        """Streams synced before (they have bookmarks) that the catalog no longer selects: their tables
+        stop changing. Often meant; but a catalog made by discovery again (without the selection applied
+        again) does it to every stream chosen by hand, and nothing else would say so."""
+        bookmarks = self.state.get("bookmarks", {})
+        idle = sorted(
+            name for name, stream in self.streams.items() if name in bookmarks and not stream.selected
+        )
+        if not idle:
+            return
+        shown = idle[:FOREIGN_BOOKMARKS_NAMED] + (
+            [f"and {len(idle) - FOREIGN_BOOKMARKS_NAMED} more"] if len(idle) > FOREIGN_BOOKMARKS_NAMED else []
+        )
+        self.logger.warning(
+            "state: %d stream(s) synced before are not selected in the catalog, so their tables are not "
+            "updated: %s. A catalog made by --discover again selects the defaults: apply your selection "
+            "again (README: Choose objects and fields); if a stream is no longer wanted, drop its bookmark: "
+            "jq 'del(.bookmarks.NAME)'.",
+            len(idle),
+            ", ".join(shown),
+        )
 
     def _report_unknown_bookmarks(self) -> None:
         """Bookmarks under names that are no stream of the catalog are not used, so the streams they
@@ -407,7 +430,8 @@ class TapSalesforceSeg(Tap):
         self.logger.warning(
             "state: bookmarks for %d stream(s) the catalog does not have are not used (and kept in the "
             "state): %s. A stream without a bookmark of its own syncs in full (is the state from another "
-            "tap, written under the other `naming`, or edited?).",
+            "tap, written under the other `naming`, or edited?). A bookmark of a stream no longer wanted "
+            "(its object deleted in Salesforce, say) can be dropped: jq 'del(.bookmarks.NAME)'.",
             len(unknown),
             ", ".join(shown),
         )

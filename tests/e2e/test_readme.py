@@ -362,6 +362,30 @@ def test_pipe_select_resync_refresh_and_cron_as_documented(emulator_factory: Any
     assert_warehouse_equals_org(warehouse, emu, json.loads(pipeline.catalog_path.read_text()))
 
 
+@pytest.mark.slow
+def test_discovery_again_keeps_the_choices_made(emulator_factory: Any, tmp_path: Path) -> None:
+    """The README said to run discovery again for new fields, which reset the selection to discovery's
+    default: custom objects stopped syncing, columns left out came back."""
+    emu = readme_emulator(emulator_factory)
+    pipeline = Pipeline(
+        tmp_path / "acme-prod", tap_config("tap-refresh-token", emu), json_block("target-duckdb")
+    )
+    narrowed(pipeline, SMALL_STREAMS)
+    succeeded(pipeline.bash(block("select-jq")))
+    chosen = json.loads(pipeline.catalog_path.read_text())
+    emu.org.add_field("Account", "Renewal_Seats__c", "double(8,0)")
+    succeeded(pipeline.bash(block("rediscover")))
+    catalog = json.loads(pipeline.catalog_path.read_text())
+    assert not (pipeline.catalog_path.parent / "catalog.new.json").exists()
+    assert [e["stream"] for e in selected_streams(catalog)] == [e["stream"] for e in selected_streams(chosen)]
+    accounts = next(e for e in catalog["streams"] if e["stream"] == "accounts")
+    fields = {tuple(m["breadcrumb"]): m["metadata"] for m in accounts["metadata"]}
+    assert fields[("properties", "description")]["selected"] is False
+    assert fields[("properties", "phone")]["selected"] is False
+    assert fields[("properties", "renewal_seats_c")].get("selected", True) is not False
+    assert "renewal_seats_c" in accounts["schema"]["properties"]
+
+
 def crontab(text: str) -> tuple[dict[str, str], list[str], str]:
     """(variables, the five schedule fields, the command) of a crontab with one job line."""
     variables, jobs = {}, []

@@ -266,6 +266,29 @@ def test_a_bookmark_ahead_of_salesforces_clock_is_warned_about(
     assert not [r for r in caplog.records if "later than Salesforce's clock" in r.getMessage()]
 
 
+def test_streams_synced_before_and_now_deselected_are_warned_about(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Running discovery again (as the README says to, for new fields) gives a catalog with the default
+    selection: streams chosen by hand stopped syncing with an INFO line only, their tables going stale."""
+    tick(org)
+    state = sync(org, select(catalog, [ACCOUNT, "contacts"])).final_state
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sync(org, select(catalog, [ACCOUNT]), state)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        "state: 1 stream(s) synced before are not selected in the catalog, so their tables are not "
+        "updated: contacts. A catalog made by --discover again selects the defaults: apply your selection "
+        "again (README: Choose objects and fields); if a stream is no longer wanted, drop its bookmark: "
+        "jq 'del(.bookmarks.NAME)'."
+    ) in warnings, warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sync(org, select(catalog, [ACCOUNT, "contacts"]), state)
+    assert not [r for r in caplog.records if "synced before are not selected" in r.getMessage()]
+
+
 def test_bookmarks_the_tap_cannot_use_are_warned_about(
     org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -288,7 +311,8 @@ def test_bookmarks_the_tap_cannot_use_are_warned_about(
         "state: bookmarks for 2 stream(s) the catalog does not have are not used (and kept in the state): "
         "Account (did you mean 'accounts'?), acounts (did you mean 'accounts'?). A stream without a "
         "bookmark of its own syncs in full (is the state from another tap, written under the other "
-        "`naming`, or edited?)."
+        "`naming`, or edited?). A bookmark of a stream no longer wanted (its object deleted in "
+        "Salesforce, say) can be dropped: jq 'del(.bookmarks.NAME)'."
     ) in warnings, warnings
     assert (
         "accounts: the state's bookmark has no replication_key_value (it holds SystemModstamp), so the "
