@@ -62,6 +62,7 @@ from .errors import ApiError, not_found
 from .faults import (
     CLOSE_CURSORS,
     DROP_CONNECTION,
+    END_BULK_RESULTS,
     HTTP_ERROR,
     QUERY_TIMEOUT,
     SLOW,
@@ -724,6 +725,8 @@ class App:
         return Response(204, b"", None)
 
     def bulk_results(self, request: Request, version: str, match: re.Match[str]) -> Response:
+        if self.faults.take(END_BULK_RESULTS, request.target):
+            return Response(204, b"", None)
         page, locator, count = self.bulk.results(
             match.group("job"), version, request.query.get("maxRecords"), request.query.get("locator")
         )
@@ -804,6 +807,7 @@ class ControlApi:
             "fail_bulk_jobs",
             "close_cursors",
             "query_too_complicated",
+            "end_bulk_results",
             "active",
             "remove",
             "reset",

@@ -7,8 +7,8 @@
   add_field, remove_field, add_object, remove_object, reset, get, records, object_names.
 - `client.clock.now() / set(moment, frozen=False) / advance(seconds) / freeze() / unfreeze()`.
 - `client.faults.http_error(...) / expire_sessions_after(...) / drop_connection(...) / slow(...) /
-  query_timeout(...) / fail_bulk_jobs(...) / close_cursors(...) / query_too_complicated(...) / active() /
-  remove(id) / reset()` (see faults.py).
+  query_timeout(...) / fail_bulk_jobs(...) / close_cursors(...) / query_too_complicated(...) /
+  end_bulk_results(...) / active() / remove(id) / reset()` (see faults.py).
 - `client.counters()` (API usage and limit, requests seen per route, logins, Bulk jobs),
   `client.requests(last=N)` (the recent request log), `client.expire_sessions()`,
   `client.set_api_usage(n)`, `client.reset_counters()`, `client.info()`.
@@ -136,6 +136,9 @@ class FaultsClient(_Group):
 
     def close_cursors(self, count: int | None = 1, path: str | None = None) -> dict:
         return self._call("close_cursors", count=count, path=path)
+
+    def end_bulk_results(self, count: int | None = 1, path: str | None = None) -> dict:
+        return self._call("end_bulk_results", count=count, path=path)
 
     def query_too_complicated(self, fields: int, count: int | None = 1, path: str | None = None) -> dict:
         return self._call("query_too_complicated", fields=fields, count=count, path=path)

@@ -27,6 +27,9 @@ Kinds and what the client sees:
   for a locator it no longer holds (its results expire two days after the query since API 56.0; before,
   a cursor idle for 15 minutes or a user's eleventh closed): 400 INVALID_QUERY_LOCATOR, and the cursor
   stays closed.
+- `end_bulk_results()`: the next Bulk API 2.0 results requests answer 204 No Content without a body or a
+  `Sforce-Locator` (Salesforce's documented answer when reading a results page fails), so a client that
+  takes that for the end reads a job's results short.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ QUERY_TIMEOUT = "query_timeout"
 FAIL_BULK_JOBS = "fail_bulk_jobs"
 CLOSE_CURSORS = "close_cursors"
 QUERY_TOO_COMPLICATED = "query_too_complicated"
+END_BULK_RESULTS = "end_bulk_results"
 KINDS = (
     HTTP_ERROR,
     EXPIRE_SESSIONS,
@@ -57,6 +61,7 @@ KINDS = (
     FAIL_BULK_JOBS,
     CLOSE_CURSORS,
     QUERY_TOO_COMPLICATED,
+    END_BULK_RESULTS,
 )
 
 # Salesforce's own wording for a failed Bulk query (the message clients such as singer's tap look for).
@@ -133,6 +138,9 @@ class FaultPlan:
 
     def close_cursors(self, count: int | None = 1, path: str | None = None) -> dict:
         return self._arm(CLOSE_CURSORS, count, path)
+
+    def end_bulk_results(self, count: int | None = 1, path: str | None = None) -> dict:
+        return self._arm(END_BULK_RESULTS, count, path)
 
     def query_too_complicated(self, fields: int, count: int | None = 1, path: str | None = None) -> dict:
         if fields < 1:

@@ -48,6 +48,10 @@ _PASS_THROUGH_CODES = frozenset({"INVALID_FIELD"})
 TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 
 
+# The results are CSV (the job's contentType); the client's default Accept is JSON.
+_CSV_ACCEPTED = {"Accept": "text/csv"}
+
+
 class BulkExtractor:
     """Reads a plan through a Bulk API 2.0 queryAll job (see the module docstring)."""
 
@@ -103,8 +107,18 @@ class BulkExtractor:
             # Three stages at once: the next page downloads, the one before is parsed, the one
             # before that becomes records.
             pages = prefetched(self._pages(job_id, self._page_size(plan)))
+            read = 0
             for page in prefetched(converter.prepare(page) for page in pages):
+                read += page.rows
                 yield from converter.records(page)
+            if self.expected_records is not None and read < self.expected_records:
+                # Salesforce answers a results page it failed to read with 204 No Content (no locator),
+                # which reads as the end: the rest of the window comes through REST (from the last
+                # record written; the rows are in replication order) instead of waiting for the next run.
+                raise BulkUnavailable(
+                    f"the results of Bulk job {job_id} on {plan.sobject} ended after {read:,} of "
+                    f"{self.expected_records:,} records"
+                )
         finally:
             self._delete_quietly(job_id)
 
@@ -182,7 +196,7 @@ class BulkExtractor:
     def _page(self, path: str, params: dict[str, str]) -> tuple[bytes, str | None]:
         """One result page and the locator of the next. The client reads the body whole, in 1 MiB
         chunks, and asks for it again if it is cut short (the locator names the same page)."""
-        response = self.client.get(path, params=params)
+        response = self.client.get(path, params=params, headers=_CSV_ACCEPTED)
         return response.content, response.headers.get("Sforce-Locator")
 
     def _delete_quietly(self, job_id: str) -> None:

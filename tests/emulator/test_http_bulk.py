@@ -143,6 +143,16 @@ def test_locators_are_stable_and_re_readable(http: requests.Session, emu: Emulat
     assert rows(again)[0]["Id"] == rows(results(http, emu, job_id, maxRecords=800))[400]["Id"]
 
 
+def test_end_bulk_results_fault_answers_204_without_a_locator(http: requests.Session, emu: Emulator) -> None:
+    job_id = create_job(http, emu, "SELECT Id FROM Account").json()["id"]
+    wait_for(http, emu, job_id)
+    emu.faults.end_bulk_results(count=1)
+    short = results(http, emu, job_id, maxRecords=400)
+    assert short.status_code == 204 and short.content == b"" and "Sforce-Locator" not in short.headers
+    assert emu.faults.active() == []
+    assert results(http, emu, job_id, maxRecords=400).status_code == 200  # fired once
+
+
 def test_results_without_max_records_come_in_one_page_here(http: requests.Session, emu: Emulator) -> None:
     job_id = create_job(http, emu, "SELECT Id FROM Account").json()["id"]
     wait_for(http, emu, job_id)

@@ -90,3 +90,23 @@ def test_a_job_that_matched_nothing_costs_no_results_call(emulator_factory: Any)
     jobs = [r for r in org.requests() if r["target"].startswith("/services/data/v58.0/jobs/query")]
     assert jobs, "a Bulk job ran"
     assert result_pages(org) == []
+
+
+def test_results_that_end_short_are_read_on_through_rest(
+    emulator_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Salesforce answers a results page it failed to read with 204 No Content and no Sforce-Locator;
+    taken for the end, the run wrote the window as read with its rows missing."""
+    org = emulator_factory(scale=0.02, tags=False)
+    catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
+    expected = expected_records(org, entry(catalog, "accounts"))
+    org.faults.end_bulk_results(count=1)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(tap_settings(org, api_type="bulk"), catalog)
+    assert run.exit_code == 0, run.stderr
+    assert org.faults.active() == [], "the short answer was given"
+    assert upserted([run], "accounts") == expected
+    warnings = [r.getMessage() for r in caplog.records if "ended after 0 of" in r.getMessage()]
+    assert warnings and warnings[0].endswith(
+        f"ended after 0 of {len(expected):,} records; reading the rest through the REST API."
+    ), warnings
