@@ -30,14 +30,15 @@ Modes:
   only what changes, would never fill it again.
 - full: an object without SystemModstamp/LastModifiedDate/CreatedDate.
 
-State (singer-sdk's state dict: `bookmarks.<stream>.replication_key[_value]`): records arrive sorted
-by (replication field, Id), so after any record every earlier one has been written; the bookmark
-is that record's value, emitted every `state_every_records` records, at the stream's end, and before
-the tap stops on an error (QuotaExceeded and any other): a crash or a stop resumes from the last STATE
-with `>=`, reading the boundary records again (the target's upsert absorbs them). The window ends at
-the moment the stream started by Salesforce's clock (`client.server_time()`), so a bookmark never
-passes it; `lookback_seconds` re-reads a margin so late commits (long transactions whose
-SystemModstamp is older than changes already visible) are never lost. Bookmarks only move forward.
+State (singer-sdk's state dict: `bookmarks.<stream>.replication_key[_value]`): REST records arrive
+sorted by (replication field, Id), so after any record every earlier one has been written; the bookmark
+is that record's value (Bulk records come in no order and carry no stamp: the bookmark moves when the
+job is read whole, to its highest value), emitted every `state_every_records` records, at the stream's
+end, and before the tap stops on an error (QuotaExceeded and any other): a crash or a stop resumes
+from the last STATE with `>=`, reading the boundary records again (the target's upsert absorbs them).
+The window ends at the moment the stream started by Salesforce's clock (`client.server_time()`), so a
+bookmark never passes it; `lookback_seconds` re-reads a margin so late commits (long transactions
+whose SystemModstamp is older than changes already visible) are never lost. Bookmarks only move forward.
 A stream read to its window's end also records that end (`read_until`); a later run that starts more
 than the Recycle Bin's 15 days after it warns that soft deletes purged meanwhile were never seen.
 
@@ -573,7 +574,8 @@ class SalesforceStream(Stream):
                 elif not count & PROGRESS_TICK_MASK:
                     progress.tick(count)
         except BaseException:
-            # Everything written so far is safe to bookmark (sorted); stopping loses nothing.
+            # What was written so far is safe to bookmark (REST reads in order; Bulk records carry no
+            # stamp, so a job stopped part-way leaves the bookmark where it was): stopping loses nothing.
             self._flush(writer)
             checkpoint.advance(stamp, write=write_messages)
             progress.finish(count, stopped=True)
@@ -582,6 +584,9 @@ class SalesforceStream(Stream):
             self.sync_plan = None  # the next sync describes and plans afresh
             _restore_gc(gc_settings)
         self._flush(writer)
+        completed = extraction.completed_stamp  # records read in no order (Bulk) came without stamps
+        if completed is not None and (stamp is None or completed > stamp):
+            stamp = completed
         checkpoint.advance(stamp, write=write_messages, read_until=plan.query.window_end)
         progress.finish(count)
 

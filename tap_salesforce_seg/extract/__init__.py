@@ -5,11 +5,15 @@ plan = QueryPlan(sobject, fields, replication_field, window_start, window_end, i
 extractor = choose_extractor(client, plan, api_type="auto", bulk_min_records=50_000, logger=log)
 for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log, stream=name).records():
     ...   # record: converted values keyed by property name (an output Struct or a dict, values.py),
-          # stamp: its replication value; in (replication field, Id) order
+          # stamp: its replication value; in (replication field, Id) order, or None (Bulk)
 ```
+After the loop, `completed_stamp` is the highest stamp of the records that came without one.
 - `Extractor` (Protocol): `name`, `expected_records` (known after the first page or the Bulk job),
   `records(plan)` -> `(stamp, record)` pairs; `QueryPlan.hidden` properties are queried (the stamp
-  needs them) but not in the records. `RestExtractor` (extract/rest.py), `BulkExtractor` (extract/bulk.py).
+  needs them) but not in the records. REST reads in (replication field, Id) order, so each stamp is a
+  bookmark; Bulk reads in no order (see extract/bulk.py), so its pairs carry None and, once a job is
+  read whole, its `completed_stamp` is the highest. `RestExtractor` (extract/rest.py), `BulkExtractor`
+  (extract/bulk.py).
 - `choose_extractor`: `rest` and `bulk` as configured (Bulk falls back to REST, with a log line, for
   objects and fields Bulk cannot serve); `auto` counts the matching records (`SELECT COUNT()` with the
   same window) and picks Bulk at or above `bulk_min_records`, or when the count itself times out.
@@ -29,8 +33,9 @@ for stamp, record in Extraction(client, plan, extractor, refresh=..., logger=log
     seen; a `TapError` when the narrowest split is still refused.
   - A Bulk job that cannot run, fails, or is still unfinished after `bulk_job_timeout_seconds` (it is
     then aborted): the rest of the window goes through REST, with a warning.
-  Restarts read `>=` the last replication value seen, so records sharing it are read again: the
-  target's upsert absorbs the repeats, and nothing is skipped.
+  Restarts read `>=` the last replication value seen (the window's start when the records came in no
+  order), so records sharing it are read again: the target's upsert absorbs the repeats, and nothing
+  is skipped.
 """
 
 from __future__ import annotations
@@ -108,7 +113,9 @@ Stamped = tuple["str | None", Any]  # (replication value in output spelling, rec
 
 class Extractor(Protocol):
     """One way of reading a plan's records: `(stamp, record)` pairs in (replication field, Id) order,
-    records being output Structs or dicts (values.record_dict) without the plan's hidden properties."""
+    or with None stamps when read in no order (then `completed_stamp`, when present, is the highest
+    stamp of a read that finished), records being output Structs or dicts (values.record_dict) without
+    the plan's hidden properties."""
 
     name: str
     expected_records: int | None
@@ -221,6 +228,8 @@ class Extraction:
         self.restarts = 0
         self._cursor_losses = 0  # INVALID_QUERY_LOCATOR answers in a row at one restart point
         self._lost_at: datetime | None = None  # that restart point
+        # The highest stamp of the records read without stamps, from reads that finished (Bulk jobs).
+        self.completed_stamp: str | None = None
 
     @property
     def expected_records(self) -> int | None:
@@ -264,10 +273,16 @@ class Extraction:
                 self.extractor.expected_records = expected
                 self.restarts += 1
                 continue
+            self._note_completed()
             if sub_end == final_end:
                 return
             cursor = sub_end
             span = span * 2 if span is not None else None
+
+    def _note_completed(self) -> None:
+        done = getattr(self.extractor, "completed_stamp", None)
+        if done is not None and (self.completed_stamp is None or done > self.completed_stamp):
+            self.completed_stamp = done
 
     def _halved(
         self, plan: QueryPlan, cursor: datetime | None, sub_end: datetime | None, error: Exception

@@ -1,8 +1,13 @@
 """Bulk API 2.0 extraction: one `queryAll` job per plan, results streamed page by page.
 
 `BulkExtractor(client, logger=...).records(plan)`:
-1. `POST /jobs/query` with the plan's query (`ORDER BY` replication field, Id, so a bookmark taken
-   mid-job is resumable; the query travels in the body, so wide objects need no splitting).
+1. `POST /jobs/query` with the plan's query, without `ORDER BY`: Salesforce splits a large Bulk API 2.0
+   query into chunks by Id (PK chunking) only when it has no ORDER BY, and without chunks a big
+   object's job runs long and can time out (Salesforce's troubleshooting advice is to drop ORDER BY
+   first). So the rows come in no order of their stamps, and none of them is a bookmark: the records
+   carry no stamp, and once every row is read `completed_stamp` is the job's highest, which becomes
+   the bookmark. A run stopped during a job reads its window again next time (the target absorbs the
+   repeats). The query travels in the body, so wide objects need no splitting.
 2. Poll `GET /jobs/query/{id}` with growing waits until JobComplete (each poll is reported to
    `on_wait`, the progress display's hook), for at most `job_timeout_seconds` (0: no limit; a job
    still queued or running then is aborted); `expected_records` is then the job's
@@ -76,6 +81,7 @@ class BulkExtractor:
         self.job_timeout_seconds = job_timeout_seconds
         self.sleep = sleep
         self.expected_records: int | None = None
+        self.completed_stamp: str | None = None  # the highest stamp of a job read whole
         self.job_id: str | None = None
         self._state: str | None = None
         # Called at each poll while the job runs (job id, state, seconds so far): the stream's progress
@@ -83,12 +89,14 @@ class BulkExtractor:
         self.on_wait: Callable[[str, str, float], None] | None = None
 
     def records(self, plan: QueryPlan) -> Iterator[Stamped]:
+        self.completed_stamp = None
         soql = build_query(
             plan.sobject,
             plan.field_names,
             replication_field=plan.replication_field,
             window_start=plan.window_start,
             window_end=plan.window_end,
+            ordered=False,
         )
         job_id = self._create(plan, soql)
         try:
@@ -102,7 +110,7 @@ class BulkExtractor:
                 if self.expected_records == 0:
                     return  # nothing matched: reading the (empty) results would only spend an API call
             converter = CsvPageConverter(
-                plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden
+                plan.fields, stamp_property=plan.replication_property, hidden=plan.hidden, unordered=True
             )
             # Three stages at once: the next page downloads, the one before is parsed, the one
             # before that becomes records.
@@ -113,12 +121,13 @@ class BulkExtractor:
                 yield from converter.records(page)
             if self.expected_records is not None and read < self.expected_records:
                 # Salesforce answers a results page it failed to read with 204 No Content (no locator),
-                # which reads as the end: the rest of the window comes through REST (from the last
-                # record written; the rows are in replication order) instead of waiting for the next run.
+                # which reads as the end: the window is read again through REST (the rows come in no
+                # order, so there is no point to go on from) instead of counting as read.
                 raise BulkUnavailable(
                     f"the results of Bulk job {job_id} on {plan.sobject} ended after {read:,} of "
                     f"{self.expected_records:,} records"
                 )
+            self.completed_stamp = converter.high_stamp
         finally:
             self._delete_quietly(job_id)
 

@@ -98,10 +98,15 @@ class CsvPageConverter:
         *,
         stamp_property: str | None = None,
         hidden: Iterable[str] = (),
+        unordered: bool = False,
     ) -> None:
         if not fields:
             raise ValueError("no fields to convert")
         self.fields = tuple(fields)
+        # unordered: the rows come in no order of their stamps, so none is a bookmark on its own: pairs
+        # carry None, and `high_stamp` is the highest stamp of the rows given so far.
+        self.unordered = unordered
+        self.high_stamp: str | None = None
         self._shape = RecordShape(self.fields, stamp_property, hidden)
         self._layouts: dict[tuple[bool, ...], tuple[type, list[tuple[int | None, Any]]]] = {}
         self._kinds = [conversion_kind(field.type) for field in self.fields]
@@ -145,6 +150,11 @@ class CsvPageConverter:
                 records: Iterator[Any] = repeat(record_type(), count)
             else:
                 records = map(record_type, *[repeat(c) if i is None else values[i] for i, c in sources])
+            if stamps is not None and self.unordered:
+                high = max(filter(None, stamps), default=None)
+                if high is not None and (self.high_stamp is None or high > self.high_stamp):
+                    self.high_stamp = high
+                stamps = None
             yield from zip(repeat(None, count) if stamps is None else stamps, records, strict=True)
 
     def _layout(self, prepared: PreparedPage) -> tuple[type, list[tuple[int | None, Any]]]:

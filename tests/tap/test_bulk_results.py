@@ -110,3 +110,46 @@ def test_results_that_end_short_are_read_on_through_rest(
     assert warnings and warnings[0].endswith(
         f"ended after 0 of {len(expected):,} records; reading the rest through the REST API."
     ), warnings
+
+
+def test_bulk_jobs_read_in_no_order_and_bookmark_once_read_whole(
+    emulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Salesforce splits a Bulk API 2.0 query into Id chunks (PK chunking) only when it has no ORDER BY,
+    and without chunks a big object's job can time out. The rows then come in no order of their stamps:
+    a job stopped part-way must leave the bookmark where it was, and one read whole moves it to its
+    highest stamp."""
+    from tap_salesforce_seg.extract import bulk as bulk_module
+
+    monkeypatch.setattr(bulk_module, "MIN_PAGE_RECORDS", 25)
+    monkeypatch.setattr(bulk_module, "MAX_PAGE_RECORDS", 25)
+    org = emulator_factory(scale=0.02, tags=False)
+    catalog = select(discover_catalog(tap_settings(org)), ["accounts"])
+    queries: list[str] = []
+    create = org.bulk.create
+
+    def recorded(body: dict[str, Any], version: str) -> Any:
+        queries.append(body["query"])
+        return create(body, version)
+
+    org.bulk.create = recorded  # type: ignore[method-assign]
+    first_stored = next(iter(expected_records(org, entry(catalog, "accounts"))))
+    org.org.clock.advance(2)
+    org.org.update("Account", first_stored, {"Name": "Changed last"})  # stored first, now stamped last
+    org.org.clock.advance(2)
+
+    org.faults.http_error(status=500, count=None, path="locator=")  # the second results page on
+    stopped = run_tap(tap_settings(org, api_type="bulk"), catalog)
+    assert stopped.exit_code != 0
+    assert queries and all("ORDER BY" not in query for query in queries), queries
+    assert len(stopped.records("accounts")) == 25
+    bookmark = (stopped.final_state or {}).get("bookmarks", {}).get("accounts", {})
+    assert "replication_key_value" not in bookmark, bookmark
+
+    org.faults.reset()
+    run = run_tap(tap_settings(org, api_type="bulk"), catalog, stopped.final_state)
+    assert run.exit_code == 0, run.stderr
+    stamps = [record["system_modstamp"] for record in run.records("accounts")]
+    assert stamps != sorted(stamps), "read in the order stored, not by stamp"
+    assert upserted([stopped, run], "accounts") == expected_records(org, entry(catalog, "accounts"))
+    assert run.final_state["bookmarks"]["accounts"]["replication_key_value"] == max(stamps)
