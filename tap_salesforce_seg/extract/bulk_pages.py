@@ -338,7 +338,8 @@ def _header(page: bytes) -> tuple[list[str] | None, int]:
     line = page if end < 0 else page[:end]
     if not line.strip():
         return None, len(page)
-    names = next(csv.reader([line.rstrip(b"\r").decode("utf-8")], strict=True))
+    # utf-8-sig: a byte-order mark before the header (as some CSV writers put) is not part of a name.
+    names = next(csv.reader([line.rstrip(b"\r").decode("utf-8-sig")], strict=True))
     return names, len(page) if end < 0 else end + 1
 
 

@@ -360,3 +360,10 @@ def test_pages_with_empty_columns_match_the_reference(slice_rows):
     assert typed([pair for page in pages for pair in converter.records(page)]) == typed(
         [pair for page in pages for pair in reference(page, fields)]
     )
+
+
+def test_a_byte_order_mark_before_the_header_is_not_part_of_a_name():
+    """A page starting with a UTF-8 byte-order mark failed: `Bulk result lacks the columns Id`."""
+    page = b"\xef\xbb\xbf" + csv_page([list(USUAL_ROW)])
+    records = [values.record_dict(record) for _, record in column_wise(page)]
+    assert [record["id"] for record in records] == ["001000000000001AAA"]
