@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import errno
+import os
+import stat
 import sys
 import threading
 import time
@@ -663,9 +665,7 @@ class TargetWarehouseSeg(Target):
         line = json_encoder.encode(state) + b"\n"
         with self._stdout_lock:
             try:
-                sys.stdout.flush()  # anything written through the text layer goes first
-                sys.stdout.buffer.write(line)
-                sys.stdout.buffer.flush()
+                _write_whole_line(line)
             except OSError as error:
                 # Click would end the run with status 1 and no word (or a traceback); the data is
                 # committed, and a scheduler's state file lacks this STATE, so say so (a rerun loads
@@ -741,3 +741,39 @@ def _config_files_checked_first(callback: t.Callable[..., t.Any]) -> t.Callable[
         return callback(context, param, value)
 
     return check_then_call
+
+
+def _write_whole_line(line: bytes) -> None:
+    """Write one line to stdout; when that fails and stdout is a file, cut the file back to where the
+    line began. A full disk otherwise left half a STATE line at the end of `state-out.jsonl`, which a
+    scheduler keeping the last line took as its state (every later run then stopped on it)."""
+    sys.stdout.flush()  # anything written through the text layer goes first
+    out = sys.stdout.buffer
+    out.flush()
+    try:
+        descriptor = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (a test's capture)
+        out.write(line)
+        out.flush()
+        return
+    begun = _file_offset(descriptor)
+    try:
+        view = memoryview(line)
+        while view:  # unbuffered, so nothing of a failed line is left to be written at exit
+            view = view[os.write(descriptor, view) :]
+    except OSError:
+        if begun is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, begun)
+                os.lseek(descriptor, begun, os.SEEK_SET)  # else a later line would follow a hole
+        raise
+
+
+def _file_offset(descriptor: int) -> int | None:
+    """Where the next write to a regular file lands (None for a pipe, a terminal, a device)."""
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        return os.lseek(descriptor, 0, os.SEEK_CUR)
+    except OSError:
+        return None

@@ -248,3 +248,36 @@ def test_a_usage_error_exits_with_status_1_not_the_quota_s_2(
     )
     assert direct.returncode == 1, direct.stderr
     assert direct.stderr.strip().splitlines()[-1].startswith(error), direct.stderr
+
+
+def test_a_state_line_that_cannot_be_written_whole_is_cut_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cut the STATE line being written: `state-out.jsonl` ended in half a line, which a
+    scheduler keeping the last line took for its state (every later run then stopped on it). The file
+    is cut back to its whole lines; the run stops as before."""
+    import errno
+    import io
+
+    from target_warehouse_seg import target as target_module
+
+    path = tmp_path / "state-out.jsonl"
+    with path.open("wb") as file:
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(file, write_through=True))
+        target_module._write_whole_line(b'{"bookmarks":{"a":1}}\n')
+        real_write = os.write
+        calls = []
+
+        def disk_fills(descriptor: int, data: bytes) -> int:
+            calls.append(len(data))
+            if len(calls) == 1:
+                return real_write(descriptor, bytes(data[:7]))  # part of the line fits
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(target_module.os, "write", disk_fills)
+        with pytest.raises(OSError, match="No space left"):
+            target_module._write_whole_line(b'{"bookmarks":{"a":2}}\n')
+        monkeypatch.setattr(target_module.os, "write", real_write)
+        target_module._write_whole_line(b'{"bookmarks":{"a":3}}\n')  # after a cut, lines stay whole
+    assert path.read_bytes() == b'{"bookmarks":{"a":1}}\n{"bookmarks":{"a":3}}\n'
+    assert calls == [22, 15]
