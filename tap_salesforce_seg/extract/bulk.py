@@ -214,9 +214,19 @@ class BulkExtractor:
         A job still running is aborted first (Salesforce deletes only finished jobs). Cleanup never
         hides the outcome of the sync: its errors are logged, not raised.
         """
-        try:
-            if self._state not in TERMINAL_STATES:
+        if self._state not in TERMINAL_STATES:
+            # The state seen last may be stale (the job finished since, and Salesforce then refuses the
+            # abort): the delete is tried whatever the abort's answer.
+            try:
                 self.client.patch(f"{JOBS_PATH}/{job_id}", json={"state": "Aborted"})
+            except Exception as error:
+                self.logger.debug("Could not abort Bulk job %s: %s", job_id, error)
+        try:
             self.client.delete(f"{JOBS_PATH}/{job_id}")
         except Exception as error:
-            self.logger.debug("Could not clean up Bulk job %s: %s", job_id, error)
+            self.logger.warning(
+                "Could not delete Bulk job %s (%s); it stays in Salesforce (Setup: Bulk Data Load Jobs) "
+                "until Salesforce removes it.",
+                job_id,
+                error,
+            )

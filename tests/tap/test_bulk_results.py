@@ -5,6 +5,7 @@ persist end in the client's exhausted-retries error (REST pages: test_client.py)
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -153,3 +154,25 @@ def test_bulk_jobs_read_in_no_order_and_bookmark_once_read_whole(
     assert stamps != sorted(stamps), "read in the order stored, not by stamp"
     assert upserted([stopped, run], "accounts") == expected_records(org, entry(catalog, "accounts"))
     assert run.final_state["bookmarks"]["accounts"]["replication_key_value"] == max(stamps)
+
+
+def test_a_job_whose_abort_is_refused_is_still_deleted(emulator_factory: Any) -> None:
+    """A stop while polling a job that had just finished: Salesforce refused the abort (the job was
+    complete), and the delete, tried in the same step, never ran: the job stayed in the org."""
+    from tap_salesforce_seg.config import TapConfig
+    from tap_salesforce_seg.extract import QueryPlan
+    from tap_salesforce_seg.extract.bulk import BulkExtractor
+    from tap_salesforce_seg.soql import QueryField
+
+    org = emulator_factory(scale=0.02, tags=False)
+    client = SalesforceClient(TapConfig.from_mapping(tap_settings(org)), logging.getLogger("test"))
+    extractor = BulkExtractor(client)
+    plan = QueryPlan("Account", (QueryField("Id", "id", "id"),), None, None, None)
+    job_id = extractor._create(plan, "SELECT Id FROM Account")
+    deadline = time.monotonic() + 30
+    while client.get_json(f"/jobs/query/{job_id}")["state"] != "JobComplete":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    extractor._state = "InProgress"  # as last polled, before the job finished
+    extractor._delete_quietly(job_id)
+    assert [job["id"] for job in client.get_json("/jobs/query")["records"]] == []
