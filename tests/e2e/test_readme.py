@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -360,6 +361,41 @@ def test_pipe_select_resync_refresh_and_cron_as_documented(emulator_factory: Any
     assert done.returncode == 0, (folder / "sync.log").read_text()[-3000:]
     assert "accounts: synced" in (folder / "sync.log").read_text()
     assert_warehouse_equals_org(warehouse, emu, json.loads(pipeline.catalog_path.read_text()))
+
+
+@pytest.mark.slow
+def test_sync_sh_runs_one_at_a_time_and_keeps_whole_state_lines_only(
+    emulator_factory: Any, tmp_path: Path
+) -> None:
+    """Two overlapping runs in one folder wrote one state-out.jsonl at once (the second's `>` emptied it
+    under the first), and keep_state copied its NUL bytes or a line cut by a full disk into state.json:
+    every later run then stopped on a state that was not JSON, the good one gone."""
+    emu = readme_emulator(emulator_factory)
+    pipeline = Pipeline(
+        tmp_path / "acme-prod", tap_config("tap-refresh-token", emu), json_block("target-duckdb")
+    )
+    narrowed(pipeline, ["accounts"])
+    folder = pipeline.folder
+    whole = '{"bookmarks":{"accounts":{"replication_key":"system_modstamp",' + (
+        '"replication_key_value":"2020-01-01T00:00:00.000000Z"}}}'
+    )
+    cut = '{"bookmarks":{"accounts":{"replication_key":"system_modstamp","replication_key_value":"2024-0'
+    (folder / "state-out.jsonl").write_bytes(b"\0" * 64 + b'{"bookmarks":{}}\n' + f"{whole}\n{cut}".encode())
+    emu.faults.slow(seconds=4, count=1, path="/query")  # the first run lasts a while
+    first = pipeline.start_sync()
+    deadline = time.monotonic() + 60
+    while not (folder / "state.json").exists():  # kept before the tap starts, with the lock held
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    assert json.loads((folder / "state.json").read_text()) == json.loads(whole)
+    second = pipeline.sync(expect_success=False)
+    assert second.returncode == 75, second.stderr
+    assert "the last run in" in second.stderr and "is still going; this one does nothing" in second.stderr
+    assert first.wait(timeout=300) == 0, (folder / "killed-run.log").read_text()[-3000:]
+    log = (folder / "killed-run.log").read_text()
+    assert "window 2019-12-31T23:50:00+00:00" in log, log[-3000:]  # resumed from the whole line
+    state = pipeline.state()
+    assert state is not None and state["bookmarks"]["accounts"]["replication_key_value"] > "2024"
 
 
 @pytest.mark.slow
