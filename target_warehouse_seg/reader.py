@@ -165,6 +165,8 @@ class MessageReader(GenericSingerReader[t.Any]):
         # While the input is silent: how long to wait (None: forever), and what to do then.
         self.idle_timeout: t.Callable[[], float | None] | None = None
         self.on_idle: t.Callable[[], None] | None = None
+        # Set by `_blocks` when the input ended without a newline: its last line may be cut short.
+        self._unterminated: list[bool] = []
 
     @property
     def default_input(self) -> t.IO[t.Any]:
@@ -181,7 +183,9 @@ class MessageReader(GenericSingerReader[t.Any]):
         self._by_class = {cls: callbacks[name] for cls, name in MESSAGE_TYPES.items()}
         self._counts: Counter[str] = Counter()
         try:
-            blocks = _blocks(file_input or self.default_input, self.BLOCK_BYTES, self.idle_timeout)
+            blocks = _blocks(
+                file_input or self.default_input, self.BLOCK_BYTES, self.idle_timeout, self._unterminated
+            )
             for block in _without_byte_order_mark(blocks):
                 if not block:
                     if self.on_idle is not None:
@@ -281,16 +285,33 @@ class MessageReader(GenericSingerReader[t.Any]):
 
     def _line_by_line(self, block: bytes) -> None:
         first = self.line_number + 1
-        for offset, line in enumerate(block[:-1].split(b"\n")):
+        lines = block[:-1].split(b"\n")
+        for offset, line in enumerate(lines):
             self.line_number = number = first + offset
             try:
                 message = _envelope.decode(line)
             except DECODE_ERRORS:
+                if self._unterminated and offset == len(lines) - 1:
+                    self._refuse_cut_line(line, number)
                 message = self._fallback(line, number)
                 if message is None:
                     continue
             self._dispatch([message], number)
         self.line_number = first + block.count(b"\n") - 1
+
+    def _refuse_cut_line(self, line: bytes, number: int) -> None:
+        """The input's last line, without its newline, that is no JSON: the program writing the input
+        stopped in the middle of it (a tap killed) or the input was cut. Not a bad record, so never
+        quarantined (it was stored as one): the run stops as on any invalid input."""
+        try:
+            _generic.decode(line)
+        except DECODE_ERRORS:
+            raise InvalidRecord(
+                "the input ended in the middle of this line (the program writing it stopped, or the "
+                "input was cut)",
+                line=number,
+                stream=None,
+            ) from None
 
     def _fallback(self, line: t.Any, number: int) -> Message | None:
         """Decode a line the fast path refused; return a message, or None to skip the line."""
@@ -363,7 +384,10 @@ def _zoned(value: t.Any, number: int) -> str | None:
 
 
 def _blocks(
-    source: t.IO[t.Any], size: int, timeout: t.Callable[[], float | None] | None = None
+    source: t.IO[t.Any],
+    size: int,
+    timeout: t.Callable[[], float | None] | None = None,
+    unterminated: list[bool] | None = None,
 ) -> t.Iterator[bytes]:
     """Whole lines, as bytes ending with a newline, in blocks of about ``size`` bytes.
 
@@ -376,7 +400,11 @@ def _blocks(
         while lines := source.readlines(size):
             block = "".join(lines) if isinstance(lines[0], str) else b"".join(lines)
             data = block.encode("utf-8", "surrogatepass") if isinstance(block, str) else block
-            yield data if data.endswith(b"\n") else data + b"\n"
+            if not data.endswith(b"\n"):
+                if unterminated is not None:
+                    unterminated.append(True)
+                data += b"\n"
+            yield data
         return
     pending: list[bytes] = []  # read after the last newline: the start of a line (joined once whole)
     while True:
@@ -387,6 +415,8 @@ def _blocks(
         data = os.read(fd, size)
         if not data:
             if pending:
+                if unterminated is not None:
+                    unterminated.append(True)
                 yield b"".join(pending) + b"\n"
             return
         cut = data.rfind(b"\n") + 1

@@ -215,3 +215,29 @@ def test_the_first_invalid_record_of_a_chunk_is_the_one_named(warehouse: Warehou
     assert str(run.error).startswith("Invalid input: line 3, stream s"), str(run.error)
     assert f"field {field}: " in str(run.error)
     assert run.states == [] and warehouse.count("s") == 0
+
+
+@pytest.mark.parametrize("mode", ["fail", "quarantine"])
+def test_input_that_ends_in_the_middle_of_a_line_says_so(warehouse: Warehouse, mode: str) -> None:
+    """A tap killed while writing a line leaves the input's last line cut short, without its newline:
+    it was reported as bad JSON ("Input data was truncated"), pointing at the data, and with quarantine
+    stored in _rejected_records as if it were a bad record. Now the run stops saying what happened."""
+    whole = to_lines([schema("s", PROPERTIES), good(1), state({"n": 1}), good(2), state({"n": 2})])
+    run = warehouse.cli(whole + '{"type": "RECORD", "stream": "s", "record": {"id": 3', batch_size_rows=2,
+                        on_invalid_record=mode)  # fmt: skip
+    assert run.returncode == 1
+    assert len(run.error_lines) == 1, run.stderr[-2000:]
+    assert run.error_lines[0].endswith(
+        "Invalid input: line 6: the input ended in the middle of this line (the program writing it "
+        "stopped, or the input was cut)"
+    ), run.error_lines
+    assert run.states == [{"n": 1}, {"n": 2}]
+    assert [row["id"] for row in warehouse.rows("s")] == [1, 2]
+    assert "_rejected_records" not in warehouse.tables() or warehouse.rows("_rejected_records", "line") == []
+
+
+def test_a_last_line_without_its_newline_that_is_whole_is_loaded(warehouse: Warehouse) -> None:
+    text = to_lines([schema("s", PROPERTIES), good(1)]) + json.dumps(good(2))
+    run = warehouse.cli(text)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [row["id"] for row in warehouse.rows("s")] == [1, 2]
