@@ -36,13 +36,20 @@ def read_json_object(path: FilePath, what: str, error: type[TapError] = ConfigEr
 
 def parse_json_object(text: str, name: str, error: type[TapError] = ConfigError) -> dict[str, t.Any]:
     """The JSON object that ``text`` holds (``name``: the file's, for errors)."""
+    # What to do about a state file that cannot be read (a scheduler's copy cut short or left empty).
+    restore = (
+        ": put back the last whole STATE line of the run that wrote it, or remove the file to sync "
+        "every stream from the start"
+        if error is StateError
+        else ""
+    )
     if not text.strip():
         # Not taken as "nothing": a state file left empty by a failed run would restart every stream.
-        raise error(f"{name} is empty")
+        raise error(f"{name} is empty{restore}")
     try:
         value = load_json(text)  # as singer-sdk reads it (numbers with a point as Decimal)
     except ValueError as problem:
-        hint = ""
+        hint = restore
         if getattr(problem, "msg", None) == "Extra data" and error is StateError:
             hint = " (several JSON lines? a state is one: the last STATE line of a run, tail -1)"
         raise error(f"{name} is not valid JSON: {_position(problem)}{hint}") from None
@@ -115,6 +122,8 @@ def _position(problem: ValueError) -> str:
     message = getattr(problem, "msg", None)
     line, column = getattr(problem, "lineno", None), getattr(problem, "colno", None)
     if message and line is not None:
+        # The C scanner's "Invalid control character %r at" carries its own placeholder and "at".
+        message = message.replace(" %r", "").removesuffix(" at")
         return f"{message} at line {line}, column {column}"
     return str(problem).splitlines()[0] if str(problem) else type(problem).__name__
 

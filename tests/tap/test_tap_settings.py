@@ -504,3 +504,26 @@ def test_a_wrong_command_line_exits_1_not_the_quota_status(tmp_path: Path, argum
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: "), result.stderr
     assert result.stdout == ""
+
+
+def test_a_state_file_that_cannot_be_read_says_what_to_do(tmp_path: Path) -> None:
+    """A scheduler's state copy cut short or left empty stopped every run with a line that gave no way
+    out; and a control character read "Invalid control character %r at at line 1"."""
+    from tap_salesforce_seg.inputs import read_json_object
+
+    restore = (
+        ": put back the last whole STATE line of the run that wrote it, or remove the file to sync every "
+        "stream from the start"
+    )
+    cases = {
+        "": "is empty",
+        '{"bookmarks":{"accounts":{"replication_key_value":"2024-0': "is not valid JSON: Unterminated string "
+        "starting at line 1, column 51",
+        '{"a":"x\ty"}': "is not valid JSON: Invalid control character at line 1, column 8",
+    }
+    for text, problem in cases.items():
+        path = tmp_path / "state.json"
+        path.write_text(text)
+        with pytest.raises(StateError) as refused:
+            read_json_object(path, "state file", StateError)
+        assert str(refused.value) == f"state file '{path}' {problem}{restore}"
