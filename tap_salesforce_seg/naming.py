@@ -13,6 +13,8 @@
   that name (lower-cased, runs of other characters made one `_`) keeps it and the others take their
   plain lower-cased spelling (`myfield_c`), then `_2`, `_3`, ... if still taken; a warning names them.
   Segment's reserved warehouse columns (`received_at`, `uuid_ts`) are never given to a field.
+- `can_lose_name(field, name)`: whether a custom field added later could win `name` from `field` at a
+  later discovery (the sync keeps such names with their fields through the state: streams.py).
 """
 
 from __future__ import annotations
@@ -183,6 +185,20 @@ def _owner(candidate: str, members: list[str]) -> str:
         if _plain_lower(member) == candidate:
             return member
     return members[0]
+
+
+def can_lose_name(field: str, name: str) -> bool:
+    """Whether a field added to the org later could take `name` from `field` at a later discovery.
+
+    Only custom fields can be added (their names hold `__`). `_owner` gives a contested name to the
+    field spelled like it, so a field keeps its name for good when it is spelled like it and no other
+    spelling can be: a namespaced field (`ns__Seats__c`) and a plain one (`Ns_Seats__c`) spell alike.
+    """
+    if field == name or "__" not in field:
+        return False
+    if _plain_lower(field) != name:
+        return True
+    return field.count("__") > 1
 
 
 def _alternative(name: str, taken: set[str]) -> str:

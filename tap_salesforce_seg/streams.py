@@ -42,6 +42,13 @@ whose SystemModstamp is older than changes already visible) are never lost. Book
 A stream read to its window's end also records that end (`read_until`); a later run that starts more
 than the Recycle Bin's 15 days after it warns that soft deletes purged meanwhile were never seen.
 
+Column names stay with their fields: discovery decides names afresh, and a custom field added later
+can win a name another field has filled for months (`Total_Seats__c` beside `TotalSeats__c`: both
+conform to `total_seats_c`, and the field spelled like it wins). The state records, per stream, the
+emitted properties whose field could so lose its name (`field_names`: property -> field); when the
+catalog gives such a property to another field, the two swap names for the run, with a warning, so a
+column never starts holding another field's values.
+
 Output: records are already typed by values.py and hold only selected properties, so singer-sdk's
 per-record conformance and property popping are skipped (`TYPE_CONFORMANCE_LEVEL = NONE`) and RECORD
 lines are encoded straight into a buffer with msgspec (Decimals as JSON numbers with all digits);
@@ -77,6 +84,7 @@ from singer_sdk.singerlib.catalog import Metadata, MetadataMapping, StreamMetada
 
 from tap_salesforce_seg.errors import OutputClosed, SalesforceApiError, TapError
 from tap_salesforce_seg.extract import Extraction, QueryPlan, choose_extractor
+from tap_salesforce_seg.naming import can_lose_name
 from tap_salesforce_seg.output import whole_write, write_all
 from tap_salesforce_seg.progress import StreamProgress
 from tap_salesforce_seg.schema import FieldInfo, field_schema
@@ -100,6 +108,8 @@ FORMULAS_NAMED = 8
 RECYCLE_BIN_DAYS = 15
 # The stream's state key for the end of its last window read whole (Salesforce's clock).
 READ_UNTIL_KEY = "read_until"
+# The stream's state key for the properties whose field could lose its name (property -> field).
+FIELD_NAMES_KEY = "field_names"
 # What a stream's state holds when singer-sdk and this tap wrote it (other keys come from elsewhere).
 SDK_STATE_KEYS = frozenset(
     {
@@ -111,6 +121,7 @@ SDK_STATE_KEYS = frozenset(
         "partitions",
         "context",
         READ_UNTIL_KEY,
+        FIELD_NAMES_KEY,
     }
 )
 _OUTPUT_BUFFER_BYTES = 1 << 20
@@ -139,11 +150,16 @@ class SyncPlan:
 
     mode: str
     query: QueryPlan
-    emitted: tuple[str, ...]  # property names the records carry
+    emitted: tuple[str, ...]  # the catalog's names of the properties the records carry
     bookmark: str | None  # the state's value at start (output datetime spelling)
     # The JSON schemas of the properties whose field changed type in Salesforce since the catalog was
     # made: the SCHEMA declares them as their values are read (the target widens its column).
     retyped: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Catalog property -> the name it is emitted under, where the two differ (names kept by the state).
+    renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def output_name(self, prop: str) -> str:
+        return self.renamed.get(prop, prop)
 
 
 class SalesforceStream(Stream):
@@ -296,6 +312,11 @@ class SalesforceStream(Stream):
             QueryField(self.fields[p].salesforce_name, p, self._live_type(p, live_columns)) for p in queried
         )
         retyped = self._retyped(query_fields, live_columns)
+        renamed = self._kept_names(live_columns)
+        self._record_names(emitted, renamed)
+        query_fields = tuple(
+            f._replace(property_name=renamed.get(f.property_name, f.property_name)) for f in query_fields
+        )
 
         window_end = truncate_to_millisecond(self.client.server_time()) if rk_field else None
         bookmark = self._bookmark() if rk else None
@@ -304,18 +325,75 @@ class SalesforceStream(Stream):
             self._warn_bookmark_ahead(bookmark, window_end)
         if window_end and "IsDeleted" in live_columns:
             self._warn_purged_deletes(window_end)
-        hidden = frozenset(p for p in queried if p not in emitted)
+        hidden = frozenset(renamed.get(p, p) for p in queried if p not in emitted)
         self.sync_plan = SyncPlan(
             mode=mode,
             query=QueryPlan(self.sobject, query_fields, rk_field, window_start, window_end, hidden=hidden),
             emitted=tuple(emitted),
             bookmark=bookmark,
             retyped=retyped,
+            renamed=renamed,
         )
         self._log_plan(self.sync_plan)
         if mode == MODE_INCREMENTAL and bookmark is not None:  # a first run reads every record anyway
             self._report_formula_fields(emitted, live_columns)
         return self.sync_plan
+
+    def _kept_names(self, live_columns: Mapping[str, dict]) -> dict[str, str]:
+        """Catalog property -> the name its field keeps (module docstring: column names stay with their
+        fields). A name moves back only from a field that took it at a later discovery, while its owner
+        is still in the org and in the catalog; a catalog edited by hand keeps its names."""
+        names = {info.salesforce_name: prop for prop, info in self.fields.items()}
+        for prop, owner in self._recorded_names().items():
+            current = names.get(owner)
+            if current is None or current == prop or owner not in live_columns:
+                continue  # the owner is gone (deleted, or renamed in Salesforce): its name is free
+            holder = next((field for field, name in names.items() if name == prop), None)
+            if holder is None:
+                continue
+            names[owner], names[holder] = prop, current
+            self.logger.warning(
+                "%s: column '%s' keeps field %s, which filled it first; the catalog gives that name to %s "
+                "(both conform to it: discovery gives a contested name to the field spelled like it), "
+                "which goes to column '%s' instead (README: Collisions).",
+                self.name,
+                prop,
+                owner,
+                holder,
+                current,
+            )
+        catalog = {info.salesforce_name: prop for prop, info in self.fields.items()}
+        return {catalog[field]: name for field, name in names.items() if catalog[field] != name}
+
+    def _recorded_names(self) -> dict[str, str]:
+        recorded = self.stream_state.get(FIELD_NAMES_KEY)
+        if recorded is None:
+            return {}
+        if not isinstance(recorded, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()
+        ):
+            self.logger.warning(
+                "%s: the state's %s is not an object of property names to field names; ignoring it.",
+                self.name,
+                FIELD_NAMES_KEY,
+            )
+            return {}
+        return recorded
+
+    def _record_names(self, emitted: Iterable[str], renamed: Mapping[str, str]) -> None:
+        """Record the emitted names that a field added later could take (read back by `_kept_names`)."""
+        names = {renamed.get(prop, prop): self.fields[prop].salesforce_name for prop in emitted}
+        current = {name: field for name, field in names.items() if can_lose_name(field, name)}
+        # An entry of a field emitted now under another name, or of a name another field fills now, is
+        # over; the others stay (a field deselected for a while keeps its name for when it comes back).
+        recorded = {
+            p: f for p, f in self._recorded_names().items() if p not in names and f not in names.values()
+        }
+        recorded.update(current)
+        if recorded:
+            self.stream_state[FIELD_NAMES_KEY] = dict(sorted(recorded.items()))
+        else:
+            self.stream_state.pop(FIELD_NAMES_KEY, None)
 
     def _describe(self) -> dict[str, Any]:
         try:
@@ -499,9 +577,10 @@ class SalesforceStream(Stream):
         schema = dict(self.schema)
         properties = self.schema.get("properties", {})
         schema["properties"] = {
-            p: plan.retyped.get(p, properties[p]) for p in plan.emitted if p in properties
+            plan.output_name(p): plan.retyped.get(p, properties[p]) for p in plan.emitted if p in properties
         }
-        schema["required"] = [p for p in self.schema.get("required", []) if p in schema["properties"]]
+        required = [plan.output_name(p) for p in self.schema.get("required", [])]
+        schema["required"] = [p for p in required if p in schema["properties"]]
         self._tap.mapper.register_raw_stream_schema(self.name, schema, self.primary_keys)
         self._stream_maps = None
         super()._write_schema_message()

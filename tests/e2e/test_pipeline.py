@@ -203,6 +203,43 @@ def test_discovered_catalog_edited_then_run(emulator: Any, tmp_path: Path) -> No
     assert_warehouse_equals_org(warehouse, emulator, catalog)  # every table and column, exactly
 
 
+def test_a_column_keeps_its_field_after_discovery_gives_its_name_to_a_new_field(
+    emulator_factory: Any, target_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """An admin adds `Total_Seats__c` beside `TotalSeats__c` (both conform to `total_seats_c`) and the
+    scheduler runs discovery again: the warehouse column keeps the field that filled it, and the new
+    field gets a column of its own."""
+    emu = emulator_factory(scale=0.02, tags=False)
+    emu.org.add_field("Account", "TotalSeats__c", "double", precision=18, scale=0)
+    accounts = [r["Id"] for r in emu.org.records("Account") if not r["IsDeleted"]][:3]
+    for seats, record_id in enumerate(accounts, 1):
+        emu.org.update("Account", record_id, {"TotalSeats__c": seats})
+    let_the_second_pass(emu.org)
+    pipeline = Pipeline(tmp_path / "sfdc", tap_settings(emu), target_settings)
+
+    def discover_accounts() -> None:
+        catalog = pipeline.discover()
+        for entry in catalog["streams"]:
+            root_metadata(entry)["selected"] = entry["stream"] == "accounts"
+        pipeline.write_catalog(catalog)
+
+    discover_accounts()
+    pipeline.sync()
+    emu.org.add_field("Account", "Total_Seats__c", "string")
+    emu.org.update("Account", accounts[0], {"Total_Seats__c": "new field", "TotalSeats__c": 100})
+    let_the_second_pass(emu.org)
+    discover_accounts()
+    run = pipeline.sync()
+    assert "column 'total_seats_c' keeps field TotalSeats__c" in run.stderr
+    warehouse = Warehouse(target_settings)
+    rows = warehouse.query(
+        f"SELECT id, total_seats_c, totalseats_c FROM {warehouse.table('accounts')} "
+        "WHERE total_seats_c IS NOT NULL OR totalseats_c IS NOT NULL ORDER BY id"
+    )
+    expected = {accounts[0]: (100, "new field"), accounts[1]: (2, None), accounts[2]: (3, None)}
+    assert {row[0]: (int(row[1]), row[2]) for row in rows} == expected
+
+
 def test_a_field_that_changed_type_widens_its_column(
     emulator_factory: Any, target_settings: dict[str, Any], tmp_path: Path
 ) -> None:

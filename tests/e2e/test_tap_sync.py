@@ -383,6 +383,102 @@ def test_a_new_custom_field_is_reported_then_synced_once_selected(
     assert table[untouched].get("loyalty_c") is None  # synced before the field was selected: NULL
 
 
+def _seats_values(emu: Emulator, field: str, ids: list[str], values: list[Any]) -> dict[str, Any]:
+    for record_id, value in zip(ids, values, strict=True):
+        emu.org.update("Account", record_id, {field: value})
+    return dict(zip(ids, values, strict=True))
+
+
+def test_a_column_keeps_its_field_when_a_field_added_later_conforms_alike(
+    org: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Discovery gives a contested name to the field spelled like it: `Total_Seats__c`, added beside
+    `TotalSeats__c`, would take `total_seats_c`, which `TotalSeats__c` has filled. The state keeps the
+    name with its field, so the column never starts holding another field's values."""
+    org.org.add_field("Account", "TotalSeats__c", "double", precision=18, scale=0)
+    ids = [i for i in account_ids(org, deleted=False)][:4]
+    old_values = _seats_values(org, "TotalSeats__c", ids[:2], [10, 20])
+    tick(org)
+    first_catalog = select(discover_catalog(tap_settings(org)), [ACCOUNT])
+    assert selected_properties(entry(first_catalog, ACCOUNT))["total_seats_c"][0] == "TotalSeats__c"
+    first = sync(org, first_catalog)
+    assert first.final_state["bookmarks"][ACCOUNT]["field_names"] == {"total_seats_c": "TotalSeats__c"}
+
+    org.org.add_field("Account", "Total_Seats__c", "string")
+    new_values = _seats_values(org, "Total_Seats__c", ids[1:4], ["a", "b", "c"])
+    old_values.update(_seats_values(org, "TotalSeats__c", ids[3:4], [40]))
+    tick(org)
+    fresh = select(discover_catalog(tap_settings(org)), [ACCOUNT])
+    properties = selected_properties(entry(fresh, ACCOUNT))
+    assert properties["total_seats_c"][0] == "Total_Seats__c"  # discovery's choice, without the state
+    assert properties["totalseats_c"][0] == "TotalSeats__c"
+    with caplog.at_level(logging.WARNING):
+        second = sync(org, fresh, first.final_state)
+    warnings = [r.getMessage() for r in caplog.records if "keeps field" in r.getMessage()]
+    assert warnings == [
+        "accounts: column 'total_seats_c' keeps field TotalSeats__c, which filled it first; the catalog "
+        "gives that name to Total_Seats__c (both conform to it: discovery gives a contested name to the "
+        "field spelled like it), which goes to column 'totalseats_c' instead (README: Collisions)."
+    ]
+    declared = second.schema(ACCOUNT)["schema"]["properties"]
+    assert "number" in declared["total_seats_c"]["type"] and "string" in declared["totalseats_c"]["type"]
+    table = upserted([first, second], ACCOUNT)
+    assert {
+        i: r["total_seats_c"] for i, r in table.items() if r.get("total_seats_c") is not None
+    } == old_values
+    assert {i: r["totalseats_c"] for i, r in table.items() if r.get("totalseats_c") is not None} == new_values
+    assert second.final_state["bookmarks"][ACCOUNT]["field_names"] == {
+        "total_seats_c": "TotalSeats__c",
+        "totalseats_c": "Total_Seats__c",
+    }
+
+    # Stable from then on: a third run with the same catalog keeps both names.
+    tick(org)
+    third = sync(org, fresh, second.final_state)
+    assert set(third.schema(ACCOUNT)["schema"]["properties"]) >= {"total_seats_c", "totalseats_c"}
+    assert (
+        third.final_state["bookmarks"][ACCOUNT]["field_names"]
+        == second.final_state["bookmarks"][ACCOUNT]["field_names"]
+    )
+
+
+def test_a_name_goes_to_a_new_field_when_its_old_field_left_the_org(org: Emulator) -> None:
+    """A field renamed in Salesforce (or deleted and made again) frees its name: the new field keeps the
+    catalog's name for it, with no swap."""
+    org.org.add_field("Account", "TotalSeats__c", "double", precision=18, scale=0)
+    tick(org)
+    first = sync(org, select(discover_catalog(tap_settings(org)), [ACCOUNT]))
+    org.org.remove_field("Account", "TotalSeats__c")
+    org.org.add_field("Account", "Total_Seats__c", "double", precision=18, scale=0)
+    changed = next(account_ids(org, deleted=False))
+    org.org.update("Account", changed, {"Total_Seats__c": 7})
+    tick(org)
+    second = sync(org, select(discover_catalog(tap_settings(org)), [ACCOUNT]), first.final_state)
+    assert {r["id"]: r["total_seats_c"] for r in second.records(ACCOUNT) if r["total_seats_c"]} == {
+        changed: 7
+    }
+    assert "field_names" not in second.final_state["bookmarks"][ACCOUNT]  # Total_Seats__c cannot lose it
+
+
+def test_a_catalog_edited_by_hand_keeps_its_names(org: Emulator) -> None:
+    """Names move back only from a field that took another's name; a property renamed in the catalog by
+    hand (no field holds the recorded name) is emitted under the catalog's name."""
+    org.org.add_field("Account", "TotalSeats__c", "double", precision=18, scale=0)
+    tick(org)
+    catalog = select(discover_catalog(tap_settings(org)), [ACCOUNT])
+    first = sync(org, catalog)
+    account = entry(catalog, ACCOUNT)
+    account["schema"]["properties"]["seats_total"] = account["schema"]["properties"].pop("total_seats_c")
+    for item in account["metadata"]:
+        if item["breadcrumb"] == ["properties", "total_seats_c"]:
+            item["breadcrumb"] = ["properties", "seats_total"]
+    tick(org)
+    second = sync(org, catalog, first.final_state)
+    assert "seats_total" in second.schema(ACCOUNT)["schema"]["properties"]
+    assert "total_seats_c" not in second.schema(ACCOUNT)["schema"]["properties"]
+    assert second.final_state["bookmarks"][ACCOUNT]["field_names"] == {"seats_total": "TotalSeats__c"}
+
+
 def test_formula_fields_are_named_by_incremental_runs_only(
     org: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:

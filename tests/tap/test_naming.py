@@ -8,6 +8,7 @@ import pytest
 
 from tap_salesforce_seg.naming import (
     SEGMENT_COLLECTIONS,
+    can_lose_name,
     property_names,
     segment_snake_case,
     stream_name,
@@ -174,3 +175,13 @@ def test_custom_object_stream_names_are_distinct() -> None:
     assert names["Invoice__c"] == "invoice_c"
     assert names["My_Obj__c"] == "my_obj_c"
     assert names["MyObj__c"] == "myobj_c"
+
+
+def test_only_names_a_field_added_later_could_win_are_at_risk() -> None:
+    assert can_lose_name("TotalSeats__c", "total_seats_c")  # `Total_Seats__c` would win it
+    assert can_lose_name("My_Field__c", "my_field_c_2")  # an alternative
+    assert can_lose_name("ns__Seats__c", "ns_seats_c")  # `Ns_Seats__c` spells alike
+    assert not can_lose_name("Total_Seats__c", "total_seats_c")  # spelled like it: no rival can be
+    assert not can_lose_name("TotalSeats__c", "totalseats_c")  # `Totalseats__c` is the same API name
+    assert not can_lose_name("CreatedById", "created_by_id")  # admins add custom fields only
+    assert not can_lose_name("TotalSeats__c", "TotalSeats__c")  # naming: salesforce
