@@ -47,7 +47,11 @@ can win a name another field has filled for months (`Total_Seats__c` beside `Tot
 conform to `total_seats_c`, and the field spelled like it wins). The state records, per stream, the
 emitted properties whose field could so lose its name (`field_names`: property -> field); when the
 catalog gives such a property to another field, the two swap names for the run, with a warning, so a
-column never starts holding another field's values.
+column never starts holding another field's values. Custom objects' stream names can be contested
+alike (`Sales_Invoice__c` beside `SalesInvoice__c`): the state records the object behind such a
+name (`salesforce_object`), and the tap stops before syncing when the catalog gives such a name to another
+object while the recorded one is still in the org (tap.py): a human chooses which object keeps the
+table.
 
 Output: records are already typed by values.py and hold only selected properties, so singer-sdk's
 per-record conformance and property popping are skipped (`TYPE_CONFORMANCE_LEVEL = NONE`) and RECORD
@@ -110,6 +114,8 @@ RECYCLE_BIN_DAYS = 15
 READ_UNTIL_KEY = "read_until"
 # The stream's state key for the properties whose field could lose its name (property -> field).
 FIELD_NAMES_KEY = "field_names"
+# The stream's state key for the custom object behind a stream name that an object added later could win.
+OBJECT_STATE_KEY = "salesforce_object"
 # What a stream's state holds when singer-sdk and this tap wrote it (other keys come from elsewhere).
 SDK_STATE_KEYS = frozenset(
     {
@@ -122,6 +128,7 @@ SDK_STATE_KEYS = frozenset(
         "context",
         READ_UNTIL_KEY,
         FIELD_NAMES_KEY,
+        OBJECT_STATE_KEY,
     }
 )
 _OUTPUT_BUFFER_BYTES = 1 << 20
@@ -270,6 +277,7 @@ class SalesforceStream(Stream):
 
     def prepare_sync(self) -> SyncPlan:
         """Describe the object again, reconcile the catalog with it, and fix this run's window."""
+        self._record_object()
         describe = self._describe()
         live = {field["name"]: field for field in describe.get("fields", [])}
         live_columns = {name: f for name, f in live.items() if field_schema(f) is not None}
@@ -338,6 +346,28 @@ class SalesforceStream(Stream):
         if mode == MODE_INCREMENTAL and bookmark is not None:  # a first run reads every record anyway
             self._report_formula_fields(emitted, live_columns)
         return self.sync_plan
+
+    def _record_object(self) -> None:
+        """Record the custom object behind a stream name that an object added later could win (the
+        tap stops before syncing when that happens: tap.py). Reaching here with another object recorded
+        means that object left the org: renamed in Salesforce, most likely, so the bookmark goes on."""
+        state = self.stream_state
+        recorded = state.get(OBJECT_STATE_KEY)
+        if recorded is not None and recorded != self.sobject:
+            self.logger.warning(
+                "%s: the state was written for the object %s, which is no longer in the org; %s goes on "
+                "from its bookmark (the object renamed in Salesforce). If %s is another object, sync it "
+                "in full: jq 'del(.bookmarks.%s)'.",
+                self.name,
+                recorded,
+                self.sobject,
+                self.sobject,
+                self.name,
+            )
+        if can_lose_name(self.sobject, self.name):
+            state[OBJECT_STATE_KEY] = self.sobject
+        else:
+            state.pop(OBJECT_STATE_KEY, None)
 
     def _kept_names(self, live_columns: Mapping[str, dict]) -> dict[str, str]:
         """Catalog property -> the name its field keeps (module docstring: column names stay with their

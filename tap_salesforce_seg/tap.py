@@ -387,9 +387,40 @@ class TapSalesforceSeg(Tap):
         )
 
     def sync_all(self) -> None:
+        self._check_stream_objects()
         self._report_unknown_bookmarks()
         self._report_deselected_bookmarks()
         super().sync_all()
+
+    def _check_stream_objects(self) -> None:
+        """A stream whose state (and so table) belongs to another custom object still in the org: the
+        catalog gave its name to an object added later that conforms alike (streams.py). Syncing would
+        mix two objects in one table and skip the newcomer's older records, so stop before any output."""
+        from tap_salesforce_seg.streams import OBJECT_STATE_KEY
+
+        bookmarks = self.state.get("bookmarks", {})
+        clashes = []
+        for name, stream in self.streams.items():
+            recorded = (bookmarks.get(name) or {}).get(OBJECT_STATE_KEY)
+            sobject = getattr(stream, "sobject", None)
+            if stream.selected and recorded is not None and recorded != sobject:
+                clashes.append((name, sobject, str(recorded)))
+        if not clashes:
+            return
+        in_org = {str(item.get("name")) for item in describe_global(self.client)}
+        for name, sobject, recorded in clashes:
+            if recorded not in in_org:
+                continue  # renamed or deleted in Salesforce: the stream warns and goes on
+            elsewhere = [n for n, s in self.streams.items() if getattr(s, "sobject", None) == recorded]
+            now = f" (the catalog names it '{elsewhere[0]}')" if elsewhere else ""
+            raise TapError(
+                f"stream '{name}': its table and bookmark hold the object {recorded}{now}, and the catalog "
+                f"now gives the name to {sobject}: both conform to it, and discovery gives a contested "
+                "name to the object spelled like it. Nothing was synced. To keep the table with "
+                f"{recorded}, give the two streams their former names in the catalog (`tap_stream_id` and "
+                f"`stream`); to give it to {sobject}, drop or rename the table and the bookmark "
+                f"(jq 'del(.bookmarks.{name})') (README: Collisions)."
+            )
 
     def _report_deselected_bookmarks(self) -> None:
         """Streams synced before (they have bookmarks) that the catalog no longer selects: their tables

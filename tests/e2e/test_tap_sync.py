@@ -25,6 +25,7 @@ from tap_harness import (
     run_tap,
     select,
     selected_properties,
+    sobject_of,
     tap_settings,
     upserted,
 )
@@ -477,6 +478,74 @@ def test_a_catalog_edited_by_hand_keeps_its_names(org: Emulator) -> None:
     assert "seats_total" in second.schema(ACCOUNT)["schema"]["properties"]
     assert "total_seats_c" not in second.schema(ACCOUNT)["schema"]["properties"]
     assert second.final_state["bookmarks"][ACCOUNT]["field_names"] == {"seats_total": "TotalSeats__c"}
+
+
+def _select_stream(catalog: dict, stream: str) -> dict:
+    for item in catalog["streams"]:
+        for metadata in item["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = item["stream"] == stream
+    return catalog
+
+
+def test_a_stream_name_won_by_a_custom_object_added_later_stops_the_run(org: Emulator) -> None:
+    """`Sales_Invoice__c`, added beside `SalesInvoice__c`, wins the stream name `sales_invoice_c` at the
+    next discovery: its run would mix two objects in one table and start from the other's bookmark, so
+    the tap stops before any output and says how to choose."""
+    org.org.add_object("SalesInvoice__c", {"Total__c": "double"}, count=5)
+    tick(org)
+    first_catalog = _select_stream(discover_catalog(tap_settings(org)), "sales_invoice_c")
+    first = sync(org, first_catalog)
+    assert len(first.records("sales_invoice_c")) == 5
+    assert first.final_state["bookmarks"]["sales_invoice_c"]["salesforce_object"] == "SalesInvoice__c"
+
+    org.org.add_object("Sales_Invoice__c", {"Total__c": "double"}, count=3)
+    tick(org)
+    fresh = _select_stream(discover_catalog(tap_settings(org)), "sales_invoice_c")
+    assert {e["stream"]: sobject_of(e) for e in fresh["streams"] if "sales" in e["stream"]} == {
+        "sales_invoice_c": "Sales_Invoice__c",
+        "salesinvoice_c": "SalesInvoice__c",
+    }
+    run = run_tap(tap_settings(org), fresh, first.final_state)
+    assert run.exit_code == 1 and not run.messages
+    assert run.stderr == (
+        "stream 'sales_invoice_c': its table and bookmark hold the object SalesInvoice__c (the catalog "
+        "names it 'salesinvoice_c'), and the catalog now gives the name to Sales_Invoice__c: both conform "
+        "to it, and discovery gives a contested name to the object spelled like it. Nothing was synced. To "
+        "keep the table with SalesInvoice__c, give the two streams their former names in the catalog "
+        "(`tap_stream_id` and `stream`); to give it to Sales_Invoice__c, drop or rename the table and the "
+        "bookmark (jq 'del(.bookmarks.sales_invoice_c)') (README: Collisions)."
+    )
+
+    # The first cure the message names: the two streams get their former names back.
+    for item in fresh["streams"]:
+        renamed = {"SalesInvoice__c": "sales_invoice_c", "Sales_Invoice__c": "sales_invoice_2"}
+        if sobject_of(item) in renamed:
+            item["stream"] = item["tap_stream_id"] = renamed[sobject_of(item)]
+    fresh = _select_stream(fresh, "sales_invoice_c")
+    changed = first.records("sales_invoice_c")[0]["id"]
+    org.org.update("SalesInvoice__c", changed, {"Total__c": 9})
+    tick(org)
+    cured = sync(org, fresh, first.final_state)
+    read = {r["id"]: r["total_c"] for r in cured.records("sales_invoice_c")}
+    assert read[changed] == 9 and read.keys() < {r["id"] for r in first.records("sales_invoice_c")}
+
+
+def test_a_custom_object_renamed_in_salesforce_goes_on_from_its_bookmark(
+    org: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    org.org.add_object("SalesInvoice__c", {"Total__c": "double"}, count=5)
+    tick(org)
+    first = sync(org, _select_stream(discover_catalog(tap_settings(org)), "sales_invoice_c"))
+    org.org.remove_object("SalesInvoice__c")
+    org.org.add_object("Sales_Invoice__c", {"Total__c": "double"}, count=2)
+    tick(org, 700)
+    with caplog.at_level(logging.WARNING):
+        second = sync(
+            org, _select_stream(discover_catalog(tap_settings(org)), "sales_invoice_c"), first.final_state
+        )
+    assert any("no longer in the org" in r.getMessage() for r in caplog.records)
+    assert "salesforce_object" not in second.final_state["bookmarks"]["sales_invoice_c"]
 
 
 def test_formula_fields_are_named_by_incremental_runs_only(

@@ -143,7 +143,11 @@ def _live_members(process_group: int) -> list[int]:
     members = []
     for process_dir in Path("/proc").glob("[0-9]*"):
         states = []
-        for stat_path in [process_dir / "stat", *process_dir.glob("task/*/stat")]:
+        try:
+            task_stats = list(process_dir.glob("task/*/stat"))
+        except OSError:
+            continue  # ended meanwhile (Python 3.11's glob does not ignore a directory gone under it)
+        for stat_path in [process_dir / "stat", *task_stats]:
             try:
                 # After the parenthesised command name: state, ppid, pgrp, ...
                 states.append(stat_path.read_text().rsplit(")", 1)[1].split()[:3])
