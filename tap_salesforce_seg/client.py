@@ -78,7 +78,9 @@ class SalesforceClient:
     """A thin, careful client; see the module docstring."""
 
     # Class-level defaults so tests (and the tap's fault tests) can shorten the waits.
-    max_attempts = 6
+    # 9 attempts wait 92 to 183 s in all (ceilings 1, 2, 4, ... 60 s): a Salesforce instance's restart
+    # or a minute-long outage passes within one run instead of failing it.
+    max_attempts = 9
     backoff_base_seconds = 1.0
     backoff_max_seconds = 60.0
     connect_timeout_seconds = 30.0

@@ -39,7 +39,7 @@ def test_a_page_cut_short_is_fetched_again(emulator_factory: Any, caplog: pytest
     pages = result_pages(org)
     assert len(pages) == 2 and pages[0]["target"] == pages[1]["target"], "the same page, asked for again"
     retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
-    assert len(retries) == 1 and "/results: body cut short" in retries[0] and "retry 1 of 5" in retries[0]
+    assert len(retries) == 1 and "/results: body cut short" in retries[0] and "retry 1 of 8" in retries[0]
 
 
 def test_pages_cut_short_every_time_stop_with_the_clients_error(

@@ -34,6 +34,10 @@ TOKEN_URL = f"{BASE}/services/oauth2/token"
 SECRETS = {"client_id": "cid", "client_secret": "cs-SECRET-1", "refresh_token": "rt-SECRET-2"}
 
 
+# The backoff as shipped (the fixture below shortens it for every other test).
+SHIPPED_BACKOFF = (SalesforceClient.backoff_base_seconds, SalesforceClient.backoff_max_seconds)
+
+
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", 0.001)
@@ -125,7 +129,7 @@ def test_transient_failures_are_retried(
     assert len(data_calls(mock)) == 3
     retries = [record.getMessage() for record in caplog.records if "retry" in record.getMessage()]
     assert len(retries) == 2
-    assert "retry 1 of 5" in retries[0]
+    assert "retry 1 of 8" in retries[0]
 
 
 class _CutBody(io.RawIOBase):
@@ -159,10 +163,10 @@ def test_bodies_cut_every_time_run_out_of_the_same_attempts(
         make_client().get("query", params={"q": "SELECT Id FROM Account"})
     assert len(data_calls(mock)) == SalesforceClient.max_attempts
     message = str(caught.value)
-    assert message.startswith("Salesforce kept failing for GET /services/data/v58.0/query: 6 attempts")
+    assert message.startswith("Salesforce kept failing for GET /services/data/v58.0/query: 9 attempts")
     assert "last: body cut short (" in message and "\n" not in message and "SELECT" not in message
     retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
-    assert len(retries) == 5 and "retry 5 of 5" in retries[-1]
+    assert len(retries) == 8 and "retry 8 of 8" in retries[-1]
 
 
 def test_gives_up_after_the_attempts(mock: requests_mock_module.Mocker) -> None:
@@ -171,7 +175,18 @@ def test_gives_up_after_the_attempts(mock: requests_mock_module.Mocker) -> None:
     with pytest.raises(ServiceUnavailable) as caught:
         client.get("limits")
     assert len(data_calls(mock)) == SalesforceClient.max_attempts
-    assert "6 attempts" in str(caught.value) and "503" in str(caught.value)
+    assert "9 attempts" in str(caught.value) and "503" in str(caught.value)
+
+
+def test_the_retries_ride_out_an_outage_of_a_minute_and_a_half(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backoff's least total wait (equal jitter: at least half of each ceiling) before giving up."""
+    base, most = SHIPPED_BACKOFF
+    monkeypatch.setattr(SalesforceClient, "backoff_base_seconds", base)
+    monkeypatch.setattr(SalesforceClient, "backoff_max_seconds", most)
+    client = make_client()
+    ceilings = [min(most, base * 2 ** (n - 1)) for n in range(1, SalesforceClient.max_attempts)]
+    assert sum(ceilings) / 2 >= 90
+    assert all(ceiling / 2 <= client._backoff(n, None) <= ceiling for n, ceiling in enumerate(ceilings, 1))
 
 
 def test_retry_after_is_honoured_within_the_cap(mock: requests_mock_module.Mocker) -> None:
@@ -499,7 +514,7 @@ def test_http_a_rest_page_cut_short_once_is_retried_and_the_sync_is_complete(
     targets = [request["target"] for request in served(org, fragment)]
     assert len(targets) == 2 and targets[0] == targets[1], "the same page, asked for again"
     retries = [r.getMessage() for r in caplog.records if "body cut short" in r.getMessage()]
-    assert len(retries) == 1 and "retry 1 of 5" in retries[0]
+    assert len(retries) == 1 and "retry 1 of 8" in retries[0]
 
 
 def test_http_timeout_is_retried(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
