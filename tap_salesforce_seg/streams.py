@@ -67,6 +67,7 @@ import dataclasses
 import functools
 import gc
 import io
+import logging
 import os
 import stat
 import sys
@@ -239,6 +240,14 @@ class SalesforceStream(Stream):
         self._metadata = mapping
         self._mask = None
         return mapping
+
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        """singer-sdk logs `An unhandled error occurred while syncing` at ERROR before every error a
+        stream raises; the tap's own errors are handled (the CLI prints them as one line and exits with
+        their status), so for them say only which stream stopped."""
+        if message.startswith("An unhandled error occurred") and isinstance(sys.exc_info()[1], TapError):
+            message, level = "%s: the sync stops here (the error follows)", logging.INFO
+        super().log(message, *args, level=level, **kwargs)
 
     def is_property_selected(self, prop: str) -> bool:
         return bool(self.mask[("properties", prop)])

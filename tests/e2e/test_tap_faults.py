@@ -7,6 +7,7 @@ tests/tap/test_client.py); the quota stop through the real CLI is in test_tap_cl
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +117,9 @@ def test_cursors_closed_again_and_again_at_one_point_end_the_run_with_what_to_ch
     assert "INVALID_QUERY_LOCATOR" in last_line and "4 times in a row" in last_line, last_line
     assert "api_type bulk" in last_line
     assert "Traceback" not in run.stderr
+    # A stop of the tap's own is no "unhandled error": the stream that stopped is named, at INFO.
+    assert "unhandled error" not in run.stderr
+    assert re.search(r"INFO .*accounts: the sync stops here \(the error follows\)", run.stderr)
 
 
 def test_a_failing_bulk_job_falls_back_to_rest(
