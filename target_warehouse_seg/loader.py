@@ -199,7 +199,8 @@ class Loader:
                         wait_or_stop(retry.delay)
                         continue
                     except ConnectionLost as lost:
-                        self.reconnect_after(lost, unit)
+                        if self.reconnect_after(lost, unit):
+                            break  # the commit went through before the connection broke
                         continue
                     except RowRejected as refusal:
                         if not self._handle_refusal(unit):
@@ -237,19 +238,13 @@ class Loader:
                 raise stopped() from error
             raise
 
-    def reconnect_after(self, lost: ConnectionLost, unit: Unit | None = None) -> None:
+    def reconnect_after(self, lost: ConnectionLost, unit: Unit | None = None) -> bool:
         """On the loader thread, after the connection broke in ``unit`` (or in DDL): connect again,
-        pausing between tries, so that the caller can apply its work again. Applying a unit again is
-        harmless (upserts of the same rows, the same deletes) but for the rows of a stream without key
-        properties, which are appended: if the connection broke while such a unit committed, the
-        commit may have happened, and the run stops rather than append them twice."""
-        keyless = sorted({batch.stream for batch in unit.batches if not batch.key_properties}) if unit else []
-        if lost.while_committing and keyless:
-            raise DatabaseError(
-                f"{lost}, while committing rows of streams without key properties ({', '.join(keyless)}): "
-                "whether they were committed is unknown, so they are not applied again (they would be "
-                "appended twice); a rerun from the last STATE written loads them again"
-            ) from None
+        pausing between tries, so that the caller can apply its work again. Returns True when the
+        connection broke while committing and the database says that commit went through (the unit is
+        done). Applying a unit again is harmless (upserts of the same rows, the same deletes) but for
+        appended rows (streams without key properties, quarantined records): when the commit's outcome
+        cannot be known, the run stops rather than append them twice."""
         self._keep_connecting(
             lost,
             self.engine.reconnect,
@@ -257,6 +252,22 @@ class Loader:
             "could not connect again in {spent:.0f} s. Everything before the last STATE written is "
             "committed; a rerun from it loads the rest",
         )
+        if not lost.while_committing:
+            return False
+        committed = self.engine.lost_commit_outcome()
+        if committed is not None:
+            return committed
+        batches = unit.batches if unit else []
+        appended = sorted({batch.stream for batch in batches if not batch.key_properties})
+        if unit and unit.rejected:
+            appended.append("quarantined records")
+        if appended:
+            raise DatabaseError(
+                f"{lost}, while committing rows that are appended ({', '.join(appended)}): whether they "
+                "were committed is unknown, so they are not applied again (they would be appended twice); "
+                "a rerun from the last STATE written loads them again"
+            ) from None
+        return False
 
     def connect_when_ready(self, busy: ConnectionLost) -> None:
         """On the loader thread, when the first connection was refused for now (the server's connection

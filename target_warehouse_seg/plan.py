@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing as t
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -77,7 +78,18 @@ def schema_properties(stream: str, schema: t.Any) -> dict[str, t.Any]:
         raise SchemaConflict(f"a SCHEMA message names no stream (`stream` is {stream!r})")
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         raise SchemaConflict(f"stream {stream}: its SCHEMA message has no `properties` object")
+    unreadable = [name for name in schema["properties"] if _UNREADABLE_NAME.search(name)]
+    if unreadable:
+        # Records are decoded by property name (msgspec), which cannot match these characters.
+        raise SchemaConflict(
+            f"stream {stream}: property {unreadable[0]!r} has a backslash, a double quote or a control "
+            "character in its name, which the target cannot read records by: rename the property in "
+            "the tap (a stream map's alias, for a singer-sdk tap)"
+        )
     return schema["properties"]
+
+
+_UNREADABLE_NAME = re.compile(r'[\\"\x00-\x1f]')
 
 
 def plan_stream(

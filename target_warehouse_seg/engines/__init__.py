@@ -236,6 +236,11 @@ class Engine(abc.ABC):
         cannot be reached). Only engines that raise ``ConnectionLost`` are asked to."""
         raise NotImplementedError(f"{type(self).__name__} does not reconnect")
 
+    def lost_commit_outcome(self) -> bool | None:
+        """After ``reconnect``, following a connection that broke while committing: whether that commit
+        went through (True), did not (False), or cannot be known (None)."""
+        return None
+
     @abc.abstractmethod
     def ensure_schema(self) -> None: ...
 

@@ -109,6 +109,10 @@ class CatalogEngine(Engine, abc.ABC):
     def qualified(self, table: str) -> str:
         return f"{quote(self.schema)}.{quote(table)}"
 
+    def literal(self, text: str) -> str:
+        """A SQL string literal of ``text`` in this engine's SQL (stream names come from the input)."""
+        return literal(text)
+
     def sql_type(self, column: Column) -> str:
         return column.sql_type or self.sql_types[t.cast(Kind, column.kind)]
 
@@ -143,7 +147,7 @@ class CatalogEngine(Engine, abc.ABC):
         if primary_key:
             definitions.append(f"PRIMARY KEY ({', '.join(quote(column) for column in primary_key)})")
         self._run(f"CREATE TABLE {self.qualified(name)} ({', '.join(definitions)})")
-        self._run(f"COMMENT ON TABLE {self.qualified(name)} IS {literal(owner)}")
+        self._run(f"COMMENT ON TABLE {self.qualified(name)} IS {self.literal(owner)}")
         self._comment_columns(name, columns)
         self.tables()[name] = owner
         stored = {
@@ -155,7 +159,7 @@ class CatalogEngine(Engine, abc.ABC):
         info = t.cast(TableInfo, self.table(table))
         if stream is not None:
             comment = t.cast(str, write_comment(stream, info.note))
-            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {literal(comment)}")
+            self._run(f"COMMENT ON TABLE {self.qualified(table)} IS {self.literal(comment)}")
             info.owner = stream
             self.tables()[table] = stream
         self._comment_columns(table, columns)
@@ -230,7 +234,7 @@ class CatalogEngine(Engine, abc.ABC):
         spelled = self.key_text(info.primary_key, types)(values)
         self._run(
             f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} SET record_key = {spelled} "
-            f"WHERE table_name = {literal(table)}"
+            f"WHERE table_name = {self.literal(table)}"
         )
 
     def _respell_replication_values(self, table: str, stored_type: str, sql_type: str) -> None:
@@ -244,7 +248,7 @@ class CatalogEngine(Engine, abc.ABC):
         self._run(
             f"UPDATE {self.qualified(DELETED_KEYS_TABLE)} "
             f"SET replication_value = CAST({widened} AS {self.sql_types[Kind.TEXT]}) "
-            f"WHERE table_name = {literal(table)} AND replication_value IS NOT NULL"
+            f"WHERE table_name = {self.literal(table)} AND replication_value IS NOT NULL"
         )
 
     def _comment_columns(self, table: str, columns: list[Column]) -> None:
@@ -255,7 +259,7 @@ class CatalogEngine(Engine, abc.ABC):
     def _column_comments(self, table: str, columns: list[Column]) -> list[str]:
         """The statements that record, in each column's comment, the property it holds."""
         return [
-            f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} IS {literal(comment)}"
+            f"COMMENT ON COLUMN {self.qualified(table)}.{quote(column.name)} IS {self.literal(comment)}"
             for column in columns
             if (comment := write_comment(column.owner, column.note)) is not None
         ]

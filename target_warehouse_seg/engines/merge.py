@@ -34,13 +34,16 @@ class Tombstones:
 
     ``key_text`` spells a row's key values (SQL expressions, cast to the table's types) as one text that
     is equal for equal keys; ``replication_type`` is the table's type of the replication key, which the
-    tombstones keep as text.
+    tombstones keep as text (spelled by ``value_text``).
     """
 
     table: str  # the tombstones' table, quoted and qualified
     name: str  # the table whose keys these are (a SQL literal)
     key_text: t.Callable[[list[str]], str]
     replication_type: str
+    # How a replication key value (a SQL expression of ``replication_type``) is kept as text: read back
+    # with a cast, so its spelling must not depend on session settings (PostgreSQL's DateStyle).
+    value_text: t.Callable[[str], str] = lambda expression: f"CAST({expression} AS TEXT)"
 
     def ddl(self, text: str, timestamp: str) -> str:
         return (
@@ -166,7 +169,7 @@ def tombstone_statements(
     return [
         f"DELETE FROM {tombstones.table} AS d USING {source}{_where(deleted, same_key, not_older)}",
         f"INSERT INTO {tombstones.table} (table_name, record_key, replication_value, deleted_at) "
-        f"SELECT {tombstones.name}, {key}, CAST({incoming} AS TEXT), now() FROM {source}"
+        f"SELECT {tombstones.name}, {key}, {tombstones.value_text(incoming)}, now() FROM {source}"
         f"{_where(deleted, f'NOT EXISTS (SELECT 1 FROM {tombstones.table} AS d WHERE {same_key})')}",
     ]
 

@@ -26,6 +26,7 @@ from target_warehouse_seg import convert
 from target_warehouse_seg.engines import (
     DELETED_KEYS_TABLE,
     REJECTED_TABLE,
+    SYSTEM_COLUMNS,
     Column,
     LoadBatch,
     Rejected,
@@ -36,7 +37,6 @@ from target_warehouse_seg.engines import (
 )
 from target_warehouse_seg.engines.catalog import (
     CatalogEngine,
-    literal,
     stored_column,
     stored_table,
     temporal_in_text_columns,
@@ -114,7 +114,7 @@ def kept_value(expression: str, sql_type: str, column: str) -> str:
     if check is None:
         return f"CAST({expression} AS {sql_type})"
     whole, fits, problem = check
-    refused = f"pg_temp.tws_refuse({whole}, {problem}, {literal(column)})"
+    refused = f"pg_temp.tws_refuse({whole}, {problem}, {pg_literal(column)})"
     # The final cast no longer changes the value; it keeps the expression's type the column's.
     return f"CAST(CASE WHEN {fits} IS NOT FALSE THEN {whole} ELSE {refused} END AS {sql_type})"
 
@@ -122,7 +122,7 @@ def kept_value(expression: str, sql_type: str, column: str) -> str:
 def _fit_check(expression: str, sql_type: str) -> tuple[str, str, str] | None:
     """For a type with a length or a scale: the value cast to the type without it, the SQL condition that
     the type holds it whole (NULL for NULL), and the SQL text of its refusal."""
-    named = literal(sql_type)
+    named = pg_literal(sql_type)
     length = _LENGTH_TYPES.fullmatch(sql_type)
     if length is not None:
         base, size = _UNLIMITED[length.group(1)], int(length.group(2))
@@ -138,7 +138,7 @@ def _fit_check(expression: str, sql_type: str) -> tuple[str, str, str] | None:
     if scale is not None:
         whole = f"CAST({expression} AS numeric)"
         wording = "value %s has more decimal places than %s holds (it would be rounded)"
-        problem = f"format({literal(wording)}, {whole}, {named})"
+        problem = f"format({pg_literal(wording)}, {whole}, {named})"
         return whole, f"{whole} = round({whole}, {int(scale.group(2))})", problem
     return None
 
@@ -218,14 +218,44 @@ def network_defaults(conninfo: str) -> dict[str, str]:
     return {name: value for name, value in NETWORK_DEFAULTS.items() if name not in given}
 
 
+def pg_literal(text: str) -> str:
+    """A string literal that reads the same whatever the session's standard_conforming_strings: with
+    it off (a server or role set so, for old applications), a backslash in `'...'` escapes the next
+    character, so a stream named `x\\'; DROP ...` ended the literal early. `E'...'` always escapes."""
+    text = text.replace("\x00", "")
+    if "\\" in text:
+        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _settings_free_text(sql_type: str) -> t.Callable[[str], str]:
+    """How a value of ``sql_type`` is spelled as text the same under every DateStyle and TimeZone (a
+    plain cast of a date or timestamp follows DateStyle: `01/02/2024` under 'SQL, DMY', read back as
+    January 2 under 'ISO, MDY'); ISO 8601 is read back alike under all of them."""
+    if sql_type.startswith("timestamp") and sql_type.endswith("with time zone"):
+        return lambda value: f"to_char(({value}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    if sql_type.startswith("timestamp"):
+        return lambda value: f"to_char({value}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    if sql_type == "date":
+        return lambda value: f"to_char({value}, 'YYYY-MM-DD')"
+    return lambda value: f"CAST({value} AS TEXT)"
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``."""
+    """The URL with its passwords (the user's, and a `password=` parameter: libpq takes both) replaced
+    by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = url_quote(parts.username or "", safe="")
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = url_quote(parts.username or "", safe="")
+        parts = parts._replace(netloc=f"{user}:***@{netloc[-1]}")
+    if parts.query:
+        parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
+    return urlunsplit(parts)
+
+
+# A `password=` parameter of a URL's query (libpq's parameter names are lower case).
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 
 
 def _refuse_unencoded_at(url: str) -> None:
@@ -304,6 +334,7 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 # refuse, or with quarantine set aside, every record of the batch while STATE moved past them.
 _DATA_ERROR_CLASSES = ("22", "23", "54")
 _INSUFFICIENT_PRIVILEGE = "42501"
+_NOT_NULL_VIOLATION = "23502"
 # The server went away: an administrator's or a crash's shutdown, a server still starting.
 _SERVER_GONE = ("57P01", "57P02", "57P03")
 # What a server answers a connection it cannot take now, but will soon: all its connection slots (or the
@@ -321,6 +352,9 @@ _BUSY_AT_CONNECT = (
 )
 # How long a DDL statement waits for its table's lock, and how long a run retries it (see _lock_busy).
 LOCK_TIMEOUT_MS = 2000
+# How long a commit the broken connection was making may stay 'in progress' on the server (its session
+# is still ending) before its outcome counts as unknown.
+COMMIT_OUTCOME_WAIT_SECONDS = 30.0
 LOCK_RETRY_FIRST_SECONDS = 1.0
 LOCK_RETRY_MAX_SECONDS = 30.0
 LOCK_WAIT_LIMIT_SECONDS = 900.0
@@ -350,6 +384,7 @@ class PostgresEngine(CatalogEngine):
         self._password = conninfo_to_dict(conninfo).get("password")
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
+        self._committing_xid: int | None = None  # the transaction whose COMMIT is under way
         self._server_codec: str | None = None  # the database's text encoding in Python, None for UTF8
         self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
         self._conflict_pauses = Pauses(
@@ -360,6 +395,9 @@ class PostgresEngine(CatalogEngine):
     def from_config(cls, config: t.Mapping[str, t.Any]) -> PostgresEngine:
         conninfo, display = connection_settings(config)
         return cls(conninfo, display, config["schema"])
+
+    def literal(self, text: str) -> str:
+        return pg_literal(text)
 
     @property
     def connection(self) -> psycopg.Connection:
@@ -481,7 +519,7 @@ class PostgresEngine(CatalogEngine):
                 # of waiting on a server 20 ms away.
                 self.connection.execute(
                     f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {statement}; "
-                    f"SELECT set_config('lock_timeout', {literal(self._lock_timeout)}, true)"
+                    f"SELECT set_config('lock_timeout', {self.literal(self._lock_timeout)}, true)"
                 )
             except psycopg.errors.LockNotAvailable:
                 raise self._lock_busy(statement) from None
@@ -582,9 +620,37 @@ class PostgresEngine(CatalogEngine):
         self._staging_counter = 0  # the first statement opens the transaction (autocommit is off)
 
     def commit(self) -> None:
+        # The transaction's id, asked for before COMMIT: when the connection breaks during COMMIT, the
+        # server may have committed or not, and txid_status() tells which after reconnecting (appending
+        # streams and quarantined rows would otherwise be written twice, or the run had to stop).
+        with self._database_errors():
+            row = self.connection.execute("SELECT txid_current()").fetchone()
+        self._committing_xid = int(row[0]) if row else None
         with _translate(self, None, committing=True):
             self.connection.commit()
+        self._committing_xid = None
         self._conflict_pauses.reset()
+
+    def lost_commit_outcome(self) -> bool | None:
+        xid, self._committing_xid = self._committing_xid, None
+        if xid is None:
+            return None
+        deadline = time.monotonic() + COMMIT_OUTCOME_WAIT_SECONDS
+        while True:
+            try:
+                with self._database_errors():
+                    row = self.connection.execute("SELECT txid_status(%s)", (xid,)).fetchone()
+                    self.connection.rollback()
+            except (ConnectionLost, DatabaseError) as error:
+                logger.warning("could not ask whether the interrupted commit went through: %s", error)
+                return None
+            status = row[0] if row else None
+            # 'in progress': the old session is still finishing its COMMIT on the server.
+            if status != "in progress" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        logger.info("the commit the broken connection was making: %s", status or "unknown (too old)")
+        return {"committed": True, "aborted": False}.get(status or "")
 
     def conflict(self, message: str) -> Exception:
         """PostgreSQL rolled the transaction back to resolve a conflict with another session's
@@ -708,9 +774,10 @@ class PostgresEngine(CatalogEngine):
         """The tombstones of the batch's table (their table created when missing, in this transaction)."""
         tombstones = Tombstones(
             self.qualified(DELETED_KEYS_TABLE),
-            literal(batch.table),
+            self.literal(batch.table),
             self.key_text(batch.key, types),
             types[t.cast(str, batch.replication_key)],
+            _settings_free_text(types[t.cast(str, batch.replication_key)]),
         )
         self._create_shared(tombstones.ddl("text", "timestamp with time zone"), DELETED_KEYS_TABLE)
         return tombstones
@@ -853,6 +920,13 @@ class _translate:
     def __enter__(self) -> None:
         return None
 
+    def _unwritten(self, column: str | None) -> bool:
+        """Whether ``column`` is none of those the batch writes."""
+        if self.batch is None or not column:
+            return False
+        written = {batch_column.name for batch_column in self.batch.columns} | set(SYSTEM_COLUMNS)
+        return column not in written
+
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: t.Any) -> bool:
         if error is None or not isinstance(error, psycopg.Error):
             return False
@@ -868,6 +942,14 @@ class _translate:
             ) from None
         if state in _TRY_AGAIN:
             raise self.engine.conflict(message) from None
+        if state == _NOT_NULL_VIOLATION and self.batch and self._unwritten(error.diag.column_name):
+            # No record can fill a column its stream does not write: the table's fault, not a row's
+            # (each row was set aside alone, in time that grew with the square of the batch).
+            raise DatabaseError(
+                f"PostgreSQL at {self.engine.display}: column {error.diag.column_name} of table "
+                f"{self.engine.schema}.{self.batch.table} is NOT NULL, and stream {self.batch.stream} does "
+                "not write it (a column added by hand?): give it a DEFAULT or drop its NOT NULL"
+            ) from None
         if self.batch is not None and state[:2] in _DATA_ERROR_CLASSES:
             context = error.diag.context or ""
             match = self._COPY_CONTEXT.search(context)

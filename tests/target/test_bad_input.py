@@ -196,6 +196,22 @@ def test_a_schema_without_a_stream_name_is_refused(warehouse: Warehouse, name: s
     assert run.states == [] and warehouse.tables() == set()
 
 
+@pytest.mark.parametrize("name", ["c\\d", 'say "hi"', "tab\there"])
+def test_a_property_name_records_cannot_be_read_by_is_refused_in_one_line(
+    warehouse: Warehouse, name: str
+) -> None:
+    """Legal JSON keys that the record decoder cannot match (it ended in a Python traceback)."""
+    properties = {"id": {"type": "integer"}, name: {"type": ["null", "string"]}}
+    done = warehouse.cli(to_lines([schema("s", properties), record("s", {"id": 1, name: "x"}), state(1)]))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.error_lines) == 1 and done.error_lines[0].endswith(
+        f"stream s: property {name!r} has a backslash, a double quote or a control character in its "
+        "name, which the target cannot read records by: rename the property in the tap (a stream map's "
+        "alias, for a singer-sdk tap)"
+    ), done.stderr
+    assert done.states == [] and warehouse.tables() <= {"_rejected_records"}
+
+
 # Two invalid records of one chunk, each found by another check: the date-times are read before the
 # numbers are checked, and before, the error named line 4.
 FIRST_AND_SECOND = {

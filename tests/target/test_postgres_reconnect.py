@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -249,21 +250,107 @@ def test_a_server_that_stays_away_stops_the_run_with_one_line(
 def test_rows_appended_while_the_connection_broke_committing_are_not_appended_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A commit whose outcome is unknown: upserts may be applied again, appended rows may not."""
+    """A commit whose outcome the database cannot tell: upserts may be applied again, appended rows
+    (streams without key properties, quarantined records) may not. One it can tell is not applied
+    again when it went through."""
     monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.0)
-    engine = types.SimpleNamespace(reconnect=lambda: None)
+    outcome: list[bool | None] = [None]
+    engine = types.SimpleNamespace(reconnect=lambda: None, lost_commit_outcome=lambda: outcome[0])
     loader = loader_module.Loader(t.cast(t.Any, engine), emit_state=lambda value: None, quarantine=False)
     try:
         keyless = types.SimpleNamespace(stream="events", key_properties=[])
         keyed = types.SimpleNamespace(stream="deals", key_properties=["id"])
         lost = ConnectionLost("PostgreSQL at db: the connection broke: gone", while_committing=True)
-        with pytest.raises(DatabaseError, match=r"streams without key properties \(events\)"):
+        with pytest.raises(DatabaseError, match=r"rows that are appended \(events\)"):
             loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed, keyless])))
-        loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed])))  # no error
+        quarantining = loader_module.Unit(batches=t.cast(t.Any, [keyed]), rejected=t.cast(t.Any, [object()]))
+        with pytest.raises(DatabaseError, match=r"rows that are appended \(quarantined records\)"):
+            loader.reconnect_after(lost, quarantining)
+        assert loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyed]))) is False
         before_commit = ConnectionLost("PostgreSQL at db: the connection broke: gone")
-        loader.reconnect_after(before_commit, loader_module.Unit(batches=t.cast(t.Any, [keyless])))
+        assert (
+            loader.reconnect_after(before_commit, loader_module.Unit(batches=t.cast(t.Any, [keyless])))
+            is False
+        )
+        for known in (True, False):
+            outcome[0] = known
+            assert loader.reconnect_after(lost, loader_module.Unit(batches=t.cast(t.Any, [keyless]))) is known
     finally:
         loader._executor.shutdown(wait=True)
+
+
+class CommitCuttingProxy:
+    """A TCP proxy to PostgreSQL that lets the first COMMIT sent after a COPY (the target's data
+    transactions) reach the server, drops the server's answer and cuts the client: the server
+    committed, and the client saw its connection break during COMMIT."""
+
+    COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+
+    def __init__(self, server_port: int) -> None:
+        self.server_port = server_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = False
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.server_port))
+                muted = threading.Event()
+                threading.Thread(target=self._upstream, args=(client, server, muted), daemon=True).start()
+                threading.Thread(target=self._downstream, args=(server, client, muted), daemon=True).start()
+
+    def _upstream(self, client: socket.socket, server: socket.socket, muted: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if b"COPY" in data and not self.cut.is_set():
+                    self.armed = True
+                if self.COMMIT in data and self.armed and not self.cut.is_set():
+                    muted.set()
+                    server.sendall(data)
+                    time.sleep(0.5)  # the server commits; its answer goes nowhere
+                    self.cut.set()
+                    break
+                server.sendall(data)
+        for end in (client, server):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def _downstream(self, server: socket.socket, client: socket.socket, muted: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if not muted.is_set():
+                    client.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_commit_cut_off_after_the_server_made_it_is_not_applied_again(pg: Warehouse) -> None:
+    """The server committed, the answer never came: the target asks the server (txid_status) and goes
+    on. Appended rows (a stream without key properties, a quarantined record) were written twice, or
+    the run stopped, when the outcome was not asked."""
+    url = pg.base_config["sqlalchemy_url"]
+    server_port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    proxy = CommitCuttingProxy(server_port)
+    try:
+        proxied = url.replace(f":{server_port}/", f":{proxy.port}/")
+        keyed = {"id": {"type": "integer"}, "amount": {"type": ["null", "integer"]}}
+        lines = [schema("events", {"name": {"type": "string"}}, key=[]), schema("deals", keyed)]
+        lines += [record("events", {"name": f"e{n}"}) for n in range(50)]
+        lines += [record("deals", {"id": 1, "amount": 5}), record("deals", {"id": 2, "amount": "lots"})]
+        lines.append(state(1))
+        run = pg.run(lines, sqlalchemy_url=proxied, on_invalid_record="quarantine")
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set(), "the proxy never cut a commit"
+    assert run.error is None, run.error
+    assert run.states == [1]
+    assert pg.count("events") == 50 and pg.count("deals") == 1 and pg.count("_rejected_records") == 1
 
 
 def test_a_try_of_the_bisection_runs_again_once_connected_again(monkeypatch: pytest.MonkeyPatch) -> None:

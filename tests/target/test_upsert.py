@@ -365,3 +365,29 @@ def test_a_bookmark_property_missing_from_the_schema_is_warned_about(
     warnings = [message for message in caplog.messages if "bookmark properties (modifed)" in message]
     assert len(warnings) == 1 and warnings[0].startswith("stream s: its bookmark properties"), caplog.messages
     assert [row["modified"].day for row in warehouse.rows("s")] == [1]  # the last read wins, unguarded
+
+
+def test_a_hard_delete_holds_whatever_the_servers_date_style(warehouse: Warehouse) -> None:
+    """A delete's tombstone keeps its replication key as text: written under `DateStyle 'SQL, DMY'` it
+    read `01/02/2024 10:00:00 UTC`, which a later run under 'ISO, MDY' took for January 2, so an older
+    version of the deleted record came back (and a day past the 12th failed every later run)."""
+
+    def version(name: str, stamp: str, deleted: bool = False) -> dict:
+        values = {"id": "a", "name": name, "is_deleted": deleted, "system_modstamp": stamp}
+        return record("accounts", values)
+
+    database = ""
+    if warehouse.engine == "postgres":
+        database = warehouse.config()["sqlalchemy_url"].rpartition("/")[2]
+        warehouse.execute(f"ALTER DATABASE \"{database}\" SET datestyle = 'SQL, DMY'")
+    first = [accounts_schema(), version("a v1", "2024-01-10T00:00:00Z")]
+    first.append(version("a deleted", "2024-02-01T10:00:00Z", deleted=True))
+    assert warehouse.run(first, hard_delete=True, batch_size_rows=1).error is None
+    if warehouse.engine == "postgres":
+        warehouse.execute(f'ALTER DATABASE "{database}" RESET datestyle')
+    older = [accounts_schema(), version("a, older than its delete", "2024-01-15T00:00:00Z")]
+    assert warehouse.run(older, hard_delete=True).error is None
+    assert names(warehouse) == {}
+    newer = [accounts_schema(), version("a, undeleted later", "2024-02-13T10:00:00Z")]
+    assert warehouse.run(newer, hard_delete=True).error is None
+    assert names(warehouse) == {"a": "a, undeleted later"}
