@@ -292,5 +292,6 @@ def check_selected_against_org(
     raise CatalogError(
         f"catalog: selected stream {listing} is not in this org (deleted in Salesforce, this user cannot "
         "see it, or the catalog is another org's): deselect it in the catalog, or run --discover again "
-        f"(its table and bookmark stay as they are); valid names: {', '.join(valid)}"
+        "(Meltano: `meltano run --refresh-catalog ...`; its table and bookmark stay as they are); "
+        f"valid names: {', '.join(valid)}"
     )

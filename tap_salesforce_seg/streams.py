@@ -28,6 +28,7 @@ Modes:
   the switch, not a wish to lose the column, and a run without it would leave the column NULL in every
   row it wrote (an upsert writes the record's latest state), where later incremental runs, reading
   only what changes, would never fill it again.
+  The catalog's `replication-method: FULL_TABLE` (Meltano's `metadata:` extra) asks for the same.
 - full: an object without SystemModstamp/LastModifiedDate/CreatedDate.
 
 State (singer-sdk's state dict: `bookmarks.<stream>.replication_key[_value]`): REST records arrive
@@ -312,13 +313,13 @@ class SalesforceStream(Stream):
             rk = rk_field = None
         if rk is None:
             mode = MODE_FULL
-        elif self.is_property_selected(rk):
+        elif self.is_property_selected(rk) and not self._full_table_asked():
             mode = MODE_INCREMENTAL
         else:
             mode = MODE_FULL_RESYNC
 
         emitted = [p for p in selected if p not in vanished]
-        if mode == MODE_FULL_RESYNC:
+        if mode == MODE_FULL_RESYNC and rk not in emitted:
             emitted.append(cast(str, rk))  # the switch, not a deselection (see the module docstring)
         if self.id_property not in emitted:
             emitted.insert(0, self.id_property)
@@ -441,7 +442,7 @@ class SalesforceStream(Stream):
             if error.status == 404:
                 raise TapError(
                     f"{self.name}: the object {self.sobject} no longer exists in Salesforce; "
-                    "deselect the stream or run discovery again"
+                    "deselect the stream or run discovery again (Meltano: `meltano run --refresh-catalog`)"
                 ) from error
             raise
 
@@ -451,7 +452,7 @@ class SalesforceStream(Stream):
         if new:
             self.logger.info(
                 "%s: %d field(s) new in Salesforce since the catalog was made, synced once selected "
-                "(run discovery to add them): %s",
+                "(run discovery to add them; Meltano: `meltano run --refresh-catalog ...`): %s",
                 self.name,
                 len(new),
                 ", ".join(new),
@@ -571,13 +572,35 @@ class SalesforceStream(Stream):
             start = max(resume, start) if start else resume
         return start
 
+    def _full_table_asked(self) -> bool:
+        """The catalog asks for FULL_TABLE: singer's `forced-replication-method` or `replication_method`
+        (singer-sdk reads both), or the `replication-method` metadata Meltano's `metadata:` extra sets."""
+        asked = [self.forced_replication_method]
+        raw = getattr(self._tap, "_raw_catalog", None) or {}
+        for entry in raw.get("streams") or []:
+            if (entry.get("tap_stream_id") or entry.get("stream")) != self.name:
+                continue
+            for item in entry.get("metadata") or []:
+                if isinstance(item, dict) and item.get("breadcrumb") in ([], ()):
+                    metadata = item.get("metadata") or {}
+                    asked += [metadata.get("replication-method"), metadata.get("forced-replication-method")]
+        return any(str(method or "").upper() == "FULL_TABLE" for method in asked)
+
     def _log_plan(self, plan: SyncPlan) -> None:
         query = plan.query
-        if plan.mode == MODE_FULL_RESYNC:
+        if plan.mode == MODE_FULL_RESYNC and self._full_table_asked():
             self.logger.info(
-                "%s: %s is deselected, so the stream syncs in full (Segment's full re-sync switch); "
-                "it is still written (the rows would lose it otherwise), and the bookmark is kept for "
-                "when it is selected again.",
+                "%s: the catalog's replication-method is FULL_TABLE, so the stream syncs in full; the "
+                "bookmark is kept for when it is INCREMENTAL again.",
+                self.name,
+            )
+        elif plan.mode == MODE_FULL_RESYNC:
+            # A warning: a field list without it (Meltano `select: [accounts.id, accounts.name]`) makes
+            # every run read the whole object, at a cost in time and API calls no one may have meant.
+            self.logger.warning(
+                "%s: %s is not selected, so every run reads the whole object (Segment's full re-sync "
+                "switch); select it for incremental runs. It is still written (the rows would lose it "
+                "otherwise), and the bookmark is kept for when it is selected again.",
                 self.name,
                 self.replication_key,
             )

@@ -197,7 +197,9 @@ def test_many_records_sharing_one_systemmodstamp_across_a_page_boundary(
 # --- Segment's switches ---------------------------------------------------------------------------------
 
 
-def test_deselecting_and_reselecting_system_modstamp(org: Emulator, catalog: dict) -> None:
+def test_deselecting_and_reselecting_system_modstamp(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     chosen = select(catalog, [ACCOUNT])
     tick(org)
     first = sync(org, chosen)
@@ -208,7 +210,16 @@ def test_deselecting_and_reselecting_system_modstamp(org: Emulator, catalog: dic
     tick(org)
 
     full = select(catalog, [ACCOUNT], deselect={ACCOUNT: ["system_modstamp"]})
-    second = sync(org, full, first.final_state)
+    with caplog.at_level(logging.WARNING):
+        second = sync(org, full, first.final_state)
+    # A warning: a field list without it (a Meltano select) makes every run read the whole object.
+    assert [
+        r.getMessage() for r in caplog.records if "every run reads the whole object" in r.getMessage()
+    ] == [
+        "accounts: system_modstamp is not selected, so every run reads the whole object (Segment's full "
+        "re-sync switch); select it for incremental runs. It is still written (the rows would lose it "
+        "otherwise), and the bookmark is kept for when it is selected again."
+    ]
     records = second.records(ACCOUNT)
     assert len(records) == sum(1 for _ in account_ids(org)), "a full sync"
     # Deselecting it is the switch: the column is still written, or every row would lose its value.
@@ -226,6 +237,34 @@ def test_deselecting_and_reselecting_system_modstamp(org: Emulator, catalog: dic
     assert_read_since_the_bookmark(third, second.final_state, {again})
     assert len(third.records(ACCOUNT)) < len(records), "incremental again"
     assert_equals_org(org, chosen, [first, second, third], ACCOUNT)
+
+
+FULL_TABLE_SPELLINGS = ["replication-method", "forced-replication-method", "replication_method"]
+
+
+@pytest.mark.parametrize("asked_by", FULL_TABLE_SPELLINGS)
+def test_a_catalog_asking_for_full_table_syncs_in_full(
+    org: Emulator, catalog: dict, caplog: pytest.LogCaptureFixture, asked_by: str
+) -> None:
+    """Meltano's `metadata: {accounts: {replication-method: FULL_TABLE}}` (or singer's spellings): the
+    whole object, every run, with the bookmark kept. It was logged as full_table and read incrementally."""
+    chosen = select(catalog, [ACCOUNT])
+    tick(org)
+    first = sync(org, chosen)
+    tick(org, 700)
+    forced = json.loads(json.dumps(chosen))
+    account = entry(forced, ACCOUNT)
+    if asked_by == "replication_method":
+        account["replication_method"] = "FULL_TABLE"
+    else:
+        root = next(item for item in account["metadata"] if item["breadcrumb"] == [])
+        root["metadata"][asked_by] = "FULL_TABLE"
+    with caplog.at_level(logging.INFO):
+        second = sync(org, forced, first.final_state)
+    assert len(second.records(ACCOUNT)) == sum(1 for _ in account_ids(org)), "a full sync"
+    assert any("replication-method is FULL_TABLE" in r.getMessage() for r in caplog.records)
+    marks = [run.final_state["bookmarks"][ACCOUNT]["replication_key_value"] for run in (first, second)]
+    assert marks[1] >= marks[0]
 
 
 def test_a_newly_selected_stream_syncs_its_full_history(org: Emulator, catalog: dict) -> None:
