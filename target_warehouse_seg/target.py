@@ -357,7 +357,12 @@ class TargetWarehouseSeg(Target):
                     loader.call(engine.connect)
                 except ConnectionLost as busy:  # a server out of connection slots, or starting up
                     loader.call(loader.connect_when_ready, busy)
-                loader.call(engine.ensure_schema)
+                while True:
+                    try:
+                        loader.call(engine.ensure_schema)
+                        break
+                    except ConnectionLost as lost:  # as anywhere else in the run: connect again
+                        loader.call(loader.reconnect_after, lost)
                 self._unit_limit = engine.first_unit_bytes or engine.unit_bytes
             except BaseException:
                 loader.close()

@@ -340,6 +340,15 @@ _SERVER_GONE = ("57P01", "57P02", "57P03")
 # What a server answers a connection it cannot take now, but will soon: all its connection slots (or the
 # role's or database's) in use, or it is starting up, shutting down or recovering. libpq gives no SQLSTATE
 # for a refused connection, so its (English) message is read.
+# What a server answers a connection it refuses for good (credentials, the role or database gone):
+# reconnecting after a broken connection stops at once on these instead of trying for minutes.
+_REFUSED_FOR_GOOD = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # role "x" does not exist, database "x" does not exist
+    "not permitted to log in",
+    "permission denied for database",
+)
 _BUSY_AT_CONNECT = (
     "too many clients already",
     "too many connections for",
@@ -385,6 +394,7 @@ class PostgresEngine(CatalogEngine):
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
         self._committing_xid: int | None = None  # the transaction whose COMMIT is under way
+        self._statement_timeout = "0"  # the session's own, restored after each DDL statement
         self._server_codec: str | None = None  # the database's text encoding in Python, None for UTF8
         self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
         self._conflict_pauses = Pauses(
@@ -433,8 +443,10 @@ class PostgresEngine(CatalogEngine):
         self._connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         with self._database_errors():
             self._connection.execute("SET TIME ZONE 'UTC'")
-            row = self._connection.execute("SELECT current_setting('lock_timeout')").fetchone()
-            self._lock_timeout = row[0] if row else "0"
+            row = self._connection.execute(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+            ).fetchone()
+            self._lock_timeout, self._statement_timeout = (row[0], row[1]) if row else ("0", "0")
             self._connection.commit()
             self.codec.bind(self._connection)
         self._note_server_encoding(self._connection.info.parameter_status("server_encoding") or "UTF8")
@@ -474,8 +486,10 @@ class PostgresEngine(CatalogEngine):
             self.connect()
         except ConnectionLost:
             raise
-        except DatabaseError as error:  # not reachable yet: the loader waits and asks again
-            raise ConnectionLost(str(error)) from None
+        except DatabaseError as error:
+            if any(refusal in str(error) for refusal in _REFUSED_FOR_GOOD):
+                raise  # a rotated password, a dropped role or database: waiting cannot help
+            raise ConnectionLost(str(error)) from None  # not reachable yet: the loader waits, asks again
         self._created_shared.clear()
         self.forget()  # read the catalog again: another session may have changed it meanwhile
 
@@ -517,9 +531,13 @@ class PostgresEngine(CatalogEngine):
                 # One round trip (statements joined, no parameters): with three, and a statement per
                 # column, a whole org's first sync sent the server 8,193 requests (645 now), minutes
                 # of waiting on a server 20 ms away.
+                # statement_timeout off for the DDL alone: a role's below LOCK_TIMEOUT_MS cancelled the
+                # wait for a lock first, and the run stopped advising smaller batches.
                 self.connection.execute(
-                    f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; {statement}; "
-                    f"SELECT set_config('lock_timeout', {self.literal(self._lock_timeout)}, true)"
+                    f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}; SET LOCAL statement_timeout = 0; "
+                    f"{statement}; "
+                    f"SELECT set_config('lock_timeout', {self.literal(self._lock_timeout)}, true), "
+                    f"set_config('statement_timeout', {self.literal(self._statement_timeout)}, true)"
                 )
             except psycopg.errors.LockNotAvailable:
                 raise self._lock_busy(statement) from None

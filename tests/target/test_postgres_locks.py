@@ -132,6 +132,37 @@ def test_the_sessions_own_lock_timeout_is_kept_for_loading(pg: Warehouse) -> Non
     assert setting == ("12345ms",)
 
 
+def test_a_statement_timeout_shorter_than_the_lock_wait_leaves_the_ddl_retries_alone(pg: Warehouse) -> None:
+    """A role's statement_timeout below the DDL's 2 s lock wait cancelled the wait first, and the run
+    stopped advising smaller batches; the DDL now runs without it (the session's value holds for the rest)."""
+    first_load(pg)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET statement_timeout = 500')
+    holder = reading_transaction(pg)
+    release = threading.Timer(3.0, holder.rollback)
+    release.start()
+    try:
+        run = pg.run([schema("s", WITH_NEW_COLUMN), record("s", {"id": "b", "stage_name": "x"}), state(2)])
+    finally:
+        release.join()
+        holder.close()
+    assert run.error is None, run.error
+    assert pg.rows("s", columns="id, stage_name") == [
+        {"id": "a", "stage_name": None},
+        {"id": "b", "stage_name": "x"},
+    ]
+    engine = postgres.PostgresEngine.from_config({**pg.config(), "schema": "salesforce"})
+    engine.connect()
+    try:
+        engine.begin()
+        engine._run('ALTER TABLE "salesforce"."s" ADD COLUMN "extra" text')
+        setting = engine.connection.execute("SHOW statement_timeout").fetchone()
+        engine.rollback()
+    finally:
+        engine.close()
+    assert setting == ("500ms",)
+
+
 def test_a_run_waiting_for_its_first_records_holds_no_transaction(pg: Warehouse, tmp_path) -> None:
     """A tap can take minutes before its first records (a Bulk API job): meanwhile the target's session
     is idle, not "idle in transaction" (which holds back vacuum, and which servers with

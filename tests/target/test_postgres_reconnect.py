@@ -279,20 +279,22 @@ def test_rows_appended_while_the_connection_broke_committing_are_not_appended_ag
         loader._executor.shutdown(wait=True)
 
 
-class CommitCuttingProxy:
-    """A TCP proxy to PostgreSQL that lets the first COMMIT sent after a COPY (the target's data
-    transactions) reach the server, drops the server's answer and cuts the client: the server
-    committed, and the client saw its connection break during COMMIT."""
+class CuttingProxy:
+    """A TCP proxy to PostgreSQL that cuts the client's connection once, at the first message holding
+    ``cut`` sent after one holding ``arm`` (``arm`` None: at once). With ``deliver``, that message reaches
+    the server first and the server's answer goes nowhere (a COMMIT made, its answer lost)."""
 
-    COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
-
-    def __init__(self, server_port: int) -> None:
+    def __init__(self, server_port: int, cut: bytes, *, arm: bytes | None = None, deliver: bool = False):
         self.server_port = server_port
+        self.cut_marker, self.arm_marker, self.deliver = cut, arm, deliver
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.armed = False
+        self.armed = arm is None
         self.cut = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        return url.replace(f":{self.server_port}/", f":{self.port}/")
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
@@ -306,12 +308,13 @@ class CommitCuttingProxy:
     def _upstream(self, client: socket.socket, server: socket.socket, muted: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                if b"COPY" in data and not self.cut.is_set():
+                if self.arm_marker is not None and self.arm_marker in data and not self.cut.is_set():
                     self.armed = True
-                if self.COMMIT in data and self.armed and not self.cut.is_set():
+                if self.cut_marker in data and self.armed and not self.cut.is_set():
                     muted.set()
-                    server.sendall(data)
-                    time.sleep(0.5)  # the server commits; its answer goes nowhere
+                    if self.deliver:
+                        server.sendall(data)
+                        time.sleep(0.5)  # the server acts on it; its answer goes nowhere
                     self.cut.set()
                     break
                 server.sendall(data)
@@ -330,15 +333,56 @@ class CommitCuttingProxy:
         self.listener.close()
 
 
+def server_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def test_a_connection_cut_at_the_schema_check_is_made_again(
+    pg: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's first statements (does the schema exist?) meet a broken connection as any other do."""
+    monkeypatch.setattr(loader_module, "RECONNECT_FIRST_SECONDS", 0.1)
+    proxy = CuttingProxy(server_port(pg.base_config["sqlalchemy_url"]), cut=b"pg_namespace")
+    try:
+        lines = [schema("deals", {"id": {"type": "integer"}}), record("deals", {"id": 1}), state(1)]
+        run = pg.run(lines, sqlalchemy_url=proxy.url(pg.base_config["sqlalchemy_url"]))
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set(), "the proxy never cut the schema check"
+    assert run.error is None, run.error
+    assert run.states == [1] and pg.count("deals") == 1
+
+
+def test_a_database_gone_for_good_stops_the_run_at_once(pg: Warehouse, tmp_path) -> None:
+    """Reconnecting meets a refusal no wait can cure (the database dropped; a rotated password, a dropped
+    role alike): the run stops at once, not after 5 minutes of tries."""
+    messages = tap_output(1200)
+    gate = threading.Event()
+    process, errors, feeder = feed_target(pg, tmp_path, messages, gates=[(399, gate)], batch_size_rows=250)
+    url = pg.base_config["sqlalchemy_url"]
+    base, _, database = url.rpartition("/")
+    assert process.stdout is not None
+    process.stdout.readline()  # a STATE: a unit committed
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+    started = time.monotonic()
+    gate.set()
+    feeder.join(timeout=60)
+    assert process.wait(timeout=60) == 1
+    assert time.monotonic() - started < 30
+    stderr = "".join(errors)
+    assert f'database "{database}" does not exist' in stderr
+    assert "connecting again in" in stderr and stderr.count("connecting again in") == 1, stderr[-3000:]
+
+
 def test_a_commit_cut_off_after_the_server_made_it_is_not_applied_again(pg: Warehouse) -> None:
     """The server committed, the answer never came: the target asks the server (txid_status) and goes
     on. Appended rows (a stream without key properties, a quarantined record) were written twice, or
     the run stopped, when the outcome was not asked."""
     url = pg.base_config["sqlalchemy_url"]
-    server_port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
-    proxy = CommitCuttingProxy(server_port)
+    proxy = CuttingProxy(server_port(url), cut=b"Q\x00\x00\x00\x0bCOMMIT\x00", arm=b"COPY", deliver=True)
     try:
-        proxied = url.replace(f":{server_port}/", f":{proxy.port}/")
+        proxied = proxy.url(url)
         keyed = {"id": {"type": "integer"}, "amount": {"type": ["null", "integer"]}}
         lines = [schema("events", {"name": {"type": "string"}}, key=[]), schema("deals", keyed)]
         lines += [record("events", {"name": f"e{n}"}) for n in range(50)]
