@@ -279,6 +279,11 @@ class TapSalesforceSeg(Tap):
         number, as a shell reports it): singer-sdk exits 0, so `tap | target` under `pipefail`, or a
         scheduler that runs the tap alone, took a stopped sync for a finished one."""
         sdk_stop = super()._handle_termination
+        # Said at once (a scheduler's log otherwise shows only that the tap ended); logging here is
+        # safe: stderr is not the stdout whose line may be half written.
+        self.logger.warning(
+            "received signal %d: stopping after the line being written, with the state so far", signum
+        )
 
         def stop() -> None:
             with contextlib.suppress(SystemExit):  # singer-sdk's sys.exit(0)

@@ -121,6 +121,7 @@ def test_sigterm_while_the_reader_lags_leaves_whole_lines_and_a_state_to_resume_
     stopped = TapRun(parse_messages(stdout), process.returncode, stderr.decode())
     assert stopped.exit_code == 128 + signal.SIGTERM, stopped.stderr  # a stopped sync, not a finished one
     assert "Traceback" not in stopped.stderr
+    assert "received signal 15: stopping after the line being written" in stopped.stderr
     assert stopped.messages[-1]["type"] == "STATE"
     partial = stopped.records(ACCOUNT)
     assert 0 < len(partial) < ACCOUNTS, "stopped mid-stream"
