@@ -115,21 +115,26 @@ def test_a_lock_held_past_the_limit_stops_the_run(pg: Warehouse, monkeypatch: py
     assert pg.rows("s", columns="id") == [{"id": "a"}]
 
 
-def test_the_sessions_own_lock_timeout_is_kept_for_loading(pg: Warehouse) -> None:
-    """The short lock timeout covers the DDL only: the role's own setting holds for the rest."""
-    first_load(pg)
-    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
-    pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 12345')
+def setting_after_ddl(pg: Warehouse, name: str) -> str:
+    """A session setting in the target's transaction right after one of its DDL statements."""
     engine = postgres.PostgresEngine.from_config({**pg.config(), "schema": "salesforce"})
     engine.connect()
     try:
         engine.begin()
         engine._run('ALTER TABLE "salesforce"."s" ADD COLUMN "extra" text')
-        setting = engine.connection.execute("SHOW lock_timeout").fetchone()
+        row = engine.connection.execute(f"SHOW {name}").fetchone()
         engine.rollback()
     finally:
         engine.close()
-    assert setting == ("12345ms",)
+    return str(row[0]) if row else ""
+
+
+def test_the_sessions_own_lock_timeout_is_kept_for_loading(pg: Warehouse) -> None:
+    """The short lock timeout covers the DDL only: the role's own setting holds for the rest."""
+    first_load(pg)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 12345')
+    assert setting_after_ddl(pg, "lock_timeout") == "12345ms"
 
 
 def test_a_statement_timeout_shorter_than_the_lock_wait_leaves_the_ddl_retries_alone(pg: Warehouse) -> None:
@@ -151,16 +156,7 @@ def test_a_statement_timeout_shorter_than_the_lock_wait_leaves_the_ddl_retries_a
         {"id": "a", "stage_name": None},
         {"id": "b", "stage_name": "x"},
     ]
-    engine = postgres.PostgresEngine.from_config({**pg.config(), "schema": "salesforce"})
-    engine.connect()
-    try:
-        engine.begin()
-        engine._run('ALTER TABLE "salesforce"."s" ADD COLUMN "extra" text')
-        setting = engine.connection.execute("SHOW statement_timeout").fetchone()
-        engine.rollback()
-    finally:
-        engine.close()
-    assert setting == ("500ms",)
+    assert setting_after_ddl(pg, "statement_timeout") == "500ms"
 
 
 def test_a_run_waiting_for_its_first_records_holds_no_transaction(pg: Warehouse, tmp_path) -> None:
