@@ -337,9 +337,6 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 _NOT_NULL_VIOLATION = "23502"
 # The server went away: an administrator's or a crash's shutdown, a server still starting.
 _SERVER_GONE = ("57P01", "57P02", "57P03")
-# What a server answers a connection it cannot take now, but will soon: all its connection slots (or the
-# role's or database's) in use, or it is starting up, shutting down or recovering. libpq gives no SQLSTATE
-# for a refused connection, so its (English) message is read.
 # What a server answers a connection it refuses for good (credentials, the role or database gone):
 # reconnecting after a broken connection stops at once on these instead of trying for minutes.
 _REFUSED_FOR_GOOD = (
@@ -349,6 +346,9 @@ _REFUSED_FOR_GOOD = (
     "not permitted to log in",
     "permission denied for database",
 )
+# What a server answers a connection it cannot take now, but will soon: all its connection slots (or the
+# role's or database's) in use, or it is starting up, shutting down or recovering. libpq gives no SQLSTATE
+# for a refused connection, so its (English) message is read.
 _BUSY_AT_CONNECT = (
     "too many clients already",
     "too many connections for",
@@ -361,12 +361,12 @@ _BUSY_AT_CONNECT = (
 )
 # How long a DDL statement waits for its table's lock, and how long a run retries it (see _lock_busy).
 LOCK_TIMEOUT_MS = 2000
-# How long a commit the broken connection was making may stay 'in progress' on the server (its session
-# is still ending) before its outcome counts as unknown.
-COMMIT_OUTCOME_WAIT_SECONDS = 30.0
 LOCK_RETRY_FIRST_SECONDS = 1.0
 LOCK_RETRY_MAX_SECONDS = 30.0
 LOCK_WAIT_LIMIT_SECONDS = 900.0
+# How long a commit the broken connection was making may stay 'in progress' on the server (its session
+# is still ending) before its outcome counts as unknown.
+COMMIT_OUTCOME_WAIT_SECONDS = 30.0
 # Another session's transaction and this run's locked the same rows in opposite orders (two runs
 # upserting overlapping keys: a backfill beside the scheduled sync), or a serializable transaction
 # conflicted: PostgreSQL rolled this run's transaction back, which is then simply run again.
