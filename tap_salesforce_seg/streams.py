@@ -383,7 +383,8 @@ class SalesforceStream(Stream):
         """Catalog property -> the name its field keeps (module docstring: column names stay with their
         fields). A name moves back only from a field that took it at a later discovery, while its owner
         is still in the org and in the catalog; a catalog edited by hand keeps its names."""
-        names = {info.salesforce_name: prop for prop, info in self.fields.items()}
+        catalog = {info.salesforce_name: prop for prop, info in self.fields.items()}
+        names = dict(catalog)  # field -> the name it is emitted under
         for prop, owner in self._recorded_names().items():
             current = names.get(owner)
             if current is None or current == prop or owner not in live_columns:
@@ -402,7 +403,6 @@ class SalesforceStream(Stream):
                 holder,
                 current,
             )
-        catalog = {info.salesforce_name: prop for prop, info in self.fields.items()}
         return {catalog[field]: name for field, name in names.items() if catalog[field] != name}
 
     def _recorded_names(self) -> dict[str, str]:
@@ -588,7 +588,8 @@ class SalesforceStream(Stream):
 
     def _log_plan(self, plan: SyncPlan) -> None:
         query = plan.query
-        if plan.mode == MODE_FULL_RESYNC and self._full_table_asked():
+        # In full re-sync mode with the replication key selected, the catalog asked for FULL_TABLE.
+        if plan.mode == MODE_FULL_RESYNC and self.is_property_selected(cast(str, self.replication_key)):
             self.logger.info(
                 "%s: the catalog's replication-method is FULL_TABLE, so the stream syncs in full; the "
                 "bookmark is kept for when it is INCREMENTAL again.",
