@@ -363,6 +363,9 @@ class TargetWarehouseSeg(Target):
                         break
                     except ConnectionLost as lost:  # as anywhere else in the run: connect again
                         loader.call(loader.reconnect_after, lost)
+                    except RetryUnit as retry:  # another run holds the schema's lock past a lock_timeout
+                        loader.call(engine.rollback)
+                        wait_or_stop(retry.delay)
                 self._unit_limit = engine.first_unit_bytes or engine.unit_bytes
             except BaseException:
                 loader.close()

@@ -364,6 +364,12 @@ LOCK_TIMEOUT_MS = 2000
 LOCK_RETRY_FIRST_SECONDS = 1.0
 LOCK_RETRY_MAX_SECONDS = 30.0
 LOCK_WAIT_LIMIT_SECONDS = 900.0
+# How long a batch's writes wait for a lock another session holds (rows an open transaction updated,
+# the table another run holds to change it) before the batch is rolled back, a warning says who holds
+# it, and the batch is loaded again after a pause; past LOCK_WAIT_LIMIT_SECONDS the run stops. Without
+# it a run behind an analyst's forgotten transaction hung without a word for as long as it stayed open.
+WRITE_LOCK_WAIT_MS = 30000
+_LOCK_NOT_AVAILABLE = "55P03"
 # How long a commit the broken connection was making may stay 'in progress' on the server (its session
 # is still ending) before its outcome counts as unknown.
 COMMIT_OUTCOME_WAIT_SECONDS = 30.0
@@ -393,10 +399,14 @@ class PostgresEngine(CatalogEngine):
         self._password = conninfo_to_dict(conninfo).get("password")
         self._created_shared: set[str] = set()  # see _create_shared
         self._lock_timeout = "0"  # the session's own lock_timeout, restored after each DDL statement
+        self._lock_timeout_ms = 0  # the same in milliseconds (0: no limit)
         self._committing_xid: int | None = None  # the transaction whose COMMIT is under way
         self._statement_timeout = "0"  # the session's own, restored after each DDL statement
         self._server_codec: str | None = None  # the database's text encoding in Python, None for UTF8
         self._lock_pauses = Pauses(LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS)
+        self._write_lock_pauses = Pauses(
+            LOCK_RETRY_FIRST_SECONDS, LOCK_RETRY_MAX_SECONDS, LOCK_WAIT_LIMIT_SECONDS
+        )
         self._conflict_pauses = Pauses(
             CONFLICT_RETRY_FIRST_SECONDS, CONFLICT_RETRY_MAX_SECONDS, CONFLICT_RETRY_LIMIT_SECONDS
         )
@@ -444,9 +454,11 @@ class PostgresEngine(CatalogEngine):
         with self._database_errors():
             self._connection.execute("SET TIME ZONE 'UTC'")
             row = self._connection.execute(
-                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                "(SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout')"
             ).fetchone()
             self._lock_timeout, self._statement_timeout = (row[0], row[1]) if row else ("0", "0")
+            self._lock_timeout_ms = int(row[2]) if row else 0
             self._connection.commit()
             self.codec.bind(self._connection)
         self._note_server_encoding(self._connection.info.parameter_status("server_encoding") or "UTF8")
@@ -648,6 +660,7 @@ class PostgresEngine(CatalogEngine):
             self.connection.commit()
         self._committing_xid = None
         self._conflict_pauses.reset()
+        self._write_lock_pauses.reset()
 
     def lost_commit_outcome(self) -> bool | None:
         xid, self._committing_xid = self._committing_xid, None
@@ -690,6 +703,73 @@ class PostgresEngine(CatalogEngine):
             delay,
         )
         return RetryUnit(message, delay)
+
+    def _write_lock_wait_ms(self) -> int:
+        """How long one statement of a batch waits for a lock: WRITE_LOCK_WAIT_MS, or the user's or
+        database's own lock_timeout when that is shorter (a DBA's choice this run keeps)."""
+        own = self._lock_timeout_ms
+        return own if 0 < own <= WRITE_LOCK_WAIT_MS else WRITE_LOCK_WAIT_MS
+
+    def _bound_lock_waits(self, cursor: psycopg.Cursor) -> bool:
+        """Bound the batch's waits for locks (see WRITE_LOCK_WAIT_MS); False when the session's own
+        lock_timeout bounds them already."""
+        wait = self._write_lock_wait_ms()
+        if wait == self._lock_timeout_ms:
+            return False
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{wait}ms",))
+        return True
+
+    def write_lock_busy(self, table: str | None, stream: str | None) -> Exception:
+        """A statement of the batch waited for a lock another session holds longer than
+        ``_write_lock_wait_ms``: the transaction is rolled back (holding nothing while it waits) and run
+        again after a growing pause, up to LOCK_WAIT_LIMIT_SECONDS in all."""
+        where = f"table {self.qualified(table)}" if table else "a table this run writes"
+        holders = self._lock_holders(table) if table else ""
+        subject = f"stream {stream}: " if stream else ""
+        waited_by_try = self._write_lock_wait_ms() / 1000
+        delay = self._write_lock_pauses.next(waited_by_try=waited_by_try)
+        if delay is None:
+            spent = self._write_lock_pauses.spent
+            self._write_lock_pauses.reset()
+            return DatabaseError(
+                f"PostgreSQL at {self.display}: {subject}another session held a lock this run needs on "
+                f"{where} for {spent:.0f} s{holders}; nothing of this batch was written: end that "
+                "session's transaction (pg_stat_activity shows it, often 'idle in transaction') and run "
+                "again from the last STATE"
+            )
+        logger.warning(
+            "%sanother session holds a lock this run needs on %s%s (rows its open transaction wrote, or "
+            "a long statement); waited %.0f s: the batch was rolled back and is loaded again in %.0f s",
+            subject,
+            where,
+            holders,
+            waited_by_try,
+            delay,
+        )
+        return RetryUnit(f"a lock on {where}", delay)
+
+    def _lock_holders(self, table: str) -> str:
+        """Who holds a lock on ``table`` that a write waits for, read on a connection of its own (this
+        one's transaction has failed): pid, user, application, state and for how long, never their
+        queries (another session's SQL may hold values this run must not log). Best effort: ''."""
+        own_pid = None if self._lost() else self.connection.info.backend_pid
+        try:
+            with psycopg.connect(
+                self._conninfo, autocommit=True, application_name="target-warehouse-seg", connect_timeout=5
+            ) as watcher:
+                rows = watcher.execute(_LOCK_HOLDERS_QUERY, (self.qualified(table), own_pid)).fetchall()
+        except psycopg.Error:
+            return ""
+        if not rows:
+            return ""
+        shown = [
+            f"pid {pid} (user {user}, application {application or '-'}, {state or 'state unknown'}"
+            + (f" for {seconds} s" if seconds is not None else "")
+            + ")"
+            for pid, user, application, state, seconds in rows[:_HOLDERS_SHOWN]
+        ]
+        more = f" and {len(rows) - _HOLDERS_SHOWN} more" if len(rows) > _HOLDERS_SHOWN else ""
+        return f" (held by {', '.join(shown)}{more})"
 
     def end_reads(self) -> None:
         # Reads open a transaction (autocommit is off). Left open while the tap is slow to send the
@@ -747,6 +827,7 @@ class PostgresEngine(CatalogEngine):
                         copy.write(part)
                     copy.write(_TRAILER)
                 copied = time.perf_counter()
+                bounded = self._bound_lock_waits(cursor)
                 tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
                 table = self.qualified(batch.table)
                 if tombstones is not None:
@@ -761,6 +842,8 @@ class PostgresEngine(CatalogEngine):
                 if tombstones is not None:
                     for statement in merge.tombstone_statements(batch, staging, tombstones, value):
                         cursor.execute(statement)
+                if bounded:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
             connection.execute(f"DROP TABLE {staging}")
             logger.debug(
                 "stream %s: staging %.3f s, COPY %.3f s, merge %.3f s",
@@ -848,7 +931,7 @@ class PostgresEngine(CatalogEngine):
         table (or the schema, by its name), or to apply hard deletes to it (waiting for any run holding
         it)."""
         key = f"target-warehouse-seg {self.schema}.{table}"
-        with self._database_errors():
+        with _translate(self, None, table=table):
             self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
     def _create_shared(self, statement: str, name: str) -> None:
@@ -872,6 +955,17 @@ class PostgresEngine(CatalogEngine):
         return _translate(self, batch)
 
 
+# The sessions holding a lock on a table that conflicts with a write (all but ACCESS SHARE, which plain
+# reads take): row locks show as the holder's ROW EXCLUSIVE (or, SELECT ... FOR UPDATE, ROW SHARE) lock.
+_LOCK_HOLDERS_QUERY = """
+SELECT DISTINCT a.pid, a.usename, a.application_name, a.state,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::bigint
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.relation = to_regclass(%s) AND l.mode <> 'AccessShareLock'
+  AND a.pid IS DISTINCT FROM %s
+ORDER BY 1
+"""
+_HOLDERS_SHOWN = 3
 # How much of a DDL statement an error shows.
 _STATEMENT_SHOWN = 200
 # Each privilege a run needs, for the hint that follows "permission denied" or "must be owner".
@@ -928,10 +1022,17 @@ class _translate:
     _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
     def __init__(
-        self, engine: PostgresEngine, batch: LoadBatch | None, doing: str = "", *, committing: bool = False
+        self,
+        engine: PostgresEngine,
+        batch: LoadBatch | None,
+        doing: str = "",
+        *,
+        committing: bool = False,
+        table: str | None = None,
     ) -> None:
         self.engine = engine
         self.batch = batch
+        self.table = batch.table if batch is not None else table  # the table a lock wait was for
         self.doing = doing  # what the target was doing, for the message
         self.committing = committing
 
@@ -960,6 +1061,9 @@ class _translate:
             ) from None
         if state in _TRY_AGAIN:
             raise self.engine.conflict(message) from None
+        if state == _LOCK_NOT_AVAILABLE:
+            stream = self.batch.stream if self.batch is not None else None
+            raise self.engine.write_lock_busy(self.table, stream) from None
         if state == _NOT_NULL_VIOLATION and self.batch and self._unwritten(error.diag.column_name):
             # No record can fill a column its stream does not write: the table's fault, not a row's
             # (each row was set aside alone, in time that grew with the square of the batch).

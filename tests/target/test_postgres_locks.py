@@ -270,3 +270,102 @@ def test_a_column_another_run_widened_meanwhile_is_reported_as_it_is(pg: Warehou
         {"id": "c", "amount": "many"},
         {"id": "d", "amount": str(2**64)},
     ]
+
+
+ROWS_WARNING = "another session holds a lock this run needs on table"
+
+
+def updating_transaction(pg: Warehouse) -> psycopg.Connection:
+    """Another session with an open transaction that updated the stored row (it holds the row's lock)."""
+    holder = psycopg.connect(pg.base_config["sqlalchemy_url"], application_name="analyst")
+    holder.execute("UPDATE salesforce.s SET amount = 7 WHERE id = 'a'")
+    return holder
+
+
+def test_a_batch_waiting_for_rows_another_transaction_holds_says_who_and_loads_once_free(
+    pg: Warehouse, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write waits for rows an open transaction holds only so long; then the batch is rolled back, a
+    warning names the table and the session holding it, and the batch loads once the holder ends
+    (before, the run waited without a word for as long as the transaction stayed open)."""
+    first_load(pg)
+    monkeypatch.setattr(postgres, "WRITE_LOCK_WAIT_MS", 400)
+    holder = updating_transaction(pg)
+    holder_pid = holder.info.backend_pid
+    release = threading.Timer(3.0, holder.rollback)
+    release.start()
+    try:
+        with caplog.at_level("WARNING"):
+            run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        release.join()
+        holder.close()
+    assert run.error is None, run.error
+    assert run.states == [2]
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
+    warnings = [r.getMessage() for r in caplog.records if ROWS_WARNING in r.getMessage()]
+    assert warnings, caplog.text
+    assert warnings[0].startswith(
+        'stream s: another session holds a lock this run needs on table "salesforce"."s"'
+    )
+    assert f"held by pid {holder_pid} (user " in warnings[0]
+    assert "application analyst, idle in transaction for " in warnings[0]
+
+
+def test_rows_held_past_the_limit_stop_the_run_with_one_line(
+    pg: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_load(pg)
+    monkeypatch.setattr(postgres, "WRITE_LOCK_WAIT_MS", 300)
+    monkeypatch.setattr(postgres, "LOCK_WAIT_LIMIT_SECONDS", 2.0)
+    holder = updating_transaction(pg)
+    try:
+        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert isinstance(run.error, DatabaseError)
+    message = str(run.error)
+    assert 'stream s: another session held a lock this run needs on table "salesforce"."s" for ' in message
+    assert "application analyst, idle in transaction" in message
+    assert "run again from the last STATE" in message
+    assert "\n" not in message
+    assert run.states == []
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 1}]
+
+
+def test_a_lock_timeout_of_the_database_makes_the_batch_wait_and_try_again(pg: Warehouse) -> None:
+    """A database's own lock_timeout (shorter than the target's wait) ends each wait sooner; the batch is
+    tried again rather than the run stopping on "canceling statement due to lock timeout"."""
+    first_load(pg)
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 300')
+    holder = updating_transaction(pg)
+    release = threading.Timer(2.0, holder.rollback)
+    release.start()
+    try:
+        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        release.join()
+        holder.close()
+    assert run.error is None, run.error
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
+
+
+def test_creating_the_schema_behind_another_runs_lock_waits_past_a_lock_timeout(pg: Warehouse) -> None:
+    """Another run creating the schema holds its lock; with the database's lock_timeout shorter than that
+    run's transaction, this run's wait ends early, and it waits again rather than stopping."""
+    database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 300')
+    holder = psycopg.connect(pg.base_config["sqlalchemy_url"])
+    key = "target-warehouse-seg salesforce.salesforce"  # the lock runs take to create the schema
+    holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+    release = threading.Timer(2.0, holder.rollback)
+    release.start()
+    try:
+        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        release.join()
+        holder.close()
+    assert run.error is None, run.error
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
