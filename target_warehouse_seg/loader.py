@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import sys
 import threading
@@ -37,7 +38,7 @@ from target_warehouse_seg.engines import (
 )
 from target_warehouse_seg.errors import ConnectionLost, DatabaseError, InvalidRecord, widening_conflict
 from target_warehouse_seg.pauses import Pauses
-from target_warehouse_seg.stopping import on_stop, stop_requested, stopped, wait_or_stop
+from target_warehouse_seg.stopping import exit_status, on_stop, stop_requested, stopped, wait_or_stop
 from target_warehouse_seg.typemap import Kind, holds
 
 logger = logging.getLogger("target-warehouse-seg")
@@ -80,6 +81,25 @@ RECONNECT_LIMIT_SECONDS = 300.0
 # cancelled (it usually commits within a second or two; a statement waiting on another session's lock
 # could hold the process for as long as that session runs).
 STOP_GRACE_SECONDS = 10.0
+# How long the loader keeps cancelling a unit that does not end before the process exits without it: a
+# database that takes the cancel but never answers (a frozen server process, a hung disk under it, a
+# commit waiting for a synchronous replica that is down) kept the run alive after SIGTERM until a
+# scheduler killed it. Exiting is safe: no STATE was written for the unit, and the server rolls back an
+# unfinished transaction whose connection is gone.
+STOP_CANCEL_LIMIT_SECONDS = 20.0
+
+
+def _exit_without(unit: Unit) -> None:
+    """End the process now, the unit in flight unfinished (see STOP_CANCEL_LIMIT_SECONDS). Every STATE
+    written went straight to stdout's file descriptor, and log handlers flush each line."""
+    logger.error(
+        "the database has not ended the cancelled batch (%s row(s)) in %.0f s (a server, disk or network "
+        "that does not answer): exiting without it; nothing of it is written, and a rerun from the last "
+        "STATE written loads it",
+        f"{unit.row_count:,}",
+        STOP_CANCEL_LIMIT_SECONDS,
+    )
+    os._exit(exit_status())
 
 
 class Loader:
@@ -160,12 +180,12 @@ class Loader:
         STOP_GRACE_SECONDS to commit, then cancel its statement."""
         self._cancel_later(STOP_GRACE_SECONDS, warned=False)
 
-    def _cancel_later(self, seconds: float, *, warned: bool) -> None:
-        timer = threading.Timer(seconds, self._cancel_in_flight, kwargs={"warned": warned})
+    def _cancel_later(self, seconds: float, *, warned: bool, since: float | None = None) -> None:
+        timer = threading.Timer(seconds, self._cancel_in_flight, kwargs={"warned": warned, "since": since})
         timer.daemon = True
         timer.start()
 
-    def _cancel_in_flight(self, *, warned: bool) -> None:
+    def _cancel_in_flight(self, *, warned: bool, since: float | None = None) -> None:
         unit = self._in_flight
         if unit is None:
             return
@@ -176,9 +196,12 @@ class Loader:
                 f"{unit.row_count:,}",
                 STOP_GRACE_SECONDS,
             )
+        since = time.monotonic() if since is None else since
+        if time.monotonic() - since >= STOP_CANCEL_LIMIT_SECONDS:
+            _exit_without(unit)
         self.engine.interrupt()
         # A cancel that came between two statements cancelled nothing: try again until the unit ends.
-        self._cancel_later(1.0, warned=True)
+        self._cancel_later(1.0, warned=True, since=since)
 
     # On the loader thread ------------------------------------------------------------------------
 

@@ -42,6 +42,11 @@ def stopped() -> Stopping:
     return Stopping(_exit_status)
 
 
+def exit_status() -> int:
+    """The status the requested stop ends the process with (128 + the signal's number)."""
+    return _exit_status
+
+
 def wait_or_stop(seconds: float) -> None:
     """Sleep ``seconds``, or raise Stopping as soon as a stop is requested."""
     if _requested.wait(seconds):

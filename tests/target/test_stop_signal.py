@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from conftest import (
     wait_until_the_target_waits_for_a_lock,
 )
 
-from target_warehouse_seg.loader import STOP_GRACE_SECONDS
+from target_warehouse_seg.loader import STOP_CANCEL_LIMIT_SECONDS, STOP_GRACE_SECONDS
 
 PROPERTIES = {"id": {"type": "string"}, "amount": {"type": ["null", "integer"]}}
 
@@ -99,6 +100,32 @@ def test_a_unit_that_commits_within_the_grace_writes_its_state(pg: Warehouse) ->
     assert took < STOP_GRACE_SECONDS
     assert run.out.split() == ["2"]
     assert [row["amount"] for row in pg.rows("s")] == [1]
+
+
+def test_a_database_that_never_ends_the_cancelled_statement_does_not_keep_the_run_alive(
+    pg: Warehouse,
+) -> None:
+    """The target's server process frozen (as by a hung disk or host: the cancel is taken, never acted
+    on): the run exits STOP_CANCEL_LIMIT_SECONDS after it began cancelling, with one line saying why.
+    Before, it went on cancelling until a scheduler killed it."""
+    with a_run_waiting_for_a_locked_row(pg) as (run, _):
+        with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as watcher:
+            row = watcher.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'target-warehouse-seg'"
+            ).fetchone()
+        assert row is not None
+        backend = int(row[0])
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            took = run.stop()
+        finally:
+            os.kill(backend, signal.SIGCONT)
+    assert run.process.returncode == 128 + signal.SIGTERM, run.err[-2000:]
+    limit = STOP_GRACE_SECONDS + STOP_CANCEL_LIMIT_SECONDS
+    assert limit - 1 <= took < limit + 10
+    assert "has not ended the cancelled batch (1 row(s)) in 20 s" in run.err
+    assert run.out == ""  # no STATE: the unit did not commit
+    _wait_for(lambda: pg.rows("s") == [{**pg.rows("s")[0], "amount": 0}])  # rolled back by the server
 
 
 def test_a_run_waiting_for_a_duckdb_file_stops_at_once(duckdb_warehouse: Warehouse) -> None:
