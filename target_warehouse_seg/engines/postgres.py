@@ -979,6 +979,16 @@ _STATEMENT_TIMEOUT_HINT = (
     "was written): lift it for the target's user (ALTER ROLE ... SET statement_timeout = 0) or lower "
     "batch_size_rows"
 )
+_CANCELLED_BY_ANOTHER_SESSION_HINT = (
+    "another session cancelled it (pg_cancel_backend: an administrator, or a tool that ends long "
+    "queries); nothing of this batch was written: run again from the last STATE"
+)
+_READ_ONLY = "25006"
+_READ_ONLY_HINT = (
+    "the server is a read-only standby, or default_transaction_read_only is on for the user or the "
+    "database (nothing of this batch was written): point the target at the primary (with several hosts "
+    "in the URL, add target_session_attrs=read-write)"
+)
 _DISK_FULL = "53100"
 _DISK_FULL_HINT = (
     "the database server's disk is full (nothing of this batch was written): free space there, then run "
@@ -1080,10 +1090,18 @@ class _translate:
             raise RowRejected(message, column=column, index=index) from None
         if self.doing:
             message = f"{message} ({self.doing})"
+        elif self.batch is not None:
+            message = (
+                f"{message} (stream {self.batch.stream}, table {self.engine.qualified(self.batch.table)})"
+            )
         if state == _INSUFFICIENT_PRIVILEGE:
             message = f"{message}; {_PRIVILEGES_HINT}"
         elif state == _QUERY_CANCELED and "statement timeout" in message:
             message = f"{message}; {_STATEMENT_TIMEOUT_HINT}"
+        elif state == _QUERY_CANCELED and "user request" in message:
+            message = f"{message}; {_CANCELLED_BY_ANOTHER_SESSION_HINT}"
+        elif state == _READ_ONLY:
+            message = f"{message}; {_READ_ONLY_HINT}"
         elif state == _DISK_FULL:
             message = f"{message}; {_DISK_FULL_HINT}"
         elif error.diag.message_hint:

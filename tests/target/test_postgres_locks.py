@@ -369,3 +369,34 @@ def test_creating_the_schema_behind_another_runs_lock_waits_past_a_lock_timeout(
         holder.close()
     assert run.error is None, run.error
     assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
+
+
+def test_a_batch_cancelled_by_another_session_stops_the_run_saying_so(pg: Warehouse) -> None:
+    """An administrator (or a tool that ends long queries) cancels the target's statement: one line saying
+    who did, naming the stream and table, nothing written."""
+    first_load(pg)
+    holder = updating_transaction(pg)
+
+    def cancel_the_target() -> None:
+        wait_until_the_target_waits_for_a_lock(pg.base_config["sqlalchemy_url"])
+        with psycopg.connect(pg.base_config["sqlalchemy_url"], autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'target-warehouse-seg' AND wait_event_type = 'Lock'"
+            )
+
+    canceller = threading.Thread(target=cancel_the_target)
+    canceller.start()
+    try:
+        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        canceller.join()
+        holder.rollback()
+        holder.close()
+    assert isinstance(run.error, DatabaseError)
+    message = str(run.error)
+    assert "canceling statement due to user request" in message
+    assert 'stream s, table "salesforce"."s"' in message
+    assert "another session cancelled it (pg_cancel_backend" in message
+    assert run.states == []
+    assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 1}]

@@ -61,3 +61,18 @@ def test_a_not_null_column_the_stream_does_not_write_stops_the_run_whole(pg: War
         "write it (a column added by hand?): give it a DEFAULT or drop its NOT NULL"
     )
     assert run.states == [] and pg.count("accounts") == 1 and pg.count("_rejected_records") == 0
+
+
+def test_a_read_only_database_stops_the_run_with_what_to_do(pg: Warehouse) -> None:
+    """A standby, or default_transaction_read_only on: one line naming the stream and table, and advice."""
+    first = pg.run([schema("s", {"id": {"type": "string"}}), record("s", {"id": "a"}), state(1)])
+    assert first.error is None, first.error
+    database = pg.config()["sqlalchemy_url"].rpartition("/")[2]
+    pg.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    done = pg.cli(to_lines([schema("s", {"id": {"type": "string"}}), record("s", {"id": "b"}), state(2)]))
+    assert done.returncode == 1
+    assert done.states == []
+    [line] = done.error_lines
+    assert "in a read-only transaction" in line
+    assert 'stream s, table "salesforce"."s"' in line
+    assert "point the target at the primary" in line and "target_session_attrs=read-write" in line
