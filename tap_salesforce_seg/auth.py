@@ -5,8 +5,9 @@
   an emulator's `http://127.0.0.1:PORT` works) and sent through the tap's own HTTP session (timeouts).
   SOAP answers a host without a scheme; the instance uses the login URL's scheme.
 - OAuth refresh token and client credentials: our own small POST to `/services/oauth2/token`; the
-  instance URL comes from the answer. When Salesforce rotates the refresh token, a warning says so
-  (without the token) and the new one is used for the rest of the run.
+  instance URL comes from the answer. When Salesforce rotates the refresh token, the new one is used for
+  the rest of the run and saved in `refresh_token_file` when the token came from there (token_file.py);
+  otherwise a warning says so (without the token).
 
 `login()` returns a `LoginResult` (token kept out of `repr`) or raises `AuthenticationError` (one line,
 with the sandbox hint when `domain` is `login`; also for a SOAP login whose result says the password has
@@ -28,6 +29,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 from simple_salesforce.util import getUniqueElementValueFromXmlString
 
+from tap_salesforce_seg import token_file
 from tap_salesforce_seg.config import (
     AUTH_CLIENT_CREDENTIALS,
     AUTH_PASSWORD,
@@ -225,11 +227,27 @@ class Authenticator:
         if not new_token or new_token == self._refresh_token:
             return
         self._refresh_token = str(new_token)
-        self._logger.warning(
-            "Salesforce returned a new refresh token (refresh token rotation is on for this connected "
-            "app); the configured one may stop working. This run uses the new token; it is not shown "
-            "here: obtain a fresh refresh token for the refresh_token setting, or turn rotation off."
-        )
+        path = self._config.refresh_token_file
+        if path is None:
+            self._logger.warning(
+                "Salesforce returned a new refresh token (refresh token rotation is on for this connected "
+                "app); the configured one may stop working. This run uses the new token; it is not shown "
+                "here: keep the token in a file named by refresh_token_file (the tap then saves each new "
+                "one there), or turn rotation off."
+            )
+            return
+        try:
+            token_file.save_token(path, self._refresh_token)
+        except OSError as error:
+            self._logger.warning(
+                "Salesforce returned a new refresh token (refresh token rotation is on), which could not "
+                "be saved in %s (%s): this run uses it, but the next run's login will be refused unless "
+                "a fresh refresh token is put in that file.",
+                path,
+                error.strerror or type(error).__name__,
+            )
+            return
+        self._logger.info("Salesforce rotated the refresh token; the new one is saved in %s", path)
 
     def _refused(self, detail: str, what: str) -> AuthenticationError:
         hint = SANDBOX_HINT if self._config.is_production_login else ""

@@ -6,7 +6,8 @@ echoes a secret, and happens before any network call.
 Login methods (exactly one):
 - `username` + `password` + `security_token`: SOAP login (`security_token` may be "" for orgs that
   trust the caller's IP range).
-- `client_id` + `client_secret` + `refresh_token`: OAuth refresh-token flow.
+- `client_id` + `client_secret` + `refresh_token` (or `refresh_token_file`, a file holding it): OAuth
+  refresh-token flow.
 - `client_id` + `client_secret`: OAuth client-credentials flow (My Domain orgs only).
 
 `domain`: `login` (default), `test`, a My Domain host (`acme.my`, `acme--uat.sandbox.my`, or the whole
@@ -26,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from tap_salesforce_seg import token_file
 from tap_salesforce_seg.errors import ConfigError
 
 AUTH_PASSWORD = "password"
@@ -79,6 +81,7 @@ class TapConfig:
     client_id: str | None = None
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    refresh_token_file: str | None = None  # where refresh_token came from, rewritten when it rotates
 
     @property
     def is_production_login(self) -> bool:
@@ -122,7 +125,8 @@ class TapConfig:
             security_token=_string(settings, "security_token", allow_empty=True),
             client_id=_string(settings, "client_id"),
             client_secret=_string(settings, "client_secret"),
-            refresh_token=_string(settings, "refresh_token"),
+            refresh_token=_refresh_token(settings),
+            refresh_token_file=_string(settings, token_file.SETTING),
         )
 
 
@@ -147,7 +151,7 @@ def _present(settings: Mapping[str, Any], name: str) -> bool:
 
 def _auth_mode(settings: Mapping[str, Any]) -> str:
     password_given = [name for name in PASSWORD_SETTINGS if _present(settings, name)]
-    oauth_given = [name for name in OAUTH_SETTINGS if _present(settings, name)]
+    oauth_given = [name for name in (*OAUTH_SETTINGS, token_file.SETTING) if _present(settings, name)]
     if password_given and oauth_given:
         raise ConfigError(
             f"{password_given[0]}, {oauth_given[0]}: two login methods are configured "
@@ -157,6 +161,14 @@ def _auth_mode(settings: Mapping[str, Any]) -> str:
         _require(settings, PASSWORD_SETTINGS, "the username/password login")
         return AUTH_PASSWORD
     if oauth_given:
+        if _present(settings, "refresh_token") and _present(settings, token_file.SETTING):
+            raise ConfigError(
+                f"refresh_token, {token_file.SETTING}: both are set; keep one (the file, to keep the "
+                "token Salesforce rotates)"
+            )
+        if _present(settings, token_file.SETTING):
+            _require(settings, ("client_id", "client_secret"), "the refresh-token login")
+            return AUTH_REFRESH_TOKEN
         if _present(settings, "refresh_token"):
             _require(settings, OAUTH_SETTINGS, "the refresh-token login")
             return AUTH_REFRESH_TOKEN
@@ -166,6 +178,14 @@ def _auth_mode(settings: Mapping[str, Any]) -> str:
         "username: no credentials are configured; set username + password + security_token, "
         "or client_id + client_secret + refresh_token, or client_id + client_secret (client credentials)"
     )
+
+
+def _refresh_token(settings: Mapping[str, Any]) -> str | None:
+    """The refresh token: the setting's, or the one its file holds (read at each start)."""
+    path = _string(settings, token_file.SETTING)
+    if path is None:
+        return _string(settings, "refresh_token")
+    return token_file.read_token(path)
 
 
 def _require(settings: Mapping[str, Any], names: tuple[str, ...], method: str) -> None:

@@ -100,6 +100,15 @@ SETTINGS = th.PropertiesList(
         description="OAuth refresh token; without it, client_id + client_secret use client credentials.",
     ),
     th.Property(
+        "refresh_token_file",
+        th.StringType,
+        title="Refresh token file",
+        description=(
+            "A file holding the OAuth refresh token instead of refresh_token; the tap saves there each "
+            "new token Salesforce rotates."
+        ),
+    ),
+    th.Property(
         "domain",
         th.StringType,
         title="Login domain",

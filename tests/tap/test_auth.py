@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from salesforce_emulator.auth import Credentials
 from tap_salesforce_seg.auth import LoginResult
 from tap_salesforce_seg.client import SalesforceClient
 from tap_salesforce_seg.config import TapConfig
-from tap_salesforce_seg.errors import AuthenticationError, ServiceUnavailable, TapError
+from tap_salesforce_seg.errors import AuthenticationError, ConfigError, ServiceUnavailable, TapError
 
 LOGGER = logging.getLogger("test-auth")
 
@@ -83,6 +84,80 @@ def test_rotated_refresh_token_is_announced_and_used_for_the_next_login(
     assert "session expired" in caplog.text.lower()
     assert emu.credentials.refresh_token not in caplog.text
     assert "5Aep" not in caplog.text  # the emulator's rotated tokens start so
+
+
+def test_a_rotated_refresh_token_is_saved_in_the_token_file_for_the_next_run(
+    emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """With rotation on, the token a run started with is revoked at its first login: kept in
+    refresh_token_file, the tap saves each new one there, and the next run logs in with it."""
+    emu = emulator_factory(rotate_refresh_tokens=True)
+    token_path = tmp_path / "refresh-token"
+    token_path.write_text(emu.credentials.refresh_token + "\n")
+    settings = oauth_settings(emu, refresh=False, refresh_token_file=str(token_path))
+    with caplog.at_level(logging.INFO):
+        client_for(settings).get_json("limits")
+        first_saved = token_path.read_text().strip()
+        emu.expire_sessions()
+        client_for(settings).get_json("limits")  # the next run: the saved token logs in
+    saved = token_path.read_text().strip()
+    assert first_saved.startswith("5Aep") and saved.startswith("5Aep") and saved != first_saved
+    assert token_path.stat().st_mode & 0o777 == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == ["refresh-token"]  # no temporary file left
+    assert caplog.text.count(f"the new one is saved in {token_path}") == 2
+    assert first_saved not in caplog.text and saved not in caplog.text
+    assert emu.credentials.refresh_token not in caplog.text
+
+
+def test_a_rotated_token_that_cannot_be_saved_is_warned_about_and_used(
+    emulator_factory: Callable[..., Emulator], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    emu = emulator_factory(rotate_refresh_tokens=True)
+    token_path = tmp_path / "refresh-token"
+    token_path.write_text(emu.credentials.refresh_token)
+    (tmp_path / f".refresh-token.{os.getpid()}.tmp").mkdir()  # the new file cannot be made there
+    client = client_for(oauth_settings(emu, refresh=False, refresh_token_file=str(token_path)))
+    with caplog.at_level(logging.INFO):
+        client.get_json("limits")
+        emu.expire_sessions()
+        client.get_json("limits")  # this run logs in again with the rotated token it holds
+    assert token_path.read_text() == emu.credentials.refresh_token
+    assert f"could not be saved in {token_path} (Is a directory)" in caplog.text
+    assert "the next run's login will be refused" in caplog.text
+    assert "5Aep" not in caplog.text.replace(emu.credentials.refresh_token, "")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "refresh_token_file: cannot read {path}: No such file or directory"),
+        ("  \n", "refresh_token_file: {path} is empty: put the connected app's refresh token in it"),
+        (
+            "a\nb\n",
+            "refresh_token_file: {path} holds more than one line or word; it must hold the token alone",
+        ),
+    ],
+    ids=["missing", "empty", "two-lines"],
+)
+def test_a_token_file_that_cannot_serve_is_one_config_line(
+    emulator: Emulator, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    token_path = tmp_path / "refresh-token"
+    if content is not None:
+        token_path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        TapConfig.from_mapping(oauth_settings(emulator, refresh=False, refresh_token_file=str(token_path)))
+    assert str(caught.value) == expected.format(path=token_path)
+
+
+def test_a_token_in_the_settings_and_a_token_file_are_refused_together(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    token_path = tmp_path / "refresh-token"
+    token_path.write_text("x")
+    with pytest.raises(ConfigError) as caught:
+        TapConfig.from_mapping(oauth_settings(emulator, refresh_token_file=str(token_path)))
+    assert str(caught.value).startswith("refresh_token, refresh_token_file: both are set; keep one")
 
 
 @pytest.mark.parametrize(
