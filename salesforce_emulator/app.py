@@ -48,7 +48,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .auth import (
-    ORGANIZATION_ID_18,
     UNSUPPORTED_API_VERSION_FAULT,
     USER_ID_18,
     AuthService,
@@ -508,7 +507,7 @@ class App:
         return Response.json(200, payload)
 
     def _identity(self) -> str:
-        return f"{ORGANIZATION_ID_18}/{USER_ID_18}"
+        return f"{self.auth.organization_id_18}/{USER_ID_18}"
 
     def describe_global(self, request: Request, version: str, match: re.Match[str]) -> Response:
         return Response.json(200, self.org.describe_global(version))

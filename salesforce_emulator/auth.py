@@ -116,8 +116,12 @@ class AuthService:
         session_lifetime: float = 7200.0,
         rotate_refresh_tokens: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        organization_id: str = ORGANIZATION_ID,
     ) -> None:
         self.credentials = credentials or Credentials()
+        # Salesforce's session ids (and OAuth access tokens) begin with the org's 15-character id.
+        self.organization_id = organization_id[:15]
+        self.organization_id_18 = case_safe_id(self.organization_id)
         self.session_lifetime = float(session_lifetime)
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self._monotonic = monotonic
@@ -167,7 +171,7 @@ class AuthService:
         return False
 
     def _issue(self, via: str) -> Session:
-        token = f"{ORGANIZATION_ID}!AQ{secrets.token_urlsafe(72)}"
+        token = f"{self.organization_id}!AQ{secrets.token_urlsafe(72)}"
         now = self._monotonic()
         session = Session(token, now, now + self.session_lifetime, via)
         with self._lock:
@@ -199,7 +203,7 @@ class AuthService:
 
     def _soap_success(self, session: Session, version: str, base_url: str) -> bytes:
         username = escape(self.credentials.username)
-        org = ORGANIZATION_ID_18
+        org = self.organization_id_18
         return (
             '<?xml version="1.0" encoding="UTF-8"?>'
             '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
@@ -274,7 +278,7 @@ class AuthService:
         return response
 
     def _token_response(self, session: Session, base_url: str, scope: str) -> dict[str, str]:
-        identity = f"{base_url}/id/{ORGANIZATION_ID_18}/{USER_ID_18}"
+        identity = f"{base_url}/id/{self.organization_id_18}/{USER_ID_18}"
         issued_at = str(int(time.time() * 1000))
         digest = hmac.new(
             self.credentials.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256

@@ -21,6 +21,7 @@ Fault flags (COUNT is a number, or `*` for "every matching request until reset")
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .auth import Credentials
+from .auth import ORGANIZATION_ID, Credentials
 from .faults import FaultPlan
 from .server import Emulator
 
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auth.add_argument("--session-lifetime", type=float, default=7200.0, help="seconds (default 7200)")
     auth.add_argument(
+        "--organization-id",
+        type=_organization_id,
+        default=ORGANIZATION_ID,
+        help=f"the org's 15-character id, 00D... (default {ORGANIZATION_ID}): a second emulated org",
+    )
+    auth.add_argument(
         "--api-limit", type=int, default=100_000, help="daily API requests allowed (default 100000)"
     )
 
@@ -94,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--query-timeout-rows", metavar="N[:COUNT]")
     faults.add_argument("--fail-bulk-jobs", type=int, metavar="N")
     return parser
+
+
+def _organization_id(text: str) -> str:
+    if not re.fullmatch(r"00D[0-9A-Za-z]{12}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a 15-character org id (00D and 12 letters or digits)"
+        )
+    return text
 
 
 def _count(text: str) -> int | None:
@@ -176,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             credentials=credentials,
             tls_dir=args.tls_dir,
             rotate_refresh_tokens=args.rotate_refresh_tokens,
+            organization_id=args.organization_id,
             gzip=args.gzip,
             allow_remote=args.allow_remote,
             verbose=args.verbose,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .app import HALF_BODY, ApiQuota, App, AppOptions, Request, Response
-from .auth import AuthService, Credentials
+from .auth import ORGANIZATION_ID, AuthService, Credentials
 from .bulk import BulkJobs, BulkTiming
 from .faults import FaultPlan
 from .tls import TlsMaterial, create_tls_material
@@ -238,6 +238,7 @@ class Emulator:
         *,
         tls_dir: Path | str | None = None,
         rotate_refresh_tokens: bool = False,
+        organization_id: str = ORGANIZATION_ID,
         gzip: bool = False,
         bulk_timing: BulkTiming | None = None,
         allow_remote: bool = False,
@@ -258,7 +259,9 @@ class Emulator:
         self.verbose = verbose
         self.credentials = credentials or Credentials()
         self.faults = FaultPlan()
-        self.auth = AuthService(self.credentials, session_lifetime, rotate_refresh_tokens)
+        self.auth = AuthService(
+            self.credentials, session_lifetime, rotate_refresh_tokens, organization_id=organization_id
+        )
         self.quota = ApiQuota(api_limit)
         self.bulk = BulkJobs(org, self.faults, bulk_timing)
         self.app = App(

@@ -80,6 +80,16 @@ class LoginResult:
     access_token: str = dataclasses.field(repr=False)
     instance_url: str
 
+    @property
+    def organization_id(self) -> str | None:
+        """The org's 15-character id, which begins Salesforce's session ids and OAuth access tokens
+        (``00D...!...``); None for a token of another shape."""
+        match = _ORGANIZATION_PREFIX.match(self.access_token)
+        return match.group(1) if match else None
+
+
+_ORGANIZATION_PREFIX = re.compile(r"(00D[0-9A-Za-z]{12})!")
+
 
 class Authenticator:
     """Performs the configured login method; the HTTP session is the client's (timeouts, adapters)."""

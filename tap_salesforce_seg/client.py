@@ -115,6 +115,11 @@ class SalesforceClient:
     def instance_url(self) -> str:
         return self._session().instance_url
 
+    @property
+    def organization_id(self) -> str | None:
+        """The logged-in org's 15-character id (logging in first when needed), or None if unknown."""
+        return self._session().organization_id
+
     def get(
         self,
         path: str,

@@ -115,6 +115,13 @@ def check_state_shape(state: t.Any) -> None:
     for stream, bookmark in bookmarks.items():
         if not isinstance(bookmark, dict):
             raise StateError(f"state: the bookmark of stream '{stream}' is not an object")
+    org = state.get(ORG_STATE_KEY) if isinstance(state, dict) else None
+    if org is not None and not isinstance(org, str):
+        raise StateError(f"state: `{ORG_STATE_KEY}` is not a string (the id of the org it was written for)")
+
+
+# The org a state's bookmarks were read from (its 15-character id): see SalesforceTap._check_org.
+ORG_STATE_KEY = "salesforce_org"
 
 
 def _position(problem: ValueError) -> str:

@@ -53,6 +53,7 @@ from tap_salesforce_seg.discovery import (
 )
 from tap_salesforce_seg.errors import CatalogError, ConfigError, OutputClosed, StateError, TapError
 from tap_salesforce_seg.inputs import (
+    ORG_STATE_KEY,
     check_state_shape,
     checked_json_file,
     read_catalog,
@@ -401,10 +402,35 @@ class TapSalesforceSeg(Tap):
         )
 
     def sync_all(self) -> None:
+        self._check_org()
         self._check_stream_objects()
         self._report_unknown_bookmarks()
         self._report_deselected_bookmarks()
         super().sync_all()
+
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        super().load_state(state)
+        if ORG_STATE_KEY in state:  # singer-sdk keeps only the bookmarks
+            self.state[ORG_STATE_KEY] = state[ORG_STATE_KEY]
+
+    def _check_org(self) -> None:
+        """Bookmarks are instants in one org's history: used for another org (a state file copied
+        with a sync's folder, a Meltano state shared by two extractors, a sandbox refreshed since,
+        which gets a new org id and its data anew), they skipped every record older than them. So the
+        state keeps the org's id, and a state from another org stops the run before any output."""
+        org = self.client.organization_id
+        if org is None:
+            return  # a session id of another shape: nothing to compare
+        recorded = self.state.get(ORG_STATE_KEY)
+        if recorded is not None and recorded != org and self.state.get("bookmarks"):
+            raise StateError(
+                f"state: its bookmarks were read from the Salesforce org {recorded}, and this login is "
+                f"to the org {org}: another org's bookmarks would skip this org's records older than them. "
+                "Nothing was synced. Give each org its own state and its own warehouse schema (README: "
+                "Several orgs); for a sandbox refreshed since (it gets a new org id), sync it in full: run "
+                "without the state"
+            )
+        self.state[ORG_STATE_KEY] = org
 
     def _check_stream_objects(self) -> None:
         """A stream whose state (and so table) belongs to another custom object still in the org: the

@@ -932,3 +932,36 @@ def test_an_object_without_a_time_field_syncs_in_full(
     assert versions and {m["stream"] for m in versions} == {"widget_c"}  # singer-sdk's, for full syncs
     # singer-sdk reads the setting without declaring it for taps: it was called unknown while it worked.
     assert "Unknown setting" not in caplog.text
+
+
+def test_a_state_from_another_org_stops_the_run_before_any_output(
+    org: Emulator, catalog: dict, emulator_factory: Callable[..., Emulator]
+) -> None:
+    """A state copied with a sync's folder to a second org (or kept across a sandbox refresh, which gives
+    the sandbox a new org id): its bookmarks would skip the other org's older records."""
+    accounts = select(catalog, [ACCOUNT])
+    first = sync(org, accounts)
+    state = first.final_state
+    assert state is not None and state["salesforce_org"] == "00DEm0000000001"
+    other = emulator_factory(scale=0.02, tags=False, organization_id="00DEm0000000002")
+    run = run_tap(tap_settings(other), accounts, state)
+    assert run.exit_code == 1
+    assert run.stderr.startswith(
+        "state: its bookmarks were read from the Salesforce org 00DEm0000000001, and this login is to the "
+        "org 00DEm0000000002: another org's bookmarks would skip this org's records older than them."
+    )
+    assert run.messages == []
+    again = sync(other, accounts)  # without the state: a full sync of the other org, which its state keeps
+    assert again.final_state is not None and again.final_state["salesforce_org"] == "00DEm0000000002"
+    assert len(again.records(ACCOUNT)) == len(list(other.org.records("Account")))
+
+
+def test_a_state_written_before_states_named_their_org_is_taken_as_this_orgs(
+    org: Emulator, catalog: dict
+) -> None:
+    accounts = select(catalog, [ACCOUNT])
+    state = sync(org, accounts).final_state
+    assert state is not None
+    del state["salesforce_org"]
+    run = sync(org, accounts, state)
+    assert run.final_state is not None and run.final_state["salesforce_org"] == "00DEm0000000001"
