@@ -4,6 +4,7 @@ storage. Over real HTTP against the emulator; the CLI's signal stop runs the tap
 
 from __future__ import annotations
 
+import logging
 import signal
 import tempfile
 import threading
@@ -47,6 +48,18 @@ def creates(emu: Emulator) -> list[dict[str, Any]]:
     return [r for r in emu.requests() if r["method"] == "POST" and r["target"] == JOBS]
 
 
+def job_calls(emu: Emulator) -> list[dict[str, Any]]:
+    return [r for r in emu.requests() if r["target"].startswith(JOBS + "/")]
+
+
+def use_up_after_create(emu: Emulator) -> None:
+    """Another integration brings the org's use to 50% while the (slowed) create is answered."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not creates(emu):
+        time.sleep(0.002)
+    emu.api_usage = emu.api_limit // 2
+
+
 def test_a_quota_stop_right_after_the_create_still_aborts_and_deletes_the_job(
     emulator_factory: Callable[..., Emulator],
 ) -> None:
@@ -56,14 +69,7 @@ def test_a_quota_stop_right_after_the_create_still_aborts_and_deletes_the_job(
     settings = tap_settings(emu, api_type="bulk", quota_percent=50)
     catalog = select(discover_catalog(settings), [ACCOUNT])
     emu.faults.slow(0.3, count=1, path=JOBS)  # the create waits; meanwhile usage reaches 50%
-
-    def use_up() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not creates(emu):
-            time.sleep(0.002)
-        emu.api_usage = emu.api_limit // 2
-
-    watcher = threading.Thread(target=use_up, daemon=True)
+    watcher = threading.Thread(target=use_up_after_create, args=(emu,), daemon=True)
     watcher.start()
     run = run_tap(settings, catalog)
     watcher.join()
@@ -71,6 +77,42 @@ def test_a_quota_stop_right_after_the_create_still_aborts_and_deletes_the_job(
     assert "quota_percent" in run.stderr, run.stderr
     assert emu.app.bulk.jobs_created == 1
     assert emu.app.bulk.list()["records"] == [], "the job was aborted and deleted"
+
+
+def test_a_cleanup_that_fails_does_not_hide_why_the_run_stopped(
+    emulator_factory: Callable[..., Emulator],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The quota stop, and then Salesforce fails the abort and the delete: the run still ends with the
+    quota's message and status; the job left behind is named in a warning."""
+    emu = queued_org(emulator_factory)
+    monkeypatch.setattr(SalesforceClient, "max_attempts", 2)
+    settings = tap_settings(emu, api_type="bulk", quota_percent=50)
+    catalog = select(discover_catalog(settings), [ACCOUNT])
+    emu.faults.slow(0.3, count=2, path=JOBS)  # the create and the first poll
+
+    def use_up_then_fail() -> None:
+        use_up_after_create(emu)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r["method"] == "GET" for r in job_calls(emu)):
+            time.sleep(0.002)
+        # The first poll was answered (with the usage at 50%): from now on Salesforce fails the job's calls.
+        emu.faults.http_error(500, count=None, path=JOBS + "/")
+
+    watcher = threading.Thread(target=use_up_then_fail, daemon=True)
+    watcher.start()
+    with caplog.at_level(logging.DEBUG):
+        run = run_tap(settings, catalog)
+    watcher.join()
+    assert run.exit_code == 2, run.stderr
+    assert "quota_percent" in run.stderr and "500" not in run.stderr, run.stderr
+    (job,) = emu.app.bulk.list()["records"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"Could not delete Bulk job {job['id']}" in w for w in warnings), warnings
+    credentials = emu.credentials
+    for secret in (credentials.client_secret, credentials.refresh_token):
+        assert secret not in caplog.text
 
 
 def test_a_create_whose_answer_was_cut_leaves_no_second_job_behind(
