@@ -22,7 +22,8 @@
    error, the quota guard (these calls pass it), SIGTERM/SIGINT. When a create's answer was lost (the
    client retried it, or the run stopped while it was on its way) Salesforce may hold a job whose id the
    tap never saw: the org's job list (`GET /jobs/query`) is searched for jobs like it (same object,
-   operation and format, same user, created since the first attempt) and those are removed too.
+   operation and format, same user, created since the first attempt) and those are removed too, at
+   once when the retried create got its job (not to run beside it for the whole read).
 
 A job Salesforce refuses (an object or field Bulk cannot serve), that ends Failed/Aborted or that
 outlasts `job_timeout_seconds` raises
@@ -95,7 +96,6 @@ class BulkExtractor:
         self.expected_records: int | None = None
         self.completed_stamp: str | None = None  # the highest stamp of a job read whole
         self.job_id: str | None = None
-        self._state: str | None = None
         # The jobs of the current read not yet deleted, with the state seen last.
         self._created: dict[str, str | None] = {}
         # Set when a create's answer was lost (a retry, an interruption): the job may exist unseen.
@@ -118,6 +118,10 @@ class BulkExtractor:
         self._search = None
         try:
             job_id = self._create(plan, soql)
+            if self._search is not None:
+                # The create was retried: a job its lost answer created would run on beside this one
+                # for the whole read, doubling the load on the org; it goes now.
+                self._clean_up(keep=job_id)
             # Imported here, while Salesforce runs the job: pyarrow loads only for Bulk syncs.
             from tap_salesforce_seg.extract.bulk_pages import CsvPageConverter
 
@@ -162,7 +166,7 @@ class BulkExtractor:
         search = _OrphanSearch(body=body, sobject=plan.sobject, since=self.client.server_time())
 
         def retried() -> None:
-            # The lost answer's job may exist: look for it once the read ends (see `_clean_up`).
+            # The lost answer's job may exist: look for it (see `_clean_up`).
             self._search = search
 
         try:
@@ -180,8 +184,7 @@ class BulkExtractor:
                 self._search = search
             raise
         self.job_id = str(job["id"])
-        self._state = job.get("state")
-        self._created[self.job_id] = self._state
+        self._created[self.job_id] = job.get("state")
         search.created_by = job.get("createdById")
         return self.job_id
 
@@ -190,7 +193,7 @@ class BulkExtractor:
         started = last_report = time.monotonic()
         while True:
             job = self.client.get_json(f"{JOBS_PATH}/{job_id}")
-            state = self._state = self._created[job_id] = job.get("state")
+            state = self._created[job_id] = job.get("state")
             if state == "JobComplete":
                 return job
             if state in ("Failed", "Aborted"):
@@ -242,16 +245,15 @@ class BulkExtractor:
         response = self.client.get(path, params=params, headers=_CSV_ACCEPTED)
         return response.content, response.headers.get("Sforce-Locator")
 
-    def _clean_up(self) -> None:
-        """Abort and delete every job this read created, those whose create answer was lost included."""
+    def _clean_up(self, keep: str | None = None) -> None:
+        """Abort and delete every job this read created but `keep`, those whose create answer was lost
+        included."""
         search, self._search = self._search, None
         if search is not None:
             for job in self._orphans(search):
                 self._created.setdefault(str(job["id"]), job.get("state"))
-        while self._created:
-            job_id, state = self._created.popitem()
-            self._state = state
-            self._delete_quietly(job_id)
+        for job_id in [job_id for job_id in self._created if job_id != keep]:
+            self._delete_quietly(job_id, self._created.pop(job_id))
 
     def _orphans(self, search: _OrphanSearch) -> list[dict[str, Any]]:
         """Jobs the org lists that a lost create answer may have left: this read's query, by the same
@@ -285,7 +287,7 @@ class BulkExtractor:
             )
         return found
 
-    def _delete_quietly(self, job_id: str) -> None:
+    def _delete_quietly(self, job_id: str, state: str | None) -> None:
         """Remove the job and its stored results (they count against the org's Bulk storage).
 
         A job still running is aborted first (Salesforce deletes only finished jobs). Cleanup never
@@ -293,7 +295,7 @@ class BulkExtractor:
         guard (`past_quota`): when it stops the run, a job left running would spend the org's Bulk
         limits for hours, two calls spend its API allowance far less.
         """
-        if self._state not in TERMINAL_STATES:
+        if state not in TERMINAL_STATES:
             # The state seen last may be stale (the job finished since, and Salesforce then refuses the
             # abort): the delete is tried whatever the abort's answer.
             try:

@@ -130,6 +130,10 @@ def test_a_create_whose_answer_was_cut_leaves_no_second_job_behind(
     assert upserted([run], ACCOUNT) == expected_records(emu, entry(catalog, ACCOUNT))
     assert len(creates(emu)) == 2 and emu.app.bulk.jobs_created == 2
     assert emu.app.bulk.list()["records"] == [], "both jobs were deleted"
+    calls = [(r["method"], r["target"]) for r in emu.requests()]
+    orphan_deleted = next(n for n, (method, target) in enumerate(calls) if method == "DELETE")
+    first_page = next(n for n, (_, target) in enumerate(calls) if "/results" in target)
+    assert orphan_deleted < first_page, "the orphan went at once, not after the read"
 
 
 def test_creates_cut_every_time_leave_no_job_behind(
