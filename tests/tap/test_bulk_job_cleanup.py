@@ -156,15 +156,19 @@ def test_creates_cut_every_time_leave_no_job_behind(
 def test_a_job_created_by_another_client_meanwhile_is_left_alone(
     emulator_factory: Callable[..., Emulator],
 ) -> None:
-    """The orphan search keeps to this run's query: a job on another object stays."""
+    """The orphan search keeps to this run's query and time: a job on another object, and one like the
+    run's created earlier (another run's), stay."""
     emu = queued_org(emulator_factory, queued_seconds=0.02)
     settings = tap_settings(emu, api_type="bulk")
     catalog = select(discover_catalog(settings), [ACCOUNT])
-    other = emu.app.bulk.create({"operation": "query", "query": "SELECT Id FROM Contact"}, "58.0")
+    earlier = emu.app.bulk.create({"operation": "queryAll", "query": "SELECT Id FROM Account"}, "58.0")
+    emu.org.clock.advance(10)
+    other = emu.app.bulk.create({"operation": "queryAll", "query": "SELECT Id FROM Contact"}, "58.0")
     emu.faults.drop_connection(count=1, path=JOBS, after_bytes=10)
     run = run_tap(settings, catalog)
     assert run.exit_code == 0, run.stderr
-    assert [job["id"] for job in emu.app.bulk.list()["records"]] == [other["id"]]
+    assert emu.app.bulk.jobs_created == 4, "the run's two creates"
+    assert sorted(job["id"] for job in emu.app.bulk.list()["records"]) == sorted([earlier["id"], other["id"]])
 
 
 def stop_once(emu: Emulator, settings: dict, catalog: dict, signum: int, ready: Callable[[], bool]) -> str:
