@@ -4,6 +4,8 @@
 client = SalesforceClient(config, logger)        # logs in lazily, on the first call
 client.get(path, params=None, headers=None) -> requests.Response   # body already read whole
 client.post(path, json) / client.patch(path, json) / client.delete(path)
+client.post(path, json, on_retry=callback)       # callback() before each retry (a create may have landed)
+client.get(..., past_quota=True)                 # also patch/delete: cleanup calls, see below
 client.get_json(path, params=None, headers=None) -> Any
 client.server_time() -> datetime                 # Salesforce's clock (Date header), UTC
 client.api_usage -> (used, limit) | None         # from Sforce-Limit-Info
@@ -22,7 +24,9 @@ Behaviour:
 - 401 INVALID_SESSION_ID: log in again once, then retry the call.
 - Quota: `Sforce-Limit-Info: api-usage=N/M` is read from every answer; a call is not sent once N/M
   reaches `quota_percent`, and a 403 REQUEST_LIMIT_EXCEEDED (daily total) stops at once: both raise
-  `QuotaExceeded`, whose message says when to retry (the allowance is a rolling 24 hours).
+  `QuotaExceeded`, whose message says when to retry (the allowance is a rolling 24 hours). Calls sent
+  with `past_quota=True` skip the guard: the few that remove the run's own Bulk jobs, which otherwise
+  run on in the org and spend its Bulk limits (see extract/bulk.py).
 - INVALID_OPERATION_WITH_EXPIRED_PASSWORD (whatever the status) stops at once, saying what to do; a
   404 NOT_FOUND asks once whether the instance serves `api_version` at all (versions.py).
 - Other error answers raise `SalesforceApiError(status, error_code, message)`.
@@ -36,6 +40,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,17 +130,26 @@ class SalesforceClient:
         path: str,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        past_quota: bool = False,
     ) -> requests.Response:
-        return self.request("GET", path, params=params, headers=headers)
+        return self.request("GET", path, params=params, headers=headers, past_quota=past_quota)
 
-    def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
-        return self.request("POST", path, json=json, headers=headers)
+    def post(
+        self,
+        path: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        on_retry: Callable[[], None] | None = None,
+    ) -> requests.Response:
+        return self.request("POST", path, json=json, headers=headers, on_retry=on_retry)
 
-    def patch(self, path: str, json: Any = None) -> requests.Response:
-        return self.request("PATCH", path, json=json)
+    def patch(self, path: str, json: Any = None, *, past_quota: bool = False) -> requests.Response:
+        return self.request("PATCH", path, json=json, past_quota=past_quota)
 
-    def delete(self, path: str) -> requests.Response:
-        return self.request("DELETE", path)
+    def delete(self, path: str, *, past_quota: bool = False) -> requests.Response:
+        return self.request("DELETE", path, past_quota=past_quota)
 
     def get_json(
         self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
@@ -168,17 +182,23 @@ class SalesforceClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        past_quota: bool = False,
+        on_retry: Callable[[], None] | None = None,
     ) -> requests.Response:
+        """`past_quota`: send even past `quota_percent` (cleanup). `on_retry`: called before each retry
+        (a POST whose answer was lost may have taken effect)."""
         relogged = False
         while True:
             session = self._session()
             url = self._url(session.instance_url, path)
 
             def attempt(url: str = url, token: str = session.access_token) -> requests.Response:
-                return self._send(method, url, token, params=params, json=json, headers=headers)
+                return self._send(
+                    method, url, token, params=params, json=json, headers=headers, past_quota=past_quota
+                )
 
             try:
-                return self._with_retries(method, _display_path(url), attempt)
+                return self._with_retries(method, _display_path(url), attempt, on_retry)
             except _SessionExpired:
                 if relogged:
                     raise AuthenticationError(
@@ -198,8 +218,10 @@ class SalesforceClient:
         params: dict[str, Any] | None,
         json: Any,
         headers: dict[str, str] | None,
+        past_quota: bool = False,
     ) -> requests.Response:
-        self._check_quota(method, url)
+        if not past_quota:
+            self._check_quota(method, url)
         request_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         request_headers.update(headers or {})
         self.requests_sent += 1
@@ -218,7 +240,9 @@ class SalesforceClient:
             raise TransientError(f"body cut short ({_first_line(error)})") from None
         raise self._error_for(response, method, url)
 
-    def _with_retries(self, method: str, path: str, attempt: Any) -> Any:
+    def _with_retries(
+        self, method: str, path: str, attempt: Any, on_retry: Callable[[], None] | None = None
+    ) -> Any:
         started = time.monotonic()
         for number in range(1, self.max_attempts + 1):
             try:
@@ -240,6 +264,8 @@ class SalesforceClient:
                     self.max_attempts - 1,
                     delay,
                 )
+                if on_retry is not None:
+                    on_retry()
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

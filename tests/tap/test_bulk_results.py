@@ -173,6 +173,5 @@ def test_a_job_whose_abort_is_refused_is_still_deleted(emulator_factory: Any) ->
     while client.get_json(f"/jobs/query/{job_id}")["state"] != "JobComplete":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    extractor._state = "InProgress"  # as last polled, before the job finished
-    extractor._delete_quietly(job_id)
+    extractor._delete_quietly(job_id, "InProgress")  # as last polled, before the job finished
     assert [job["id"] for job in client.get_json("/jobs/query")["records"]] == []
