@@ -143,7 +143,7 @@ def test_killed_run_resumes_from_the_state_file(
     try:
         # Kill once the run is inside its second stream: one stream done, one half-way, one not begun.
         pipeline.wait_for_states(process, 1)
-        while "contacts" not in json.loads(pipeline.state_lines()[-1])["bookmarks"]:
+        while "contacts" not in json.loads(pipeline.state_lines()[-1]).get("bookmarks", {}):
             pipeline.wait_for_states(process, len(pipeline.state_lines()) + 1)
     finally:
         pipeline.kill(process)
