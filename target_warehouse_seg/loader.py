@@ -142,6 +142,11 @@ class Loader:
         """Let the engine know, on the loader thread, that the unit submitted next is the run's last."""
         self._queued.append(self._executor.submit(self.engine.finishing))
 
+    def settle(self) -> None:
+        """Once every unit has committed (errors raised), the engine's ``settle``."""
+        self.wait()
+        self.call(self.engine.settle)
+
     def _raise_failures(self) -> None:
         for future in [future for future in self._queued if future.done()]:
             self._queued.remove(future)

@@ -696,6 +696,8 @@ class TargetWarehouseSeg(Target):
             if self._loader is not None:
                 self._loader.finishing()
             self._flush()
+            if self._loader is not None:
+                self._loader.settle()
         except BaseException:
             self._abort()
             raise

@@ -304,6 +304,11 @@ class Engine(abc.ABC):
     def finishing(self) -> None:  # noqa: B027 (optional hook, nothing to do by default)
         """Called on the loader thread before the run's last unit (the input has ended)."""
 
+    def settle(self) -> None:  # noqa: B027 (optional hook, nothing to do by default)
+        """Called on the loader thread once every unit of a run that went well has committed: an engine
+        that writes its commits into place later (DuckDB's checkpoint) does it now, and raises
+        ``DatabaseError`` when it cannot (the run then ends with a failing status, not "done")."""
+
     @abc.abstractmethod
     def commit(self) -> None: ...
 

@@ -54,7 +54,12 @@ from target_warehouse_seg.engines.duckdb_codec import (
     JsonPayload,
     json_read_type,
 )
-from target_warehouse_seg.engines.duckdb_path import checked_path, is_file_path, not_a_duckdb_file
+from target_warehouse_seg.engines.duckdb_path import (
+    DUCKDB_HEADERS_BYTES,
+    checked_path,
+    is_file_path,
+    not_a_duckdb_file,
+)
 from target_warehouse_seg.engines.merge import SEQ, Tombstones, statements
 from target_warehouse_seg.errors import DatabaseError
 from target_warehouse_seg.identifiers import quote, write_comment
@@ -70,6 +75,20 @@ logger = logging.getLogger("target-warehouse-seg")
 # process at 100 MB, ~294 MB at 90 MB, no slower), and a 64 MB one ran a whole org's sync (dozens of
 # tables) out of memory. Should a load still run out, the limit doubles and the unit runs again.
 MEMORY_LIMIT_MB, MEMORY_PER_COLUMN_KB = 90, 128
+# DuckDB's words for a block it could not write to its temporary folder (beside the database file:
+# `<path>.tmp`) when its limit was reached: a full disk there, not only a low limit.
+_SPILL_FAILED = "failed to offload"
+
+
+def memory_ceiling_mb() -> int:
+    """The highest memory limit the doubling reaches: a quarter of the machine's memory (at least 1 GB)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 4096
+    return max(1024, total // 4 // (1024 * 1024))
+
+
 # Committed rows wait in memory until a checkpoint writes them to the file, in a buffer per column of
 # each table they went to, and DuckDB checkpoints by the size of its write-ahead log only. Many small
 # streams (a whole org's first sync: dozens of tables of a few rows each) log little and hold a buffer
@@ -219,6 +238,7 @@ class DuckDBEngine(CatalogEngine):
         self._upserted: set[str] = set()  # tables that had keys of a batch already
         self._probed: set[str] = set()  # tables whose stored keys were probed in this run
         self._checkpoint_after_commit = False  # set by a widening (see widen_column)
+        self._unusable: DatabaseError | None = None  # set when a failed checkpoint invalidated the file
         # The columns of each table written by the open transaction, and by commits since the last
         # checkpoint (see CHECKPOINT_COLUMNS).
         self._writing: dict[str, int] = {}
@@ -240,6 +260,7 @@ class DuckDBEngine(CatalogEngine):
         # The side tables' Arrow buffers from malloc: Arrow's own allocator (mimalloc) kept 5-10 MB
         # more at the peak of a 1M-row load, and only DuckDB's engine uses Arrow in this process.
         pa.set_memory_pool(pa.system_memory_pool())
+        created = is_file_path(self.path) and not os.path.lexists(self.path)
         try:
             self._connection = _open_when_free(self.path)
             self._connection.execute("SET TimeZone = 'UTC'")
@@ -255,8 +276,27 @@ class DuckDBEngine(CatalogEngine):
             self._columns_written = 0
             self._ensure_memory(0)
         except duckdb.Error as error:
+            if created:
+                self._remove_unfinished_file()
             raise DatabaseError(f"cannot open DuckDB database {self.path}: {_first_line(error)}") from None
         logger.info("opened DuckDB database %s, schema %s", self.path, self.schema)
+
+    def _remove_unfinished_file(self) -> None:
+        """The file this run began to create, left unfinished (a full disk): every later run would be
+        refused it ("Could not read enough bytes") until someone removed it. It holds nothing yet."""
+        if self._connection is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._connection.close()
+            self._connection = None
+        try:
+            # Only a file cut short: one another process created meanwhile (and holds) is whole.
+            if os.path.getsize(self.path) >= DUCKDB_HEADERS_BYTES:
+                return
+            os.remove(self.path)
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(f"{self.path}.wal")
 
     def lend_core(self, lend: bool) -> bool:
         """While the main thread waits for a unit (the last ones, or one that takes longer than the
@@ -452,7 +492,12 @@ class DuckDBEngine(CatalogEngine):
     # Transactions and loading ---------------------------------------------------------------------
 
     def begin(self) -> None:
-        self._set_memory_limit(self._memory_wanted_mb)  # raised by a unit that ran out of memory
+        if self._unusable is not None:
+            raise self._unusable
+        try:
+            self._set_memory_limit(self._memory_wanted_mb)  # raised by a unit that ran out of memory
+        except duckdb.Error as error:
+            raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
         self._execute("BEGIN TRANSACTION")
         self._columns_written = 0
         self._checkpoint_after_commit = False
@@ -510,10 +555,42 @@ class DuckDBEngine(CatalogEngine):
     def _checkpoint(self, why: str) -> None:
         try:
             self.connection.execute("CHECKPOINT")
-        except duckdb.Error as error:  # committed all the same; the next checkpoint writes it
-            logger.warning("DuckDB %s: checkpoint %s: %s", self.path, why, _first_line(error))
+        except duckdb.Error as error:
+            if "invalidated" not in str(error) and self._usable():  # the next checkpoint writes it
+                logger.warning("DuckDB %s: checkpoint %s: %s", self.path, why, _first_line(error))
+                return
+            # DuckDB refuses every statement after a checkpoint that failed (a full disk): say so
+            # when the next unit begins, once this unit's STATE is written (its commit holds).
+            self._unusable = self._checkpoint_failure(why, error)
         else:
             self._unsaved = {}
+
+    def _usable(self) -> bool:
+        try:
+            self.connection.execute("SELECT 1").fetchone()
+        except duckdb.Error:
+            return False
+        return True
+
+    def _checkpoint_failure(self, why: str, error: duckdb.Error) -> DatabaseError:
+        return DatabaseError(
+            f"DuckDB {self.path}: writing the committed rows into the database file failed (checkpoint "
+            f"{why}: {_first_line(error)}); what was committed is safe in its write-ahead log "
+            f"({self.path}.wal), which the next run applies: make room on its disk (or fix what the error "
+            "names) and run again from the last STATE"
+        )
+
+    def settle(self) -> None:
+        """The run's commits written into the database file now, where a failure can still be told:
+        the checkpoint DuckDB makes on closing fails without a word, and the run said "done" on a full
+        disk (the next run then failed)."""
+        if self._unusable is not None:
+            raise self._unusable
+        try:
+            self.connection.execute("CHECKPOINT")
+        except duckdb.Error as error:
+            raise self._checkpoint_failure("at the end of the run", error) from None
+        self._unsaved = {}
 
     def rollback(self) -> None:
         self._column_ddl_steps = None
@@ -560,14 +637,14 @@ class DuckDBEngine(CatalogEngine):
 
         self._columns_written += len(info.columns)
         self._writing[batch.table] = len(info.columns)
-        self._ensure_memory(self._columns_written)
         connection = self.connection
         self._staged += 1
         side = f"{_STAGED}_side_{self._staged}"
-        connection.register(side, batch.payload.side)
         source = self._source_sql(batch, side)
         table = self.qualified(batch.table)
         try:
+            self._ensure_memory(self._columns_written)
+            connection.register(side, batch.payload.side)
             if batch.has_duplicates is None:
                 batch = dataclasses.replace(batch, has_duplicates=self._keys_repeat(batch, side, value))
             if self._appending(batch, info, side, value):
@@ -667,8 +744,26 @@ class DuckDBEngine(CatalogEngine):
 
     def _grow_memory(self, reason: str) -> None:
         """After DuckDB ran out of its limit: double it for the unit's next run (set once the aborted
-        transaction is rolled back: DuckDB takes no SET inside it)."""
-        self._memory_wanted_mb = 2 * self._memory_limit_mb
+        transaction is rolled back: DuckDB takes no SET inside it), up to a quarter of the machine's
+        memory; past that the run stops rather than grow into the kernel's OOM killer."""
+        ceiling = memory_ceiling_mb()
+        if self._memory_limit_mb >= ceiling:
+            raise DatabaseError(
+                f"DuckDB {self.path}: a unit needs more than {self._memory_limit_mb:,} MB, the most the "
+                f"target lets DuckDB take on this machine ({reason}); nothing of it was written: lower "
+                "batch_size_rows and run again from the last STATE"
+            )
+        self._memory_wanted_mb = min(2 * self._memory_limit_mb, ceiling)
+        if _SPILL_FAILED in reason:
+            logger.warning(
+                "DuckDB could not spill to its temporary folder %s.tmp (%s: its disk is full, or DuckDB's "
+                "max_temp_directory_size is reached); raising its memory limit to %d MB instead and loading "
+                "again",
+                self.path,
+                reason,
+                self._memory_wanted_mb,
+            )
+            return
         logger.warning(
             "DuckDB ran out of its %d MB memory limit (%s); raising it to %d MB and loading again",
             self._memory_limit_mb,

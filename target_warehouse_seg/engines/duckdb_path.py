@@ -18,6 +18,10 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 # A DuckDB file starts with its main header: an 8-byte checksum, then these magic bytes.
 _DUCKDB_MAGIC = b"DUCK"
 _DUCKDB_MAGIC_OFFSET = 8
+# A DuckDB file holds at least its main header and two database headers of 4 KB each: a shorter one is a
+# creation cut short (a full disk while the first run created it), which DuckDB refuses on every later
+# run ("Could not read enough bytes from file") until someone removes it.
+DUCKDB_HEADERS_BYTES = 3 * 4096
 
 
 def is_file_path(path: str) -> bool:
@@ -39,11 +43,30 @@ def checked_path(path: str) -> str:
     header = _header(file)
     if header is None:
         return str(file)
+    if not header:
+        raise ConfigError(
+            f"setting `path`: {path!r} is an empty file, not a DuckDB database; remove it, and the target "
+            "creates the database there"
+        )
     if header.startswith(_SQLITE_HEADER):
         raise ConfigError(f"setting `path`: {path!r} is a SQLite database, not a DuckDB file")
     if header[_DUCKDB_MAGIC_OFFSET : _DUCKDB_MAGIC_OFFSET + len(_DUCKDB_MAGIC)] != _DUCKDB_MAGIC:
         raise not_a_duckdb_file(path)
+    size = _size(file)
+    if size is not None and size < DUCKDB_HEADERS_BYTES:
+        raise ConfigError(
+            f"setting `path`: {path!r} is a DuckDB file cut short ({size:,} bytes; a database has at least "
+            f"{DUCKDB_HEADERS_BYTES:,}): its creation failed, as on a full disk. It holds no data: remove "
+            "it, and the target creates the database anew"
+        )
     return str(file)
+
+
+def _size(file: Path) -> int | None:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return None
 
 
 def not_a_duckdb_file(path: str) -> ConfigError:
