@@ -484,19 +484,27 @@ def test_a_failed_discovery_ends_on_the_taps_error(meltano: Meltano, emulator: A
     assert "ERROR" in last_tap_line.upper() and "login" in last_tap_line.lower(), run.tail()
 
 
-def test_a_refused_warehouse_is_reported_as_the_loaders_failure(meltano: Meltano, emulator: Any) -> None:
+@pytest.mark.parametrize("command", ["run", "el"])
+def test_a_refused_warehouse_is_reported_as_the_loaders_failure(
+    meltano: Meltano, emulator: Any, tmp_path: Path, command: str
+) -> None:
     # The target stops first. Its exit used to close its stdin while Meltano was still copying the
     # tap's output into it, and Meltano 4 ended most such runs with a BrokenPipeError traceback of its
     # own (meltano/meltano#7047) instead of "Loader failed". A failed target's stdin is now read for a
     # moment after it ends (target_warehouse_seg/__main__.py), so Meltano sees the exit first.
     run = meltano(
-        "--environment", "dev", "run", TAP, TARGET, check=False,
+        "--environment", "dev", command, TAP, TARGET, check=False,
         TAP_SALESFORCE_SEG_DOMAIN=emulator.base_url,
         TARGET_WAREHOUSE_SEG_ENGINE="postgres",
         TARGET_WAREHOUSE_SEG_SQLALCHEMY_URL="postgresql://loader:secret@127.0.0.1:1/analytics",
+        XDG_STATE_HOME=str(tmp_path / "state"),  # `meltano el` writes a log file there
     )  # fmt: skip
     assert run.returncode == 1
-    assert "BrokenPipeError" not in run.output and "Traceback" not in run.output, run.tail()
+    assert "BrokenPipeError" not in run.output, run.tail()
+    if command == "run":
+        assert "Traceback" not in run.output, run.tail()
+    else:  # `meltano el` ends every failure with a traceback of its own, after its one-line summary
+        assert "ELT could not be completed: Loader failed." in run.output, run.tail()
     target_lines = plugin_lines(run, TARGET)
     assert target_lines, run.tail()
     last = target_lines[-1]
