@@ -215,6 +215,17 @@ FOREIGN_BOOKMARKS_NAMED = 8
 class _OneLineErrorsCommand(SingerCommand):
     """The singer-sdk command, with the tap's own errors as one line on stderr and their exit code."""
 
+    def parse_args(self, context: click.Context, args: list[str]) -> list[str]:
+        # `--discover` and `--about` run while the command line is parsed (eager options), before click
+        # enters the context that closes the files it opened (`--state`, `--catalog`). An error there
+        # left them open, and Python's "ResourceWarning: unclosed file" (shown under Meltano, which sets
+        # PYTHONWARNINGS) was printed after the error line: the tap's last words named no cause.
+        try:
+            return super().parse_args(context, args)
+        except BaseException:
+            context.close()
+            raise
+
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
             try:

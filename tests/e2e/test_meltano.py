@@ -454,3 +454,81 @@ def test_prod_takes_credentials_and_postgres_url_from_the_environment(
             for table in streams
         }
     assert loaded == org_counts(emulator, streams)
+
+
+# --- failures as Meltano shows them -------------------------------------------------------------------
+
+
+def plugin_lines(run: MeltanoRun, name: str) -> list[str]:
+    """The lines Meltano relayed from a plugin's stderr (console format: `... [level] <plugin> message`)."""
+    return [line for line in run.stderr.splitlines() if f"] {name} " in line]
+
+
+def test_a_failed_discovery_ends_on_the_taps_error(meltano: Meltano, emulator: Any) -> None:
+    # With a stored state, Meltano passes --state to the discovery too. An error there (here a refused
+    # login) left click's --state file open, and Python's "ResourceWarning: unclosed file" (Meltano sets
+    # PYTHONWARNINGS for its plugins) came after the error: the last lines Meltano quoted named no cause.
+    meltano(
+        "--environment", "dev", "state", "set", "--force", STATE_ID, '{"singer_state": {"bookmarks": {}}}'
+    )
+    run = meltano(
+        "--environment", "dev", "run", TAP, TARGET, check=False,
+        TAP_SALESFORCE_SEG_DOMAIN=emulator.base_url, TAP_SALESFORCE_SEG_PASSWORD="not-the-password",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "Catalog discovery failed" in run.output and "--state" in run.output
+    assert "ResourceWarning" not in run.output, run.tail()
+    # Meltano quotes the discovery's stderr in its error: the tap's last line there is the cause.
+    quoted = run.output.split("with stderr:", 1)[1]
+    last_tap_line = [line for line in quoted.splitlines() if "tap-salesforce-seg" in line][-1]
+    assert "ERROR" in last_tap_line.upper() and "login" in last_tap_line.lower(), run.tail()
+
+
+@pytest.mark.parametrize("command", ["run", "el"])
+def test_a_refused_warehouse_is_reported_as_the_loaders_failure(
+    meltano: Meltano, emulator: Any, tmp_path: Path, command: str
+) -> None:
+    # The target stops first. Its exit used to close its stdin while Meltano was still copying the
+    # tap's output into it, and Meltano 4 ended most such runs with a BrokenPipeError traceback of its
+    # own (meltano/meltano#7047) instead of "Loader failed". A failed target's stdin is now read for a
+    # moment after it ends (target_warehouse_seg/__main__.py), so Meltano sees the exit first.
+    run = meltano(
+        "--environment", "dev", command, TAP, TARGET, check=False,
+        TAP_SALESFORCE_SEG_DOMAIN=emulator.base_url,
+        TARGET_WAREHOUSE_SEG_ENGINE="postgres",
+        TARGET_WAREHOUSE_SEG_SQLALCHEMY_URL="postgresql://loader:secret@127.0.0.1:1/analytics",
+        XDG_STATE_HOME=str(tmp_path / "state"),  # `meltano el` writes a log file there
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "BrokenPipeError" not in run.output, run.tail()
+    if command == "run":
+        assert "Traceback" not in run.output, run.tail()
+    else:  # `meltano el` ends every failure with a traceback of its own, after its one-line summary
+        assert "ELT could not be completed: Loader failed." in run.output, run.tail()
+    target_lines = plugin_lines(run, TARGET)
+    assert target_lines, run.tail()
+    last = target_lines[-1]
+    assert "[error" in last and "cannot connect to PostgreSQL" in last and "Connection refused" in last, last
+    assert "Loader failed" in run.output.split(last, 1)[1], run.tail()
+    assert "secret" not in run.output
+
+
+def test_the_taps_exit_status_is_in_meltanos_structured_log(
+    meltano: Meltano, emulator_factory: Any, tmp_path: Path
+) -> None:
+    # The quota stop is status 2 in a plain pipe; `meltano run` exits 1 whatever the plugins' statuses
+    # (README, Meltano: Exit status), and says them only in the fields of its "Block run completed"
+    # line, which the default console format does not print.
+    emulator = emulator_factory(api_limit=30)
+    run = meltano(
+        "--log-format", "json", "--environment", "dev", "run", TAP, TARGET, check=False,
+        TAP_SALESFORCE_SEG_DOMAIN=emulator.base_url,
+        TARGET_WAREHOUSE_SEG_PATH=str(tmp_path / "warehouse.duckdb"),
+    )  # fmt: skip
+    assert run.returncode == 1
+    events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    quota = [e for e in events if e.get("level") == "error" and "daily API requests" in str(e.get("event"))]
+    assert quota, run.tail()
+    block = next(e for e in events if e.get("event") == "Block run completed")
+    assert block["success"] is False and block["err"] == "Extractor failed", block
+    assert "2" in str(block["exit_codes"]) and "extractors" in str(block["exit_codes"]), block
