@@ -81,8 +81,12 @@ def drain_input() -> None:
         return
     if child:
         return
+    # First of all, a deadline the kernel keeps (SIGALRM's default action ends the process): a child
+    # forked from a process with threads could find a lock one of them held (malloc's), and hang holding
+    # the pipe open, which would block its writer for good.
+    signal.alarm(int(DRAIN_SECONDS) + 2)
     try:
-        for name in ("SIGTERM", "SIGINT", "SIGPIPE", "SIGHUP"):
+        for name in ("SIGTERM", "SIGINT", "SIGPIPE", "SIGHUP", "SIGALRM"):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
         for descriptor in _open_descriptors():
             if descriptor != 0:
