@@ -79,6 +79,7 @@ _LEGACY_POD_API_HOST = re.compile(r"(?i)^([a-z]+\d+)-api(\.salesforce\.com(?::\d
 class LoginResult:
     access_token: str = dataclasses.field(repr=False)
     instance_url: str
+    user_id: str | None = None  # from an OAuth answer's identity URL (.../id/<org id>/<user id>)
 
     @property
     def organization_id(self) -> str | None:
@@ -89,6 +90,13 @@ class LoginResult:
 
 
 _ORGANIZATION_PREFIX = re.compile(r"(00D[0-9A-Za-z]{12})!")
+_IDENTITY_USER = re.compile(r"/id/00D[0-9A-Za-z]{12,15}/(005[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?)$")
+
+
+def _user_id(identity: Any) -> str | None:
+    """The user's id at the end of an OAuth answer's identity URL, or None."""
+    match = _IDENTITY_USER.search(identity) if isinstance(identity, str) else None
+    return match.group(1) if match else None
 
 
 class Authenticator:
@@ -231,7 +239,11 @@ class Authenticator:
         if not instance_url.startswith(("https://", "http://")):
             raise AuthenticationError(f"Salesforce's token answer has no usable instance_url ({url})")
         self._note_rotation(body.get("refresh_token"))
-        return LoginResult(access_token=str(body["access_token"]), instance_url=instance_url)
+        return LoginResult(
+            access_token=str(body["access_token"]),
+            instance_url=instance_url,
+            user_id=_user_id(body.get("id")),
+        )
 
     def _note_rotation(self, new_token: Any) -> None:
         if not new_token or new_token == self._refresh_token:

@@ -121,6 +121,11 @@ class SalesforceClient:
         return self._session().instance_url
 
     @property
+    def user_id(self) -> str | None:
+        """The logged-in user's id when the login's answer named it (OAuth), else None."""
+        return self._session().user_id
+
+    @property
     def organization_id(self) -> str | None:
         """The logged-in org's 15-character id (logging in first when needed), or None if unknown."""
         return self._session().organization_id

@@ -442,6 +442,9 @@ class TapSalesforceSeg(Tap):
                 "without the state"
             )
         self.state[ORG_STATE_KEY] = org
+        # A STATE written before any stream has one (singer-sdk writes it once the state is not empty)
+        # keeps the Singer shape readers expect.
+        self.state.setdefault("bookmarks", {})
 
     def _check_stream_objects(self) -> None:
         """A stream whose state (and so table) belongs to another custom object still in the org: the

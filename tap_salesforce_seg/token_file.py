@@ -4,14 +4,15 @@ Salesforce rotates the token.
 With refresh token rotation on for a connected app, each refresh answers with a new refresh token and
 revokes the one it was given: a token kept in a config file (or in Meltano's settings) logged in once,
 and the next run was refused. The file is replaced whole (a new file beside it, synced, then renamed over
-it), readable by its owner only, so a crash while saving leaves the old token or the new one, never half
-of one.
+it, with the old one's permissions: its owner's alone for a new one), so a crash while saving leaves the
+old token or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from tap_salesforce_seg.errors import ConfigError
@@ -35,11 +36,17 @@ def read_token(path: str) -> str:
 
 
 def save_token(path: str, token: str) -> None:
-    """Replace the file's token with ``token``; raises OSError when it cannot."""
-    target = Path(path)
+    """Replace the file's token with ``token``; raises OSError when it cannot. A symbolic link is
+    followed (the file it names is replaced, the link kept), and the file keeps its permissions."""
+    target = Path(path).resolve()
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = 0o600
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(token + "\n")
             stream.flush()

@@ -21,6 +21,7 @@ import stat
 import sys
 import time
 import typing as t
+import warnings
 
 from target_warehouse_seg.target import TargetWarehouseSeg
 
@@ -76,7 +77,11 @@ def drain_input() -> None:
     try:
         if not stat.S_ISFIFO(os.fstat(0).st_mode):
             return
-        child = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of fork() in a process with threads (the child here only reads a pipe):
+            # under Meltano (PYTHONWARNINGS set) that warning became the failed run's last line.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
     except OSError:
         return
     if child:

@@ -89,15 +89,25 @@ STOP_GRACE_SECONDS = 10.0
 STOP_CANCEL_LIMIT_SECONDS = 20.0
 
 
-def _exit_without(unit: Unit) -> None:
+def _exit_without(unit: Unit, phase: str) -> None:
     """End the process now, the unit in flight unfinished (see STOP_CANCEL_LIMIT_SECONDS). Every STATE
-    written went straight to stdout's file descriptor, and log handlers flush each line."""
+    written went straight to stdout's file descriptor, and log handlers flush each line. ``phase``:
+    "writing", "committing" (the outcome unknown) or "committed" (work after the commit: its STATE was
+    written by the caller)."""
+    outcome = {
+        "writing": "nothing of it is written, and a rerun from the last STATE written loads it",
+        "committing": (
+            "it was committing, so whether it is written is unknown: a rerun from the last STATE written "
+            "loads it again (a stream without key properties may then hold its rows twice)"
+        ),
+        "committed": "it is committed, and its STATE is written",
+    }[phase]
     logger.error(
-        "the database has not ended the cancelled batch (%s row(s)) in %.0f s (a server, disk or network "
-        "that does not answer): exiting without it; nothing of it is written, and a rerun from the last "
-        "STATE written loads it",
+        "the database has not ended the cancelled batch (%s row(s)) %.0f s after cancelling it (a server, "
+        "disk or network that does not answer): exiting without waiting for it; %s",
         f"{unit.row_count:,}",
         STOP_CANCEL_LIMIT_SECONDS,
+        outcome,
     )
     os._exit(exit_status())
 
@@ -120,6 +130,7 @@ class Loader:
             RECONNECT_FIRST_SECONDS, RECONNECT_MAX_SECONDS, RECONNECT_LIMIT_SECONDS
         )
         self._in_flight: Unit | None = None
+        self._committing = False  # the unit in flight is in its engine's commit
         self._forget_stop = on_stop(self._cancel_after_grace)
 
     def call(self, function: t.Callable[..., t.Any], *args: t.Any) -> t.Any:
@@ -203,10 +214,16 @@ class Loader:
             )
         since = time.monotonic() if since is None else since
         if time.monotonic() - since >= STOP_CANCEL_LIMIT_SECONDS:
-            _exit_without(unit)
+            phase = "committed" if self._committing and self.engine.committed else self._phase()
+            if phase == "committed" and unit.has_state:
+                self._emit_state(unit.state)  # its rows are in, whatever the engine does after
+            _exit_without(unit, phase)
         self.engine.interrupt()
         # A cancel that came between two statements cancelled nothing: try again until the unit ends.
         self._cancel_later(1.0, warned=True, since=since)
+
+    def _phase(self) -> str:
+        return "committing" if self._committing else "writing"
 
     # On the loader thread ------------------------------------------------------------------------
 
@@ -333,7 +350,11 @@ class Loader:
                 engine.load(batch)
             engine.quarantine(rejected)
             if commit:
-                engine.commit()  # a failed commit undoes the transaction (out of memory: RetryUnit)
+                self._committing = True
+                try:
+                    engine.commit()  # a failed commit undoes the transaction (out of memory: RetryUnit)
+                finally:
+                    self._committing = False
         except BaseException:
             engine.rollback()
             engine.forget()  # DDL inside the transaction was undone too

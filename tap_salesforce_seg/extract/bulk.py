@@ -249,11 +249,29 @@ class BulkExtractor:
         """Abort and delete every job this read created but `keep`, those whose create answer was lost
         included."""
         search, self._search = self._search, None
-        if search is not None:
+        if search is not None and search.created_by is None:
+            search.created_by = self._user_id()
+        if search is not None and search.created_by is None:
+            # No attempt got an answer and the login did not name the user (SOAP): a like job of
+            # another program's (a parallel sync under another user) would match, and deleting it
+            # would fail that program's read. Say what may remain instead.
+            self.logger.warning(
+                "%s: Salesforce never answered the request that creates the Bulk job; should it have "
+                "created one all the same, the job stays in Salesforce (Setup: Bulk Data Load Jobs) "
+                "until Salesforce removes it.",
+                search.sobject,
+            )
+        elif search is not None:
             for job in self._orphans(search):
                 self._created.setdefault(str(job["id"]), job.get("state"))
         for job_id in [job_id for job_id in self._created if job_id != keep]:
             self._delete_quietly(job_id, self._created.pop(job_id))
+
+    def _user_id(self) -> str | None:
+        try:
+            return self.client.user_id
+        except Exception:  # not logged in any more: nothing to compare
+            return None
 
     def _orphans(self, search: _OrphanSearch) -> list[dict[str, Any]]:
         """Jobs the org lists that a lost create answer may have left: this read's query, by the same
@@ -330,7 +348,8 @@ class _OrphanSearch:
             for key in ("operation", "contentType", "columnDelimiter", "lineEnding")
         ):
             return False
-        if self.created_by is not None and job.get("createdById") != self.created_by:
+        # 15 characters: the case-sensitive id (an 18-character one adds a checksum of its case).
+        if self.created_by is None or str(job.get("createdById"))[:15] != self.created_by[:15]:
             return False
         created = _parse_created(job.get("createdDate"))
         return created is not None and self.since - CLOCK_MARGIN <= created <= until + CLOCK_MARGIN

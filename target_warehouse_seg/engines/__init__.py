@@ -304,6 +304,10 @@ class Engine(abc.ABC):
     def finishing(self) -> None:  # noqa: B027 (optional hook, nothing to do by default)
         """Called on the loader thread before the run's last unit (the input has ended)."""
 
+    # Whether the current transaction's COMMIT has gone through, while ``commit`` may still work after
+    # it (DuckDB's checkpoint): a stop that cannot wait for it then writes the unit's STATE first.
+    committed = False
+
     def settle(self) -> None:  # noqa: B027 (optional hook, nothing to do by default)
         """Called on the loader thread once every unit of a run that went well has committed: an engine
         that writes its commits into place later (DuckDB's checkpoint) does it now, and raises

@@ -20,6 +20,7 @@ import os
 import re
 import time
 import typing as t
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -81,12 +82,28 @@ _SPILL_FAILED = "failed to offload"
 
 
 def memory_ceiling_mb() -> int:
-    """The highest memory limit the doubling reaches: a quarter of the machine's memory (at least 1 GB)."""
+    """The highest memory limit the doubling reaches: half the memory this process may have (the
+    machine's, or its container's cgroup limit when lower), at least 1 GB."""
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
         return 4096
-    return max(1024, total // 4 // (1024 * 1024))
+    limited = _cgroup_memory_limit()
+    if limited is not None:
+        total = min(total, limited)
+    return max(1024, total // 2 // (1024 * 1024))
+
+
+def _cgroup_memory_limit() -> int | None:
+    """A container's memory limit (cgroup v2, else v1), or None when there is none."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
 
 
 # Committed rows wait in memory until a checkpoint writes them to the file, in a buffer per column of
@@ -532,6 +549,7 @@ class DuckDBEngine(CatalogEngine):
     def commit(self) -> None:
         self._column_ddl_steps = None
         started = time.perf_counter()
+        self.committed = False
         try:
             self.connection.execute("COMMIT")
         except duckdb.Error as error:
@@ -543,6 +561,7 @@ class DuckDBEngine(CatalogEngine):
                 self._reopen()
                 raise RetryUnit("commit") from None
             raise DatabaseError(f"DuckDB {self.path}: {_first_line(error)}") from None
+        self.committed = True  # what follows (a checkpoint) does not change what the commit wrote
         logger.debug("commit %.3f s", time.perf_counter() - started)
         self._unsaved.update(self._writing)
         self._writing = {}
@@ -744,13 +763,13 @@ class DuckDBEngine(CatalogEngine):
 
     def _grow_memory(self, reason: str) -> None:
         """After DuckDB ran out of its limit: double it for the unit's next run (set once the aborted
-        transaction is rolled back: DuckDB takes no SET inside it), up to a quarter of the machine's
-        memory; past that the run stops rather than grow into the kernel's OOM killer."""
+        transaction is rolled back: DuckDB takes no SET inside it), up to memory_ceiling_mb; past that
+        the run stops rather than grow into the kernel's OOM killer."""
         ceiling = memory_ceiling_mb()
         if self._memory_limit_mb >= ceiling:
             raise DatabaseError(
                 f"DuckDB {self.path}: a unit needs more than {self._memory_limit_mb:,} MB, the most the "
-                f"target lets DuckDB take on this machine ({reason}); nothing of it was written: lower "
+                f"target lets DuckDB take here ({reason}); nothing of it was written: lower "
                 "batch_size_rows and run again from the last STATE"
             )
         self._memory_wanted_mb = min(2 * self._memory_limit_mb, ceiling)

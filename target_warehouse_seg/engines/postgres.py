@@ -769,7 +769,9 @@ class PostgresEngine(CatalogEngine):
             for pid, user, application, state, seconds in rows[:_HOLDERS_SHOWN]
         ]
         more = f" and {len(rows) - _HOLDERS_SHOWN} more" if len(rows) > _HOLDERS_SHOWN else ""
-        return f" (held by {', '.join(shown)}{more})"
+        # Sessions with a lock that writes take: the one holding the rows is among them (pg_locks does
+        # not say which rows a session holds), beside other writers.
+        return f" (sessions writing it: {', '.join(shown)}{more})"
 
     def end_reads(self) -> None:
         # Reads open a transaction (autocommit is off). Left open while the tap is slow to send the
@@ -827,15 +829,17 @@ class PostgresEngine(CatalogEngine):
                         copy.write(part)
                     copy.write(_TRAILER)
                 copied = time.perf_counter()
-                bounded = self._bound_lock_waits(cursor)
                 tombstones = self._tombstones(batch, types) if merge.applies(batch) else None
                 table = self.qualified(batch.table)
                 if tombstones is not None:
                     # Another run deleting a key at once: its tombstone must be committed, or its
                     # delete not begun, when this batch checks against the tombstones. Else a row of
                     # the key, older than that delete, passed the check and was inserted once the
-                    # other run's DELETE committed: a deleted record back.
+                    # other run's DELETE committed: a deleted record back. (Taken before the writes'
+                    # waits are bounded: runs queue for it in turn, none losing its place.)
                     self._hold_table(batch.table)
+                bounded = self._bound_lock_waits(cursor)
+                if tombstones is not None:
                     cursor.execute(merge.prune_statement(batch, table, staging, tombstones, value))
                 for statement in statements(batch, table, staging, value):
                     cursor.execute(statement)

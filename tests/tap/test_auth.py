@@ -94,6 +94,7 @@ def test_a_rotated_refresh_token_is_saved_in_the_token_file_for_the_next_run(
     emu = emulator_factory(rotate_refresh_tokens=True)
     token_path = tmp_path / "refresh-token"
     token_path.write_text(emu.credentials.refresh_token + "\n")
+    token_path.chmod(0o640)
     settings = oauth_settings(emu, refresh=False, refresh_token_file=str(token_path))
     with caplog.at_level(logging.INFO):
         client_for(settings).get_json("limits")
@@ -102,11 +103,27 @@ def test_a_rotated_refresh_token_is_saved_in_the_token_file_for_the_next_run(
         client_for(settings).get_json("limits")  # the next run: the saved token logs in
     saved = token_path.read_text().strip()
     assert first_saved.startswith("5Aep") and saved.startswith("5Aep") and saved != first_saved
-    assert token_path.stat().st_mode & 0o777 == 0o600
+    assert token_path.stat().st_mode & 0o777 == 0o640  # the file's own permissions kept
     assert [path.name for path in tmp_path.iterdir()] == ["refresh-token"]  # no temporary file left
     assert caplog.text.count(f"the new one is saved in {token_path}") == 2
     assert first_saved not in caplog.text and saved not in caplog.text
     assert emu.credentials.refresh_token not in caplog.text
+
+
+def test_a_token_file_reached_through_a_link_is_saved_where_the_link_points(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """A secrets manager's file behind a symbolic link: the file it names gets the new token, and the
+    link stays a link."""
+    emu = emulator_factory(rotate_refresh_tokens=True)
+    (tmp_path / "secrets").mkdir()
+    real = tmp_path / "secrets" / "token"
+    real.write_text(emu.credentials.refresh_token)
+    link = tmp_path / "refresh-token"
+    link.symlink_to(real)
+    client_for(oauth_settings(emu, refresh=False, refresh_token_file=str(link))).get_json("limits")
+    assert link.is_symlink()
+    assert real.read_text().strip().startswith("5Aep")
 
 
 def test_a_rotated_token_that_cannot_be_saved_is_warned_about_and_used(

@@ -153,6 +153,35 @@ def test_creates_cut_every_time_leave_no_job_behind(
     assert emu.app.bulk.list()["records"] == [], "the orphans were aborted and deleted"
 
 
+def test_creates_cut_every_time_after_a_soap_login_leave_the_org_s_jobs_alone(
+    emulator_factory: Callable[..., Emulator],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No create answered and a login that does not name its user (SOAP): a like job could be another
+    program's (a parallel sync under another user), so none is deleted; a warning says one may remain."""
+    emu = queued_org(emulator_factory)
+    monkeypatch.setattr(SalesforceClient, "max_attempts", 2)
+    credentials = emu.credentials
+    settings = {
+        "username": credentials.username,
+        "password": credentials.password,
+        "security_token": credentials.security_token,
+        "domain": emu.base_url,
+        "api_version": "58.0",
+        "api_type": "bulk",
+    }
+    catalog = select(discover_catalog(settings), [ACCOUNT])
+    another = emu.app.bulk.create({"operation": "queryAll", "query": "SELECT Id FROM Account"}, "58.0")
+    emu.faults.drop_connection(count=2, path=JOBS, after_bytes=10)
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(settings, catalog)
+    assert run.exit_code != 0
+    assert emu.app.bulk.jobs_created == 3
+    assert another["id"] in [job["id"] for job in emu.app.bulk.list()["records"]]
+    assert "Salesforce never answered the request that creates the Bulk job" in caplog.text
+
+
 def test_a_job_created_by_another_client_meanwhile_is_left_alone(
     emulator_factory: Callable[..., Emulator],
 ) -> None:

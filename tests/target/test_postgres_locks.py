@@ -15,6 +15,7 @@ import typing as t
 import psycopg
 import pytest
 from conftest import (
+    Run,
     Warehouse,
     record,
     schema,
@@ -282,6 +283,18 @@ def updating_transaction(pg: Warehouse) -> psycopg.Connection:
     return holder
 
 
+def update_while_held(pg: Warehouse, holder: psycopg.Connection, *, release_after: float) -> Run:
+    """Upsert row a (to amount 2) while ``holder`` holds a lock, which it lets go ``release_after``
+    seconds on; the holder is closed afterwards."""
+    release = threading.Timer(release_after, holder.rollback)
+    release.start()
+    try:
+        return pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
+    finally:
+        release.join()
+        holder.close()
+
+
 def test_a_batch_waiting_for_rows_another_transaction_holds_says_who_and_loads_once_free(
     pg: Warehouse, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -292,14 +305,8 @@ def test_a_batch_waiting_for_rows_another_transaction_holds_says_who_and_loads_o
     monkeypatch.setattr(postgres, "WRITE_LOCK_WAIT_MS", 400)
     holder = updating_transaction(pg)
     holder_pid = holder.info.backend_pid
-    release = threading.Timer(3.0, holder.rollback)
-    release.start()
-    try:
-        with caplog.at_level("WARNING"):
-            run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
-    finally:
-        release.join()
-        holder.close()
+    with caplog.at_level("WARNING"):
+        run = update_while_held(pg, holder, release_after=3.0)
     assert run.error is None, run.error
     assert run.states == [2]
     assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
@@ -308,7 +315,7 @@ def test_a_batch_waiting_for_rows_another_transaction_holds_says_who_and_loads_o
     assert warnings[0].startswith(
         'stream s: another session holds a lock this run needs on table "salesforce"."s"'
     )
-    assert f"held by pid {holder_pid} (user " in warnings[0]
+    assert f"(sessions writing it: pid {holder_pid} (user " in warnings[0]
     assert "application analyst, idle in transaction for " in warnings[0]
 
 
@@ -340,14 +347,7 @@ def test_a_lock_timeout_of_the_database_makes_the_batch_wait_and_try_again(pg: W
     first_load(pg)
     database = pg.base_config["sqlalchemy_url"].rpartition("/")[2]
     pg.execute(f'ALTER DATABASE "{database}" SET lock_timeout = 300')
-    holder = updating_transaction(pg)
-    release = threading.Timer(2.0, holder.rollback)
-    release.start()
-    try:
-        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
-    finally:
-        release.join()
-        holder.close()
+    run = update_while_held(pg, updating_transaction(pg), release_after=2.0)
     assert run.error is None, run.error
     assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
 
@@ -360,13 +360,7 @@ def test_creating_the_schema_behind_another_runs_lock_waits_past_a_lock_timeout(
     holder = psycopg.connect(pg.base_config["sqlalchemy_url"])
     key = "target-warehouse-seg salesforce.salesforce"  # the lock runs take to create the schema
     holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-    release = threading.Timer(2.0, holder.rollback)
-    release.start()
-    try:
-        run = pg.run([schema("s", PROPERTIES), record("s", {"id": "a", "amount": 2}), state(2)])
-    finally:
-        release.join()
-        holder.close()
+    run = update_while_held(pg, holder, release_after=2.0)
     assert run.error is None, run.error
     assert pg.rows("s", columns="id, amount") == [{"id": "a", "amount": 2}]
 
