@@ -408,7 +408,10 @@ def test_the_servers_hint_is_on_the_error_line(pg: Warehouse) -> None:
     assert done.returncode != 0
     assert done.states == []
     [error] = done.error_lines
-    assert error.endswith("no room for rows (hint: Ask the DBA for the loading window.)")
+    assert error.endswith(
+        'no room for rows (stream accounts, table "salesforce"."accounts") '
+        "(hint: Ask the DBA for the loading window.)"
+    )
     assert [row["id"] for row in pg.rows("accounts")] == ["a"]
 
 
