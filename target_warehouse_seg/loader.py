@@ -216,7 +216,10 @@ class Loader:
         if time.monotonic() - since >= STOP_CANCEL_LIMIT_SECONDS:
             phase = "committed" if self._committing and self.engine.committed else self._phase()
             if phase == "committed" and unit.has_state:
-                self._emit_state(unit.state)  # its rows are in, whatever the engine does after
+                try:
+                    self._emit_state(unit.state)  # its rows are in, whatever the engine does after
+                except Exception as error:  # stdout gone: the exit below must still come
+                    logger.error("the committed batch's STATE could not be written: %s", error)
             _exit_without(unit, phase)
         self.engine.interrupt()
         # A cancel that came between two statements cancelled nothing: try again until the unit ends.
